@@ -1,0 +1,41 @@
+# One entry point for people and CI. Every target creates the virtual environment it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest bench reliability-long fmt clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/listingbot demo
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check listingbot tests benchmarks
+	$(BIN)/ruff format --check listingbot tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+reliability-long: $(STAMP)
+	LISTINGBOT_LONG=1 $(BIN)/pytest -q -m slow -s tests/test_reliability.py
+
+fmt: $(STAMP)
+	$(BIN)/ruff format listingbot tests benchmarks
+	$(BIN)/ruff check --fix listingbot tests benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
