@@ -1,0 +1,357 @@
+"""Chat text for one event about one listing: short, plain and safe to post.
+
+ChatKitty documents no Markdown, so messages are plain lines::
+
+    🏠 New listing · brooklyn-condos, nyc-family-homes
+    $500,000 · 3 bd · 2.5 ba · 2,350 sq ft · Condominium
+    20 W 34th St #2012B, New York, NY 10001
+    Quaint condo in the heart of the city …
+    https://example.com/li_2hAk61Qi6hFGw6nfrRmG
+
+Lines without data are left out. Everything that comes from a listing (or from the
+configuration) goes through :func:`sanitize` first, because ChatKitty turns ``<@user>`` and
+``<#channel>`` into mentions that notify people, and a listing must never be able to.
+Pure functions: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Final
+from urllib.parse import urlsplit
+
+from listingbot.models import EventType, Listing, Price, PriceUnit
+
+__all__ = [
+    "MESSAGE_MAX_CHARS",
+    "SUMMARY_MAX_CHARS",
+    "format_price",
+    "render",
+    "sanitize",
+]
+
+MESSAGE_MAX_CHARS: Final = 1000
+SUMMARY_MAX_CHARS: Final = 280
+MAX_NAMED_SUBSCRIPTIONS: Final = 5
+MAX_NAMED_TYPES: Final = 3
+# A summary squeezed below this by the overall cap says nothing useful: leave it out.
+_MIN_SUMMARY_CHARS: Final = 40
+_NAME_MAX_CHARS: Final = 60
+_ADDRESS_MAX_CHARS: Final = 200
+_URL_MAX_CHARS: Final = 300
+
+ELLIPSIS: Final = "…"
+_ON_APPLICATION: Final = "on application"
+ARROW: Final = "→"
+EN_DASH: Final = "\u2013"  # ranges: 2,000-4,500 typeset with an en dash
+MINUS: Final = "\u2212"  # a real minus sign, as typeset
+SEP: Final = " · "
+
+_HEADLINES: Final[dict[EventType, str]] = {
+    EventType.NEW: "🏠 New listing",
+    EventType.PRICE_DROP: "📉 Price drop",
+    EventType.PRICE_INCREASE: "📈 Price increase",
+    EventType.STATUS_CHANGE: "🔔 Status change",
+}
+
+_SYMBOLS: Final[dict[str, str]] = {"USD": "$", "GBP": "£", "EUR": "€"}
+_UNIT_SUFFIX: Final[dict[PriceUnit, str]] = {
+    PriceUnit.TOTAL: "",
+    PriceUnit.PER_MONTH: "/mo",
+    PriceUnit.PER_YEAR: "/yr",
+    PriceUnit.PER_SQFT: " per sq ft",
+    PriceUnit.PER_SQM: " per sq m",
+}
+# Rents per area are small numbers quoted to the penny ("£45.00 per sq ft").
+_AREA_UNITS: Final = frozenset({PriceUnit.PER_SQFT, PriceUnit.PER_SQM})
+
+# Removed outright: bidi embeddings/overrides/isolates (they can make text read backwards
+# or hide part of it), invisible zero-width spaces and BOMs (they can split a "<@" so
+# the check below misses it). ZWJ/ZWNJ stay: emoji sequences and Persian text need them.
+_INVISIBLE: Final = frozenset(
+    [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+    + ["\u200b", "\u2060", "\ufeff"]
+)
+_LINE_BREAKS: Final = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+# The mention syntax is "<" directly followed by "@" or "#". Replacing that "<" with the
+# look-alike U+2039 keeps the text readable while no parser can take it for a mention; a
+# zero-width character would also work, but some clients strip those, and copy-pasting
+# the text would bring the mention back.
+_MENTION_START: Final = re.compile(r"<(?=[@#])")
+_MENTION_SAFE_LT: Final = "\u2039"  # single left-pointing angle quotation mark
+_CURRENCY_CODE: Final = re.compile(r"[A-Z]{3}")
+_URL_FORBIDDEN: Final = frozenset('<>"\\ `{}|^')
+
+
+def sanitize(text: str, *, max_len: int | None = None, multiline: bool = False) -> str:
+    """Make listing-derived text safe and tidy for a chat message.
+
+    Drops control characters (C0, DEL, C1), bidi controls, zero-width spaces and lone
+    surrogates; collapses whitespace runs to one space (with ``multiline``, line breaks
+    survive as single ``\\n`` and blank lines go); neutralizes ``<@…>`` / ``<#…>``
+    mention syntax; and cuts to ``max_len`` characters, ellipsis included, at a word
+    boundary when there is one nearby.
+    """
+    chars: list[str] = []
+    for ch in text.replace("\r\n", "\n"):
+        if ch in _LINE_BREAKS:
+            chars.append("\n" if multiline else " ")
+        elif ch.isspace():
+            chars.append(" ")
+        elif ch in _INVISIBLE or _is_control(ch):
+            continue
+        else:
+            chars.append(ch)
+    lines = (" ".join(line.split()) for line in "".join(chars).split("\n"))
+    cleaned = "\n".join(line for line in lines if line)
+    cleaned = _MENTION_START.sub(_MENTION_SAFE_LT, cleaned)
+    return cleaned if max_len is None else _truncate(cleaned, max_len)
+
+
+def _is_control(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        code < 0x20
+        or 0x7F <= code <= 0x9F
+        # Lone surrogates (from "\\ud800" in bad JSON) cannot be encoded as UTF-8 and
+        # would make the send itself fail.
+        or 0xD800 <= code <= 0xDFFF
+    )
+
+
+def _truncate(text: str, max_len: int) -> str:
+    if len(text) <= max_len:
+        return text
+    if max_len <= 0:
+        return ""
+    cut = text[: max_len - 1]
+    boundary = max(cut.rfind(" "), cut.rfind("\n"))
+    # Only back up to a word boundary when it costs little; a long URL-like token would
+    # otherwise leave almost nothing.
+    if boundary >= (max_len * 2) // 3:
+        cut = cut[:boundary]
+    return cut.rstrip(" \n,;:.-\u2013\u2014") + ELLIPSIS
+
+
+def format_price(price: Price | None) -> str:
+    """Display a price: ``$500,000``, ``$2,400/mo``, ``£45.00 per sq ft``, ranges joined by an
+    en dash, ``Guide price £1,250,000``, ``Price on application`` / ``Rent on application``.
+
+    Returns ``""`` when there is no price at all.
+    """
+    if price is None:
+        return ""
+    amount = _finite(price.amount)
+    if price.on_application or amount is None:
+        noun = "Price" if price.unit is PriceUnit.TOTAL else "Rent"
+        return f"{noun} {_ON_APPLICATION}"
+    figure = _money(amount, price)
+    high = _finite(price.amount_max)
+    if high is not None and high > amount:
+        figure = f"{figure}{EN_DASH}{_money(high, price)}"
+    text = figure + _UNIT_SUFFIX[price.unit]
+    qualifier = sanitize(price.qualifier or "", max_len=_NAME_MAX_CHARS)
+    if qualifier:
+        text = f"{qualifier[0].upper()}{qualifier[1:]} {text}"
+    return text
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _money(amount: float, price: Price) -> str:
+    if price.unit in _AREA_UNITS or not float(amount).is_integer():
+        number = f"{amount:,.2f}"
+    else:
+        number = f"{amount:,.0f}"
+    code = price.currency.strip().upper()
+    symbol = _SYMBOLS.get(code)
+    if symbol is not None:
+        return f"{symbol}{number}"
+    # An unknown code is shown after the number; anything that is not a currency code
+    # (it came from a listing) is not shown at all.
+    return f"{number} {code}" if _CURRENCY_CODE.fullmatch(code) else number
+
+
+def render(
+    listing: Listing,
+    event: EventType,
+    subscriptions: Sequence[str],
+    *,
+    old_price: Price | None = None,
+    old_status: str | None = None,
+) -> str:
+    """The chat message for ``event`` on ``listing``, naming the matching subscriptions.
+
+    ``old_price`` is used by price drops/increases, ``old_status`` by status changes.
+    The result never exceeds ``MESSAGE_MAX_CHARS``; the link is kept whole.
+    """
+    head = [_headline(event, subscriptions)]
+    if event is EventType.STATUS_CHANGE:
+        head.append(_status_change(old_status, listing.status))
+    facts_line = SEP.join(
+        part for part in (_price_part(listing, event, old_price), *_facts(listing)) if part
+    )
+    head.append(facts_line)
+    head.append(
+        sanitize(listing.address or "", max_len=_ADDRESS_MAX_CHARS)
+        or sanitize(listing.title, max_len=_ADDRESS_MAX_CHARS)
+    )
+    head = [line for line in head if line]
+    url = _safe_url(listing.url)
+    tail = [url] if url else []
+
+    fixed = len("\n".join([*head, *tail]))
+    budget = min(SUMMARY_MAX_CHARS, MESSAGE_MAX_CHARS - fixed - 1)
+    summary = ""
+    if listing.summary and budget >= _MIN_SUMMARY_CHARS:
+        summary = sanitize(listing.summary, max_len=budget, multiline=True)
+
+    body = "\n".join(line for line in (*head, summary, *tail) if line)
+    if len(body) > MESSAGE_MAX_CHARS:
+        # Only pathological field lengths get here; the link is what a reader needs most.
+        room = MESSAGE_MAX_CHARS - (len(url) + 1 if url else 0)
+        body = "\n".join(part for part in (_truncate("\n".join(head), room), url) if part)
+    # Each piece was sanitized; this guards the joins between pieces too.
+    return _MENTION_START.sub(_MENTION_SAFE_LT, body)
+
+
+def _headline(event: EventType, subscriptions: Sequence[str]) -> str:
+    names = sorted({n for n in (sanitize(s, max_len=_NAME_MAX_CHARS) for s in subscriptions) if n})
+    headline = _HEADLINES[event]
+    if not names:
+        return headline
+    return f"{headline}{SEP}{_capped_list(names, MAX_NAMED_SUBSCRIPTIONS)}"
+
+
+def _capped_list(items: Sequence[str], limit: int) -> str:
+    shown = ", ".join(items[:limit])
+    hidden = len(items) - limit
+    return f"{shown} +{hidden} more" if hidden > 0 else shown
+
+
+def _status_change(old: str | None, new: str | None) -> str:
+    new_words = _words(new) or "Unknown"
+    old_words = _words(old)
+    return f"{old_words} {ARROW} {new_words}" if old_words else new_words
+
+
+def _words(slug: str | None) -> str:
+    """``under_offer`` -> ``Under offer``."""
+    text = sanitize((slug or "").replace("_", " ").replace("-", " "), max_len=_NAME_MAX_CHARS)
+    return text[:1].upper() + text[1:]
+
+
+def _price_part(listing: Listing, event: EventType, old_price: Price | None) -> str:
+    if event in (EventType.PRICE_DROP, EventType.PRICE_INCREASE):
+        return _price_change(old_price, listing.asking)
+    sale = format_price(listing.price)
+    rent = format_price(listing.rent)
+    if sale and rent:
+        # A sale price reads as one on its own; a rent figure needs saying when both are
+        # shown, unless it already says so ("Rent on application").
+        if not rent.endswith(_ON_APPLICATION):
+            rent = f"{_let_word(listing)} {rent}"
+        return f"{sale}{SEP}{rent}"
+    if sale or rent:
+        return sale or rent
+    if listing.for_sale and listing.to_let:
+        return f"For sale or {_let_word(listing).lower()}"
+    if listing.for_sale:
+        return "For sale"
+    return _let_word(listing) if listing.to_let else ""
+
+
+def _let_word(listing: Listing) -> str:
+    return "To let" if listing.country == "GB" else "For rent"
+
+
+def _price_change(old: Price | None, new: Price | None) -> str:
+    old_text, new_text = format_price(old), format_price(new)
+    if not new_text:
+        return ""
+    if not old_text:
+        return new_text
+    return f"{old_text} {ARROW} {new_text}{_percent(old, new)}"
+
+
+def _percent(old: Price | None, new: Price | None) -> str:
+    if old is None or new is None or (old.currency, old.unit) != (new.currency, new.unit):
+        return ""
+    before, after = _finite(old.amount), _finite(new.amount)
+    if before is None or after is None or before <= 0:
+        return ""
+    change = (after - before) / before * 100
+    if abs(change) < 0.05:  # would print as 0.0%
+        return ""
+    sign = MINUS if change < 0 else "+"
+    return f" ({sign}{abs(change):.1f}%)"
+
+
+def _facts(listing: Listing) -> list[str]:
+    facts: list[str] = []
+    beds, baths = _positive(listing.bedrooms), _positive(listing.bathrooms)
+    if beds is not None:
+        facts.append(f"{_count(beds)} bd")
+    if baths is not None:
+        facts.append(f"{_count(baths)} ba")
+    area = _area(_positive(listing.size_sqft), _positive(listing.size_max_sqft))
+    if area:
+        facts.append(area)
+    types = _types(listing.property_types or (listing.property_type or "",))
+    if types:
+        facts.append(types)
+    return facts
+
+
+def _positive(value: float | None) -> float | None:
+    value = _finite(value)
+    return value if value is not None and value > 0 else None
+
+
+def _count(value: float) -> str:
+    return f"{value:g}"
+
+
+def _area(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None and high > low:
+        return f"{low:,.0f}{EN_DASH}{high:,.0f} sq ft"
+    if low is not None:
+        return f"{low:,.0f} sq ft"
+    return f"up to {high:,.0f} sq ft" if high is not None else ""
+
+
+def _types(slugs: Iterable[str]) -> str:
+    words: list[str] = []
+    for slug in slugs:
+        word = _words(slug)
+        if word and word not in words:
+            words.append(word)
+    return _capped_list(words, MAX_NAMED_TYPES)
+
+
+def _safe_url(url: str | None) -> str:
+    """The URL when it is a plain http(s) link a reader can follow; otherwise ``""``."""
+    if not url:
+        return ""
+    candidate = url.strip()
+    if (
+        len(candidate) > _URL_MAX_CHARS
+        or candidate != sanitize(candidate)
+        or any(ch in _URL_FORBIDDEN for ch in candidate)
+    ):
+        return ""
+    try:
+        parts = urlsplit(candidate)
+        # Userinfo enables "https://bank.example@evil.example" look-alikes.
+        has_userinfo = parts.username is not None or parts.password is not None
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return ""
+    return "" if has_userinfo or not port_ok else candidate
