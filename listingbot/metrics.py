@@ -1,0 +1,127 @@
+"""Prometheus metrics: one registry per running app, so tests can run several side by side.
+
+Labels are bounded by construction: API and source names, HTTP status codes, event types
+and outcomes. Never a listing id, URL, channel name or anything that carries a secret.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Everything listingbot counts. Also the clients' ``RequestObserver``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.polls = Counter(
+            "listingbot_polls",
+            "Polls by source and outcome (ok, failed).",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.poll_duration = Histogram(
+            "listingbot_poll_duration_seconds",
+            "Wall time of one poll of one source.",
+            ["source"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "listingbot_upstream_requests",
+            "HTTP requests to upstream APIs by API and status code (error = no response).",
+            ["api", "status"],
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "listingbot_upstream_retries",
+            "Retried upstream requests by reason.",
+            ["api", "reason"],
+            registry=r,
+        )
+        self.token_fetches = Counter(
+            "listingbot_token_fetches", "OAuth token requests by API.", ["api"], registry=r
+        )
+        self.rate_wait_seconds = Counter(
+            "listingbot_rate_limit_wait_seconds",
+            "Seconds spent waiting on rate limits (own limiter and Retry-After).",
+            ["api"],
+            registry=r,
+        )
+        self.listings_seen = Counter(
+            "listingbot_listings_seen",
+            "Listings received and normalized, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.records_skipped = Counter(
+            "listingbot_records_skipped",
+            "Upstream records skipped as malformed, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.possible_gaps = Counter(
+            "listingbot_possible_gaps",
+            "Polls whose full result page may have hidden changes (Kotohomes has no paging).",
+            ["source"],
+            registry=r,
+        )
+        self.events = Counter(
+            "listingbot_events", "Detected events by type (before grouping).", ["type"], registry=r
+        )
+        self.messages_sent = Counter(
+            "listingbot_messages_sent", "Messages delivered to ChatKitty.", registry=r
+        )
+        self.messages_retried = Counter(
+            "listingbot_messages_retried", "Message sends that will be retried.", registry=r
+        )
+        self.messages_failed = Counter(
+            "listingbot_messages_failed", "Messages given up on (permanent error).", registry=r
+        )
+        self.messages_reconciled = Counter(
+            "listingbot_messages_reconciled",
+            "Sends of unknown outcome resolved by looking in the channel, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "listingbot_outbox_depth",
+            "Messages not yet delivered (pending or sending).",
+            registry=r,
+        )
+        self.outbox_oldest_age = Gauge(
+            "listingbot_outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered message (0 when none).",
+            registry=r,
+        )
+        self.source_up = Gauge(
+            "listingbot_source_up",
+            "1 while the last poll of a source succeeded.",
+            ["source"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "listingbot_source_last_success_timestamp_seconds",
+            "Unix time of the last successful poll, by source.",
+            ["source"],
+            registry=r,
+        )
+
+    # RequestObserver ------------------------------------------------------------------
+    def request_done(self, api: str, status: int | None, duration_s: float) -> None:
+        del duration_s
+        self.upstream_requests.labels(api, "error" if status is None else str(status)).inc()
+
+    def rate_limit_wait(self, api: str, seconds: float) -> None:
+        if seconds > 0:
+            self.rate_wait_seconds.labels(api).inc(seconds)
+
+    def token_fetched(self, api: str) -> None:
+        self.token_fetches.labels(api).inc()
+
+    def retry(self, api: str, reason: str) -> None:
+        self.upstream_retries.labels(api, reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,764 @@
+"""All of listingbot's SQL: the schema, its migrations, and one method per unit of work.
+
+The state file is SQLite in WAL mode. Every method that writes does so in exactly one
+transaction, so a crash leaves the file either before or after a unit of work, never in
+between. That is what makes the outbox work: the listing state, the subscription match
+state, the upstream cursors and the messages to send are written together by
+``record_poll``, and delivery only ever moves one outbox row from state to state.
+
+Why stdlib ``sqlite3`` behind one dedicated thread rather than aiosqlite: aiosqlite is the
+same design (one thread per connection, calls marshalled to it) with a per-call future
+around each ``execute``. Here each unit of work is a plain synchronous function run on the
+store's thread in one hop, so a poll that writes 10,000 rows costs one thread switch, not
+10,000, and the same functions serve the synchronous ``listingbot status`` command.
+
+Outbox row states::
+
+    pending --claim--> sending --ok--> sent
+       ^                  |  \\--permanent error--> failed --retry-failed--> pending
+       |                  |
+       +--retryable error-+   (and rows left ``sending`` by a crash are reconciled:
+                               found in the channel -> sent, otherwise -> pending)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from listingbot.errors import StoreError
+
+T = TypeVar("T")
+
+# Each entry migrates from user_version == index to index + 1. Never edit a shipped entry:
+# append a new one, so every existing state file upgrades the same way.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE listings (
+        query_key   TEXT NOT NULL,
+        listing_id  TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        price       REAL,
+        status      TEXT,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        PRIMARY KEY (query_key, listing_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX listings_last_seen ON listings (last_seen);
+
+    CREATE TABLE matches (
+        subscription  TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        listing_id    TEXT NOT NULL,
+        first_matched TEXT NOT NULL,
+        last_price    REAL,
+        last_status   TEXT,
+        last_changed  TEXT NOT NULL,
+        PRIMARY KEY (subscription, source, listing_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX matches_listing ON matches (source, listing_id);
+
+    CREATE TABLE subscriptions (
+        name         TEXT PRIMARY KEY,
+        source       TEXT NOT NULL,
+        filter_hash  TEXT NOT NULL,
+        baselined_at TEXT,
+        created_at   TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE cursors (
+        query_key   TEXT PRIMARY KEY,
+        source      TEXT NOT NULL,
+        created_hw  TEXT,
+        updated_hw  TEXT,
+        last_polled TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        key             TEXT NOT NULL UNIQUE,
+        channel_id      INTEGER NOT NULL,
+        source          TEXT NOT NULL,
+        listing_id      TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        subscriptions   TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        properties      TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        claimed_at      TEXT,
+        sent_at         TEXT,
+        message_id      INTEGER,
+        last_error      TEXT
+    );
+    CREATE INDEX outbox_open ON outbox (state, channel_id, seq);
+
+    CREATE TABLE source_status (
+        source               TEXT PRIMARY KEY,
+        last_success         TEXT,
+        last_failure         TEXT,
+        last_error           TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        last_listings        INTEGER NOT NULL DEFAULT 0,
+        last_events          INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
+)
+
+OPEN_STATES = ("pending", "sending")
+
+
+def _ts(value: datetime) -> str:
+    """Timestamps are stored as fixed-width UTC ISO strings, so text order is time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MatchState:
+    """What a subscription was last told about a listing."""
+
+    subscription: str
+    source: str
+    listing_id: str
+    last_price: float | None
+    last_status: str | None
+
+
+@dataclass(frozen=True)
+class SeenListing:
+    """One listing as observed by one upstream query in a poll."""
+
+    query_key: str
+    listing_id: str
+    source: str
+    fingerprint: str
+    price: float | None
+    status: str | None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    query_key: str
+    source: str
+    created_hw: str | None = None
+    updated_hw: str | None = None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """An outbox row to be created (ignored if its key already exists)."""
+
+    key: str
+    channel_id: int
+    source: str
+    listing_id: str
+    event: str
+    subscriptions: tuple[str, ...]
+    body: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    key: str
+    channel_id: int
+    source: str
+    listing_id: str
+    event: str
+    subscriptions: tuple[str, ...]
+    body: str
+    properties: dict[str, Any]
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    claimed_at: datetime | None
+    message_id: int | None
+    last_error: str | None
+
+
+@dataclass
+class PollRecord:
+    """Everything one successful poll of one source changes, written in one transaction."""
+
+    source: str
+    seen: list[SeenListing] = field(default_factory=list)
+    matches: list[MatchState] = field(default_factory=list)
+    cursors: list[Cursor] = field(default_factory=list)
+    baselined: list[str] = field(default_factory=list)
+    messages: list[NewMessage] = field(default_factory=list)
+    listings: int = 0
+    events: int = 0
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    source: str
+    last_success: datetime | None
+    last_failure: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    last_listings: int
+    last_events: int
+
+
+@dataclass(frozen=True)
+class SubscriptionStatus:
+    name: str
+    source: str
+    baselined_at: datetime | None
+    matches: int
+    last_message_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    counts: dict[str, int]
+    oldest_open: datetime | None
+    failed: list[tuple[int, str, int, str | None]]  # (seq, key, channel, last_error)
+
+
+class Store:
+    """The state file. Create with :meth:`open`; every public coroutine is one unit of work."""
+
+    def __init__(self, path: Path, clock_now: Callable[[], datetime]) -> None:
+        self.path = path
+        self._now = clock_now
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listingbot-store")
+        self._conn: sqlite3.Connection | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    @classmethod
+    async def open(cls, path: Path, clock_now: Callable[[], datetime]) -> Store:
+        store = cls(path, clock_now)
+        await store._run(store._open_sync)
+        return store
+
+    @classmethod
+    def open_sync(cls, path: Path, clock_now: Callable[[], datetime]) -> Store:
+        """For synchronous callers (``listingbot status``); methods ending in _sync only."""
+        store = cls(path, clock_now)
+        store._open_sync()
+        return store
+
+    def _open_sync(self) -> None:
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a committed transaction survives a process crash; only an
+            # OS crash or power loss can roll back the last commits, never corrupt the file.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = conn
+            self._migrate(conn)
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open state file {self.path}: {err}") from err
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"state file {self.path} has schema version {version}, newer than this "
+                f"listingbot understands ({len(MIGRATIONS)}); refusing to touch it"
+            )
+        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._c.execute("PRAGMA user_version").fetchone()[0])
+
+    async def close(self) -> None:
+        await self._run(self._close_sync)
+        self._executor.shutdown(wait=True)
+
+    def close_sync(self) -> None:
+        self._close_sync()
+        self._executor.shutdown(wait=True)
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("state file is closed")
+        return self._conn
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._c
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot start a transaction on {self.path}: {err}") from err
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"cannot commit to {self.path}: {err}") from err
+
+    # ---------------------------------------------------------------- subscriptions
+    async def sync_subscriptions(self, subs: Sequence[tuple[str, str, str]]) -> set[str]:
+        """Register (name, source, filter_hash); return the names that need a baseline.
+
+        A subscription whose filters changed is treated as new: it records what matches
+        now before posting, instead of announcing everything the new filters let in.
+        """
+        return await self._run(self._sync_subscriptions, list(subs))
+
+    def _sync_subscriptions(self, subs: list[tuple[str, str, str]]) -> set[str]:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            known = {
+                row[0]: (row[1], row[2], row[3])
+                for row in conn.execute(
+                    "SELECT name, source, filter_hash, baselined_at FROM subscriptions"
+                )
+            }
+            for name, source, fhash in subs:
+                prev = known.get(name)
+                if prev is None:
+                    conn.execute(
+                        "INSERT INTO subscriptions (name, source, filter_hash, created_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (name, source, fhash, now),
+                    )
+                elif prev[0] != source or prev[1] != fhash:
+                    conn.execute(
+                        "UPDATE subscriptions SET source = ?, filter_hash = ?, baselined_at = NULL"
+                        " WHERE name = ?",
+                        (source, fhash, name),
+                    )
+            rows = conn.execute("SELECT name FROM subscriptions WHERE baselined_at IS NULL")
+            pending = {row[0] for row in rows}
+        return pending & {name for name, _, _ in subs}
+
+    # ---------------------------------------------------------------- polling
+    async def load_cursors(self, query_keys: Iterable[str]) -> dict[str, Cursor]:
+        return await self._run(self._load_cursors, list(query_keys))
+
+    def _load_cursors(self, keys: list[str]) -> dict[str, Cursor]:
+        out: dict[str, Cursor] = {}
+        for chunk in _chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT query_key, source, created_hw, updated_hw FROM cursors"
+                f" WHERE query_key IN ({marks})"
+            )
+            for row in self._c.execute(sql, chunk):
+                out[row[0]] = Cursor(row[0], row[1], row[2], row[3])
+        return out
+
+    async def load_fingerprints(self, query_key: str, ids: Sequence[str]) -> dict[str, str]:
+        """Fingerprints this query recorded for these listings last time it saw them."""
+        return await self._run(self._load_fingerprints, query_key, list(ids))
+
+    def _load_fingerprints(self, query_key: str, ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT listing_id, fingerprint FROM listings"
+                f" WHERE query_key = ? AND listing_id IN ({marks})"
+            )
+            out.update(self._c.execute(sql, [query_key, *chunk]).fetchall())
+        return out
+
+    async def load_matches(
+        self, source: str, subscriptions: Sequence[str], ids: Sequence[str]
+    ) -> dict[tuple[str, str], MatchState]:
+        """Match state for every (subscription, listing) pair among these, keyed that way."""
+        return await self._run(self._load_matches, source, list(subscriptions), list(ids))
+
+    def _load_matches(
+        self, source: str, subs: list[str], ids: list[str]
+    ) -> dict[tuple[str, str], MatchState]:
+        out: dict[tuple[str, str], MatchState] = {}
+        if not subs or not ids:
+            return out
+        wanted = set(subs)
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT subscription, listing_id, last_price, last_status FROM matches"
+                f" WHERE source = ? AND listing_id IN ({marks})"
+            )
+            for sub, lid, price, status in self._c.execute(sql, [source, *chunk]):
+                if sub in wanted:
+                    out[(sub, lid)] = MatchState(sub, source, lid, price, status)
+        return out
+
+    async def record_poll(self, record: PollRecord) -> int:
+        """Commit one poll: listings, matches, cursors, baselines, outbox. Returns rows queued."""
+        return await self._run(self._record_poll, record)
+
+    def _record_poll(self, rec: PollRecord) -> int:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO listings (query_key, listing_id, source, fingerprint, price, status,"
+                " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (query_key, listing_id) DO UPDATE SET"
+                " fingerprint = excluded.fingerprint, price = excluded.price,"
+                " status = excluded.status,"
+                " last_seen = excluded.last_seen",
+                [
+                    (
+                        s.query_key,
+                        s.listing_id,
+                        s.source,
+                        s.fingerprint,
+                        s.price,
+                        s.status,
+                        now,
+                        now,
+                    )
+                    for s in rec.seen
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO matches (subscription, source, listing_id, first_matched, last_price,"
+                " last_status, last_changed) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (subscription, source, listing_id) DO UPDATE SET"
+                " last_price = excluded.last_price, last_status = excluded.last_status,"
+                " last_changed = excluded.last_changed",
+                [
+                    (m.subscription, m.source, m.listing_id, now, m.last_price, m.last_status, now)
+                    for m in rec.matches
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO cursors (query_key, source, created_hw, updated_hw, last_polled)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (query_key) DO UPDATE SET"
+                " created_hw = excluded.created_hw, updated_hw = excluded.updated_hw,"
+                " last_polled = excluded.last_polled",
+                [(c.query_key, c.source, c.created_hw, c.updated_hw, now) for c in rec.cursors],
+            )
+            conn.executemany(
+                "UPDATE subscriptions SET baselined_at = ? WHERE name = ? AND baselined_at IS NULL",
+                [(now, name) for name in rec.baselined],
+            )
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO outbox (key, channel_id, source, listing_id, event,"
+                " subscriptions, body, properties, created_at, next_attempt_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        m.key,
+                        m.channel_id,
+                        m.source,
+                        m.listing_id,
+                        m.event,
+                        json.dumps(list(m.subscriptions)),
+                        m.body,
+                        json.dumps(m.properties, separators=(",", ":"), ensure_ascii=False),
+                        now,
+                        now,
+                    )
+                    for m in rec.messages
+                ],
+            )
+            queued = conn.total_changes - before
+            conn.execute(
+                "INSERT INTO source_status (source, last_success, consecutive_failures,"
+                " last_listings, last_events) VALUES (?, ?, 0, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET last_success = excluded.last_success,"
+                " consecutive_failures = 0, last_listings = excluded.last_listings,"
+                " last_events = excluded.last_events",
+                (rec.source, now, rec.listings, rec.events),
+            )
+        return queued
+
+    async def record_poll_failure(self, source: str, error: str) -> None:
+        await self._run(self._record_poll_failure, source, error)
+
+    def _record_poll_failure(self, source: str, error: str) -> None:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO source_status (source, last_failure, last_error, consecutive_failures)"
+                " VALUES (?, ?, ?, 1) ON CONFLICT (source) DO UPDATE SET"
+                " last_failure = excluded.last_failure, last_error = excluded.last_error,"
+                " consecutive_failures = source_status.consecutive_failures + 1",
+                (source, now, error[:500]),
+            )
+
+    # ---------------------------------------------------------------- delivery
+    async def due_messages(self, limit_per_channel: int = 50) -> dict[int, list[OutboxRow]]:
+        """Per channel, the pending rows that may be sent now, in event order.
+
+        A channel whose oldest open row is not due yet (backing off) or is ``sending``
+        (outcome unknown, awaiting reconciliation) yields nothing: messages in a channel go
+        out in the order their events happened.
+        """
+        return await self._run(self._due_messages, limit_per_channel)
+
+    def _due_messages(self, limit: int) -> dict[int, list[OutboxRow]]:
+        now = self._now()
+        out: dict[int, list[OutboxRow]] = {}
+        blocked: set[int] = set()
+        rows = self._c.execute(
+            f"SELECT {_ROW_COLS} FROM outbox WHERE state IN ('pending', 'sending')"
+            " ORDER BY channel_id, seq"
+        )
+        for raw in rows:
+            row = _row(raw)
+            if row.channel_id in blocked:
+                continue
+            if row.state == "sending" or row.next_attempt_at > now:
+                blocked.add(row.channel_id)
+                continue
+            batch = out.setdefault(row.channel_id, [])
+            if len(batch) < limit:
+                batch.append(row)
+            else:
+                blocked.add(row.channel_id)
+        return out
+
+    async def mark_sending(self, seq: int) -> None:
+        await self._run(self._mark_sending, seq)
+
+    def _mark_sending(self, seq: int) -> None:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            # next_attempt_at = now: if we crash mid-send, reconciliation may look at once.
+            conn.execute(
+                "UPDATE outbox SET state = 'sending', claimed_at = ?, next_attempt_at = ?,"
+                " attempts = attempts + 1 WHERE seq = ?",
+                (now, now, seq),
+            )
+
+    async def mark_unknown(self, seq: int, delay_s: float, error: str) -> None:
+        """The send may or may not have reached ChatKitty: keep the row ``sending`` and
+        look for it in the channel after ``delay_s`` before sending it again."""
+        await self._run(self._mark_unknown, seq, delay_s, error)
+
+    def _mark_unknown(self, seq: int, delay_s: float, error: str) -> None:
+        due = _ts(self._now() + timedelta(seconds=delay_s))
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = 'sending', next_attempt_at = ?, last_error = ?"
+                " WHERE seq = ?",
+                (due, error[:500], seq),
+            )
+
+    async def mark_sent(self, seq: int, message_id: int | None) -> None:
+        await self._run(self._mark_sent, seq, message_id)
+
+    def _mark_sent(self, seq: int, message_id: int | None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, last_error = NULL"
+                " WHERE seq = ?",
+                (_ts(self._now()), message_id, seq),
+            )
+
+    async def mark_retry(self, seq: int, delay_s: float, error: str) -> None:
+        await self._run(self._mark_retry, seq, delay_s, error)
+
+    def _mark_retry(self, seq: int, delay_s: float, error: str) -> None:
+        due = _ts(self._now() + timedelta(seconds=delay_s))
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?"
+                " WHERE seq = ?",
+                (due, error[:500], seq),
+            )
+
+    async def mark_failed(self, seq: int, error: str) -> None:
+        await self._run(self._mark_failed, seq, error)
+
+    def _mark_failed(self, seq: int, error: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ? WHERE seq = ?",
+                (error[:500], seq),
+            )
+
+    async def sending_rows(self) -> list[OutboxRow]:
+        """Rows whose send outcome is unknown (a crash or a timeout mid-request)."""
+        return await self._run(self._sending_rows)
+
+    def _sending_rows(self) -> list[OutboxRow]:
+        sql = f"SELECT {_ROW_COLS} FROM outbox WHERE state = 'sending' ORDER BY seq"
+        return [_row(r) for r in self._c.execute(sql)]
+
+    async def open_counts(self) -> tuple[int, datetime | None]:
+        """(rows not yet delivered, creation time of the oldest of them)."""
+        return await self._run(self._open_counts)
+
+    def _open_counts(self) -> tuple[int, datetime | None]:
+        n, oldest = self._c.execute(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state IN ('pending', 'sending')"
+        ).fetchone()
+        return int(n), _parse_ts(oldest)
+
+    def retry_failed_sync(self) -> int:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?"
+                " WHERE state = 'failed'",
+                (_ts(self._now()),),
+            )
+            return cur.rowcount
+
+    # ---------------------------------------------------------------- housekeeping
+    async def prune(self, older_than: datetime) -> tuple[int, int, int]:
+        """Forget listings unseen since ``older_than``, their matches, and old sent rows."""
+        return await self._run(self._prune, older_than)
+
+    def _prune(self, older_than: datetime) -> tuple[int, int, int]:
+        cutoff = _ts(older_than)
+        with self._tx() as conn:
+            gone = conn.execute("DELETE FROM listings WHERE last_seen < ?", (cutoff,)).rowcount
+            # A match outlives its listing rows only while some query still sees the listing.
+            matches = conn.execute(
+                "DELETE FROM matches WHERE last_changed < ? AND NOT EXISTS ("
+                " SELECT 1 FROM listings l WHERE l.source = matches.source"
+                " AND l.listing_id = matches.listing_id)",
+                (cutoff,),
+            ).rowcount
+            sent = conn.execute(
+                "DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?", (cutoff,)
+            ).rowcount
+        return gone, matches, sent
+
+    # ---------------------------------------------------------------- status (sync, read-only)
+    def source_statuses_sync(self) -> list[SourceStatus]:
+        rows = self._c.execute(
+            "SELECT source, last_success, last_failure, last_error, consecutive_failures,"
+            " last_listings, last_events FROM source_status ORDER BY source"
+        )
+        return [
+            SourceStatus(r[0], _parse_ts(r[1]), _parse_ts(r[2]), r[3], r[4], r[5], r[6])
+            for r in rows
+        ]
+
+    async def source_statuses(self) -> list[SourceStatus]:
+        return await self._run(self.source_statuses_sync)
+
+    def subscription_statuses_sync(self) -> list[SubscriptionStatus]:
+        counts = dict(
+            self._c.execute("SELECT subscription, COUNT(*) FROM matches GROUP BY subscription")
+        )
+        last: dict[str, datetime] = {}
+        for subs_json, sent_at in self._c.execute(
+            "SELECT subscriptions, MAX(sent_at) FROM outbox WHERE state = 'sent'"
+            " GROUP BY subscriptions"
+        ):
+            stamp = _parse_ts(sent_at)
+            for name in json.loads(subs_json):
+                if stamp is not None and (name not in last or last[name] < stamp):
+                    last[name] = stamp
+        return [
+            SubscriptionStatus(name, source, _parse_ts(base), counts.get(name, 0), last.get(name))
+            for name, source, base in self._c.execute(
+                "SELECT name, source, baselined_at FROM subscriptions ORDER BY name"
+            )
+        ]
+
+    def outbox_summary_sync(self, failed_limit: int = 20) -> OutboxSummary:
+        counts = dict(self._c.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
+        oldest = self._c.execute(
+            "SELECT MIN(created_at) FROM outbox WHERE state IN ('pending', 'sending')"
+        ).fetchone()[0]
+        failed = [
+            (int(r[0]), str(r[1]), int(r[2]), r[3])
+            for r in self._c.execute(
+                "SELECT seq, key, channel_id, last_error FROM outbox WHERE state = 'failed'"
+                " ORDER BY seq DESC LIMIT ?",
+                (failed_limit,),
+            )
+        ]
+        return OutboxSummary({str(k): int(v) for k, v in counts.items()}, _parse_ts(oldest), failed)
+
+    def all_rows_sync(self) -> list[OutboxRow]:
+        """Every outbox row in order (tests and the status command's detail view)."""
+        sql = f"SELECT {_ROW_COLS} FROM outbox ORDER BY seq"
+        return [_row(r) for r in self._c.execute(sql)]
+
+    def counts_sync(self) -> dict[str, int]:
+        """Row counts per table, for status and the benchmark."""
+        out = {}
+        for table in ("listings", "matches", "subscriptions", "cursors", "outbox"):
+            out[table] = int(self._c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        return out
+
+
+_ROW_COLS = (
+    "seq, key, channel_id, source, listing_id, event, subscriptions, body, properties, state,"
+    " attempts, created_at, next_attempt_at, claimed_at, message_id, last_error"
+)
+
+
+def _row(r: Sequence[Any]) -> OutboxRow:
+    created = _parse_ts(r[11])
+    due = _parse_ts(r[12])
+    assert created is not None
+    assert due is not None
+    return OutboxRow(
+        seq=int(r[0]),
+        key=str(r[1]),
+        channel_id=int(r[2]),
+        source=str(r[3]),
+        listing_id=str(r[4]),
+        event=str(r[5]),
+        subscriptions=tuple(json.loads(r[6])),
+        body=str(r[7]),
+        properties=json.loads(r[8]),
+        state=str(r[9]),
+        attempts=int(r[10]),
+        created_at=created,
+        next_attempt_at=due,
+        claimed_at=_parse_ts(r[13]),
+        message_id=None if r[14] is None else int(r[14]),
+        last_error=r[15],
+    )
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

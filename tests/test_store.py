@@ -1,0 +1,145 @@
+"""The state file: migrations, the poll transaction, and the outbox state machine."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from listingbot.clock import FakeClock
+from listingbot.errors import StoreError
+from listingbot.store import MIGRATIONS, Cursor, NewMessage, PollRecord, SeenListing, Store
+
+
+def message(key: str, channel: int = 702, listing_id: str = "li_1") -> NewMessage:
+    return NewMessage(
+        key=key,
+        channel_id=channel,
+        source="kotohomes",
+        listing_id=listing_id,
+        event="new",
+        subscriptions=("sub-a",),
+        body="hello",
+        properties={"listingbot": {"key": key}},
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "state.sqlite3", clock.now)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def test_new_file_is_migrated_to_the_latest_schema(tmp_path: Path, clock: FakeClock) -> None:
+    """Opening a fresh file applies every migration and records the version."""
+    s = await Store.open(tmp_path / "s.sqlite3", clock.now)
+    assert s.schema_version == len(MIGRATIONS)
+    await s.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    """A state file from a newer listingbot is not touched."""
+    path = tmp_path / "s.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        await Store.open(path, clock.now)
+
+
+async def test_record_poll_writes_everything_and_ignores_duplicate_keys(store: Store) -> None:
+    """One poll commits listings, cursors and outbox rows; a repeated key is not queued twice."""
+    rec = PollRecord(
+        "kotohomes",
+        seen=[SeenListing("q1", "li_1", "kotohomes", "fp", 1.0, "active")],
+        cursors=[Cursor("q1", "kotohomes", "2026-01-01T00:00:00+00:00", None)],
+        messages=[message("k1")],
+    )
+    assert await store.record_poll(rec) == 1
+    assert await store.record_poll(rec) == 0
+    assert store.counts_sync()["outbox"] == 1
+    assert (await store.load_cursors(["q1"]))["q1"].created_hw == "2026-01-01T00:00:00+00:00"
+    assert await store.load_fingerprints("q1", ["li_1", "li_2"]) == {"li_1": "fp"}
+
+
+async def test_due_messages_keep_channel_order_behind_a_waiting_row(
+    store: Store, clock: FakeClock
+) -> None:
+    """A row backing off holds back the rows after it in its channel, not other channels."""
+    await store.record_poll(
+        PollRecord("kotohomes", messages=[message("a1"), message("a2"), message("b1", 703)])
+    )
+    due = await store.due_messages()
+    first = due[702][0]
+    await store.mark_sending(first.seq)
+    await store.mark_retry(first.seq, 60, "boom")
+    due = await store.due_messages()
+    assert 702 not in due
+    assert [r.key for r in due[703]] == ["b1"]
+    clock.advance(61)
+    assert [r.key for r in (await store.due_messages())[702]] == ["a1", "a2"]
+
+
+async def test_sending_rows_block_their_channel_until_reconciled(store: Store) -> None:
+    """A row of unknown outcome is not sent again, nor are rows behind it."""
+    await store.record_poll(PollRecord("kotohomes", messages=[message("a1"), message("a2")]))
+    row = (await store.due_messages())[702][0]
+    await store.mark_sending(row.seq)
+    assert await store.due_messages() == {}
+    assert [r.key for r in await store.sending_rows()] == ["a1"]
+
+
+async def test_failed_rows_do_not_block_and_can_be_retried(store: Store) -> None:
+    """A permanently failed row lets its channel go on; retry-failed puts it back."""
+    await store.record_poll(PollRecord("kotohomes", messages=[message("a1"), message("a2")]))
+    row = (await store.due_messages())[702][0]
+    await store.mark_sending(row.seq)
+    await store.mark_failed(row.seq, "channel gone")
+    assert [r.key for r in (await store.due_messages())[702]] == ["a2"]
+    assert store.retry_failed_sync() == 1
+    assert [r.key for r in (await store.due_messages())[702]] == ["a1", "a2"]
+
+
+async def test_subscription_with_changed_filters_baselines_again(store: Store) -> None:
+    """New subscriptions and ones whose filters changed need a first run; others do not."""
+    assert await store.sync_subscriptions([("a", "kato", "h1")]) == {"a"}
+    await store.record_poll(PollRecord("kato", baselined=["a"]))
+    assert await store.sync_subscriptions([("a", "kato", "h1")]) == set()
+    assert await store.sync_subscriptions([("a", "kato", "h2")]) == {"a"}
+
+
+async def test_prune_forgets_listings_unseen_for_the_retention(
+    store: Store, clock: FakeClock
+) -> None:
+    """Listings not seen since the cutoff are deleted; recent ones stay."""
+    await store.record_poll(
+        PollRecord("kato", seen=[SeenListing("q", "old", "kato", "f", None, None)])
+    )
+    clock.advance(86400 * 10)
+    await store.record_poll(
+        PollRecord("kato", seen=[SeenListing("q", "new", "kato", "f", None, None)])
+    )
+    gone, _matches, _sent = await store.prune(clock.now() - timedelta(days=5))
+    assert gone == 1
+    assert await store.load_fingerprints("q", ["old", "new"]) == {"new": "f"}
+
+
+async def test_poll_failure_is_recorded_per_source(store: Store) -> None:
+    """Failures count up per source and a success resets them."""
+    await store.record_poll_failure("kato", "503 three times")
+    await store.record_poll_failure("kato", "503 again")
+    (st,) = store.source_statuses_sync()
+    assert st.consecutive_failures == 2
+    assert st.last_error == "503 again"
+    await store.record_poll(PollRecord("kato"))
+    (st,) = store.source_statuses_sync()
+    assert st.consecutive_failures == 0
