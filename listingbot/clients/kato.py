@@ -1,0 +1,164 @@
+"""Kato Client API: a full sweep of ``/{api_version}/availability`` (endpoints and shapes only).
+
+Kato allows 60 requests per minute per client, token requests included, so one limiter
+instance carries all of this client's traffic. There is no "updated since" filter: every
+poll sweeps every page, and a sweep that fails midway raises rather than return a part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import structlog
+from pydantic import SecretStr
+
+from listingbot.clients.auth import ClientCredentialsAuth
+from listingbot.clients.base import DEFAULT_RETRY, ApiClient, RequestObserver, RetryPolicy
+from listingbot.clock import Clock
+from listingbot.errors import UpstreamUnavailable
+from listingbot.ratelimit import SlidingWindowLimiter
+
+API = "kato"
+DEFAULT_TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a credential
+TOKEN_LIFETIME_S = 14 * 86400  # documented; used when the token answer has no expires_in
+# Requests granted at the edges of our window can land inside one server window after
+# network jitter; a second of slack keeps the server's count at the limit, not above it.
+WINDOW_SLACK_S = 1.0
+
+
+@dataclass(frozen=True)
+class KatoSweep:
+    """Every record of one complete sweep; ``total`` is the server's count when it gave one."""
+
+    records: list[dict[str, Any]]
+    pages: int
+    total: int | None
+
+
+def _pagination(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    # v2 nests the block under `meta`; the seed (and v1) put it at the top level.
+    meta = payload.get("meta")
+    if isinstance(meta, Mapping) and isinstance(meta.get("pagination"), Mapping):
+        block: Mapping[str, Any] = meta["pagination"]
+        return block
+    top = payload.get("pagination")
+    return top if isinstance(top, Mapping) else None
+
+
+def _int(block: Mapping[str, Any], name: str) -> int | None:
+    value = block.get(name)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+class KatoClient:
+    """Lists availability with a bearer token (form-body client credentials)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_version: str,
+        client_id: SecretStr,
+        client_secret: SecretStr,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        requests_per_minute: int = 60,
+        page_size: int = 50,
+        scope: str = "*",
+        token_path: str = DEFAULT_TOKEN_PATH,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self.api_version = api_version.strip("/")
+        self.page_size = page_size
+        base = base_url.rstrip("/")
+        self.limiter = SlidingWindowLimiter(requests_per_minute, 60.0 + WINDOW_SLACK_S, clock)
+        self._auth = ClientCredentialsAuth(
+            api=API,
+            token_url=base + "/" + token_path.lstrip("/"),
+            client_id=client_id,
+            client_secret=client_secret,
+            session=session,
+            clock=clock,
+            style="form_body",
+            scope=scope,
+            default_lifetime_s=TOKEN_LIFETIME_S,
+            limiter=self.limiter,
+            observer=observer,
+            timeout_s=timeout_s,
+            retry=retry,
+        )
+        self._http = ApiClient(
+            api=API,
+            base_url=base,
+            session=session,
+            clock=clock,
+            auth=self._auth,
+            retry=retry,
+            timeout_s=timeout_s,
+            limiter=self.limiter,
+            observer=observer,
+        )
+
+    def __repr__(self) -> str:
+        return f"KatoClient(base_url={self._http.base_url!r}, api_version={self.api_version!r})"
+
+    async def sweep(self, params: Sequence[tuple[str, str]] = ()) -> KatoSweep:
+        """Every page of availability matching ``params``, or an error: never a part.
+
+        Pages are requested by number (the ``links`` in the answer drop filter params)
+        until ``current_page >= total_pages``. An empty first page is an empty result.
+        """
+        path = f"/{self.api_version}/availability"
+        filters = [(name, value) for name, value in params if name not in ("limit", "page")]
+        records: list[dict[str, Any]] = []
+        total: int | None = None
+        page = 1
+        while True:
+            query = [*filters, ("limit", str(self.page_size)), ("page", str(page))]
+            payload = await self._http.request("GET", path, params=query)
+            if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
+                raise UpstreamUnavailable(API, f"availability page {page} has no `data` list")
+            data: list[Any] = payload["data"]
+            records.extend(item for item in data if isinstance(item, dict))
+            if any(not isinstance(item, dict) for item in data):
+                structlog.get_logger(__name__).warning(
+                    "kato_bad_record",
+                    page=page,
+                    dropped=sum(not isinstance(item, dict) for item in data),
+                    reason="not an object",
+                )
+            block = _pagination(payload)
+            if block is None:
+                if page == 1 and not data:
+                    return KatoSweep(records, 1, 0)
+                raise UpstreamUnavailable(API, f"availability page {page} has no pagination block")
+            current = _int(block, "current_page")
+            total_pages = _int(block, "total_pages")
+            total = _int(block, "total")
+            if current is None or total_pages is None:
+                raise UpstreamUnavailable(
+                    API, f"availability page {page}: pagination lacks current_page/total_pages"
+                )
+            if page == 1 and not data and (total_pages <= 1 or total == 0):
+                return KatoSweep(records, 1, total)
+            if current != page:
+                # Continuing would loop forever or silently skip pages.
+                raise UpstreamUnavailable(
+                    API, f"asked for availability page {page}, got page {current}"
+                )
+            if current >= total_pages:
+                return KatoSweep(records, page, total)
+            page += 1

@@ -1,0 +1,362 @@
+"""ApiClient.request: retries, Retry-After, status mapping, decoding, redaction."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from email.utils import format_datetime
+
+import aiohttp
+import pytest
+from pydantic import BaseModel, SecretStr
+from structlog.testing import capture_logs
+
+from listingbot.clients.auth import ApiKeyAuth
+from listingbot.clients.base import (
+    ApiClient,
+    RetryPolicy,
+    error_hint,
+    parse_retry_after,
+)
+from listingbot.clock import FakeClock
+from listingbot.errors import (
+    NotFound,
+    UpstreamAuthError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from listingbot.ratelimit import SlidingWindowLimiter
+from tests.clients.conftest import FakeServer, RecordingObserver, Reply, refused_url
+
+SECRET = "s3cret-key-value"
+
+
+def make_client(
+    server_url: str,
+    session: aiohttp.ClientSession,
+    clock: FakeClock,
+    **kwargs: object,
+) -> ApiClient:
+    options: dict[str, object] = {"rng": random.Random(7), "timeout_s": 5.0}
+    options.update(kwargs)
+    return ApiClient(
+        api="demo",
+        base_url=server_url,
+        session=session,
+        clock=clock,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_500_is_retried_and_the_later_success_returned(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """5xx then 200: the caller gets the 200's JSON after one backoff sleep."""
+    server.script("GET", "/things", Reply(500), Reply(json={"ok": True}))
+    client = make_client(server.url, session, clock)
+    assert await client.request("GET", "/things") == {"ok": True}
+    assert len(server.seen("GET", "/things")) == 2
+    assert len(clock.sleeps) == 1
+    assert 0.0 <= clock.sleeps[0] <= 0.5
+
+
+async def test_retry_after_seconds_on_429_is_waited_out(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """429 with Retry-After: 7 sleeps exactly 7 s on the injected clock, then retries."""
+    server.script("GET", "/x", Reply(429, headers={"Retry-After": "7"}), Reply(json=[1]))
+    assert await make_client(server.url, session, clock).request("GET", "/x") == [1]
+    assert clock.sleeps == [7.0]
+
+
+async def test_retry_after_http_date_on_429_is_waited_out(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A Retry-After HTTP-date is turned into seconds from the clock's now."""
+    when = format_datetime(clock.now() + timedelta(seconds=30), usegmt=True)
+    server.script("GET", "/x", Reply(429, headers={"Retry-After": when}), Reply(json=[1]))
+    await make_client(server.url, session, clock).request("GET", "/x")
+    assert clock.sleeps == [30.0]
+
+
+async def test_429_without_retry_after_waits_the_default(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """No Retry-After: wait default_429_wait_s (Kato asks for at least 60 s)."""
+    server.script("GET", "/x", Reply(429), Reply(json=[1]))
+    await make_client(server.url, session, clock).request("GET", "/x")
+    assert clock.sleeps == [60.0]
+
+
+async def test_a_429_penalizes_the_shared_limiter(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Every other user of the limiter is held back for the Retry-After too."""
+    limiter = SlidingWindowLimiter(100, 60.0, clock)
+    server.script("GET", "/x", Reply(429, headers={"Retry-After": "9"}))
+    client = make_client(
+        server.url, session, clock, limiter=limiter, retry=RetryPolicy(max_attempts=1)
+    )
+    with pytest.raises(UpstreamUnavailable):
+        await client.request("GET", "/x")
+    assert await limiter.acquire() == pytest.approx(9.0)
+
+
+async def test_a_retry_after_beyond_the_policy_limit_fails_instead_of_sleeping(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A server asking for an hour is not waited out inside the call."""
+    server.script("GET", "/x", Reply(429, headers={"Retry-After": "3600"}))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await make_client(server.url, session, clock).request("GET", "/x")
+    assert caught.value.retry_after_s == 3600.0
+    assert clock.sleeps == []
+
+
+async def test_exhausted_retries_raise_unavailable_with_the_last_status(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """After max_attempts 5xx answers: UpstreamUnavailable, status set, one request each."""
+    server.script("GET", "/x", Reply(503, json={"message": "down"}))
+    client = make_client(server.url, session, clock, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await client.request("GET", "/x")
+    assert caught.value.status == 503
+    assert len(server.seen("GET", "/x")) == 3
+    assert len(clock.sleeps) == 2
+
+
+async def test_exhausted_429s_carry_the_last_retry_after(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """When every attempt is a 429, the error says how long the server wants us to wait."""
+    server.script("GET", "/x", Reply(429, headers={"Retry-After": "4"}))
+    client = make_client(server.url, session, clock, retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await client.request("GET", "/x")
+    assert caught.value.retry_after_s == 4.0
+    assert not caught.value.ambiguous
+
+
+async def test_retry_false_makes_a_single_attempt(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """retry=False: a 500 is reported at once, ambiguous (the server may have acted)."""
+    server.script("POST", "/x", Reply(500))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await make_client(server.url, session, clock).request("POST", "/x", json={}, retry=False)
+    assert len(server.seen("POST", "/x")) == 1
+    assert caught.value.ambiguous
+    assert clock.sleeps == []
+
+
+async def test_a_timeout_is_retried_then_reported_as_ambiguous(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A request that gets no answer in time is retried; the final error is ambiguous."""
+    server.script("GET", "/slow", Reply(hang=True))
+    client = make_client(
+        server.url, session, clock, timeout_s=0.05, retry=RetryPolicy(max_attempts=2)
+    )
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await client.request("GET", "/slow")
+    assert caught.value.ambiguous
+    assert caught.value.status is None
+    assert len(server.seen("GET", "/slow")) == 2
+
+
+async def test_a_dropped_connection_is_ambiguous(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """The server closing the socket after receiving the request: maybe it acted."""
+    server.script("POST", "/x", Reply(drop=True))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await make_client(server.url, session, clock).request("POST", "/x", json={}, retry=False)
+    assert caught.value.ambiguous
+
+
+async def test_a_refused_connection_is_not_ambiguous(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Nothing listening: the request cannot have reached a server."""
+    client = make_client(refused_url(), session, clock, retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await client.request("GET", "/x")
+    assert not caught.value.ambiguous
+    assert len(clock.sleeps) == 1
+
+
+async def test_403_is_an_auth_error(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """403 is not retried: UpstreamAuthError with the status."""
+    server.script("GET", "/x", Reply(403, json={"error": "access_denied"}))
+    with pytest.raises(UpstreamAuthError) as caught:
+        await make_client(server.url, session, clock).request("GET", "/x")
+    assert caught.value.status == 403
+    assert len(server.requests) == 1
+
+
+async def test_401_without_refreshable_auth_is_an_auth_error(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """An API key cannot be refreshed, so a 401 is final after one request."""
+    server.script("GET", "/x", Reply(401))
+    client = make_client(server.url, session, clock, auth=ApiKeyAuth("key", SecretStr(SECRET)))
+    with pytest.raises(UpstreamAuthError):
+        await client.request("GET", "/x")
+    assert len(server.requests) == 1
+
+
+async def test_404_is_not_found(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """404 raises NotFound (an UpstreamRejected) with the server's message as hint."""
+    server.script("GET", "/x", Reply(404, json={"error": "X", "message": "Resource not found"}))
+    with pytest.raises(NotFound) as caught:
+        await make_client(server.url, session, clock).request("GET", "/x")
+    assert caught.value.hint == "Resource not found"
+
+
+async def test_other_4xx_is_rejected_with_the_servers_hint(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A 422 is not retried and carries the Laravel message and field errors."""
+    body = {"message": "The given data was invalid.", "errors": {"status": ["Unknown."]}}
+    server.script("GET", "/x", Reply(422, json=body))
+    with pytest.raises(UpstreamRejected) as caught:
+        await make_client(server.url, session, clock).request("GET", "/x")
+    assert caught.value.status == 422
+    assert caught.value.hint == "The given data was invalid.; status: Unknown."
+    assert len(server.requests) == 1
+
+
+async def test_hint_is_capped_and_redacted(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A long error body is cut to 300 characters and never repeats a secret."""
+    server.script("GET", "/x", Reply(400, text=f"bad key {SECRET} " + "x" * 1000))
+    client = make_client(server.url, session, clock, auth=ApiKeyAuth("key", SecretStr(SECRET)))
+    with pytest.raises(UpstreamRejected) as caught:
+        await client.request("GET", "/x")
+    assert len(caught.value.hint) <= 300
+    assert caught.value.hint.startswith("bad key *** x")
+    assert SECRET not in str(caught.value)
+
+
+async def test_a_2xx_body_that_is_not_json_is_unavailable(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A proxy's HTML page with 200 is a failure, not data."""
+    server.script("GET", "/x", Reply(200, text="<html>Bad gateway</html>"))
+    with pytest.raises(UpstreamUnavailable, match="not JSON"):
+        await make_client(server.url, session, clock).request("GET", "/x")
+
+
+class Token(BaseModel):
+    access_token: str
+    expires_in: int
+
+
+async def test_expect_validates_the_json_into_the_model(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """expect=Model returns the validated model."""
+    server.script("GET", "/x", Reply(json={"access_token": "t", "expires_in": 5}))
+    token = await make_client(server.url, session, clock).request("GET", "/x", expect=Token)
+    assert token == Token(access_token="t", expires_in=5)
+
+
+async def test_a_shape_mismatch_names_the_field_but_not_the_values(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Validation failures say where, never quoting the payload (it may hold a token)."""
+    server.script("GET", "/x", Reply(json={"access_token": "tok-abcdef", "expires_in": "soon"}))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await make_client(server.url, session, clock).request("GET", "/x", expect=Token)
+    assert "expires_in" in str(caught.value)
+    assert "tok-abcdef" not in str(caught.value)
+    assert "soon" not in str(caught.value)
+
+
+async def test_absolute_urls_are_used_as_given(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A HAL link with its own query string is requested unchanged."""
+    server.script("GET", "/other/page", Reply(json={"n": 2}))
+    client = make_client("http://unused.invalid", session, clock)
+    assert await client.request("GET", f"{server.url}/other/page?start=5&next=9") == {"n": 2}
+    assert server.requests[0].query == [("start", "5"), ("next", "9")]
+
+
+async def test_the_limiter_is_acquired_before_every_attempt(
+    server: FakeServer,
+    session: aiohttp.ClientSession,
+    clock: FakeClock,
+    observer: RecordingObserver,
+) -> None:
+    """A retry takes a new limiter slot, and the wait is reported to the observer."""
+    limiter = SlidingWindowLimiter(1, 10.0, clock)
+    server.script("GET", "/x", Reply(500), Reply(json={}))
+    client = make_client(server.url, session, clock, limiter=limiter, observer=observer)
+    await client.request("GET", "/x")
+    assert clock.monotonic() == pytest.approx(10.0)
+    assert len(observer.waits) == 1
+    assert observer.done == [("demo", 500), ("demo", 200)]
+    assert observer.retries == ["500"]
+
+
+async def test_the_key_never_appears_in_errors_or_logs(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Query-string secrets are masked in the error, its cause and every retry log line."""
+    server.script("GET", "/x", Reply(hang=True))
+    client = make_client(
+        server.url,
+        session,
+        clock,
+        auth=ApiKeyAuth("key", SecretStr(SECRET)),
+        secret_params={"key"},
+        timeout_s=0.05,
+        retry=RetryPolicy(max_attempts=2),
+    )
+    with capture_logs() as logs, pytest.raises(UpstreamUnavailable) as caught:
+        await client.request("GET", "/x", params=[("q", "1")])
+    assert server.requests[0].query == [("q", "1"), ("key", SECRET)]
+    assert "key=***" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert SECRET not in str(caught.value.__cause__)
+    assert any(entry["event"] == "upstream_retry" for entry in logs)
+    assert SECRET not in repr(logs)
+
+
+def test_backoff_is_full_jitter_capped_at_max() -> None:
+    """backoff_s(n) lies in [0, min(max_s, base_s * 2**(n-1))]."""
+    policy = RetryPolicy(base_s=0.5, max_s=8.0)
+    rng = random.Random(1)
+    for attempt in range(1, 40):
+        ceiling = min(8.0, 0.5 * 2 ** (attempt - 1))
+        samples = [policy.backoff_s(attempt, rng) for _ in range(50)]
+        assert all(0.0 <= s <= ceiling for s in samples)
+    assert max(policy.backoff_s(30, rng) for _ in range(200)) > 4.0  # jitter spans the range
+
+
+def test_retry_after_parsing_accepts_seconds_and_dates_only(clock: FakeClock) -> None:
+    """Delta-seconds and HTTP-dates parse; garbage and negatives are ignored."""
+    now = clock.now()
+    assert parse_retry_after("12", now) == 12.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=5), usegmt=True), now) == 5.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=5), usegmt=True), now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("-3", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+def test_error_hint_reads_each_apis_error_shape() -> None:
+    """ChatKitty auth and API errors, Laravel errors and plain text all give a hint."""
+    assert error_hint(b'{"error": "unauthorized", "error_description": "Bad creds"}') == (
+        "Bad creds"
+    )
+    assert error_hint(b'{"error": "ClientError", "message": "check"}') == "check"
+    assert error_hint(b'{"error": "ClientError"}') == "ClientError"
+    assert error_hint(b"latitude requires radius\n") == "latitude requires radius"

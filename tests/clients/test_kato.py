@@ -1,0 +1,239 @@
+"""KatoClient: token, both pagination shapes, complete-or-raise sweeps, one shared limiter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from listingbot.clients.base import RetryPolicy
+from listingbot.clients.kato import KatoClient
+from listingbot.clock import FakeClock
+from listingbot.errors import UpstreamUnavailable
+from tests.clients.conftest import FakeServer, Reply, Seen
+
+CLIENT_ID = "kato-id-123"
+CLIENT_SECRET = "kato-secret-XYZ"
+
+
+def token_reply(_: Seen) -> Reply:
+    return Reply(json={"access_token": "kato-token", "token_type": "Bearer", "expires_in": 1209600})
+
+
+def paged(
+    records: list[dict[str, Any]], *, per_page: int, nested: bool = True
+) -> Callable[[Seen], Reply]:
+    """A handler serving `records` in pages like Kato: v2 `meta.pagination` or v1 top level."""
+
+    def handle(seen: Seen) -> Reply:
+        page = int(dict(seen.query)["page"])
+        chunk = records[(page - 1) * per_page : page * per_page]
+        total_pages = max(1, -(-len(records) // per_page))
+        block = {
+            "total": len(records),
+            "count": len(chunk),
+            "per_page": per_page,
+            "current_page": page,
+            "total_pages": total_pages,
+            "links": {"next": "https://kato/v2/availability?page=2"},  # no filter params
+        }
+        body: dict[str, Any] = {"data": chunk}
+        if nested:
+            body["meta"] = {"pagination": block}
+        else:
+            body["pagination"] = block
+        return Reply(json=body)
+
+    return handle
+
+
+def make(
+    server: FakeServer,
+    session: aiohttp.ClientSession,
+    clock: FakeClock,
+    **kwargs: Any,
+) -> KatoClient:
+    server.script("POST", "/oauth/token", token_reply)
+    options: dict[str, Any] = {"api_version": "v2", "page_size": 2}
+    options.update(kwargs)
+    return KatoClient(
+        base_url=server.url,
+        client_id=SecretStr(CLIENT_ID),
+        client_secret=SecretStr(CLIENT_SECRET),
+        session=session,
+        clock=clock,
+        **options,
+    )
+
+
+RECORDS = [{"id": n, "status": "available"} for n in range(1, 6)]
+
+
+async def test_sweep_reads_every_page_with_nested_pagination(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """v2 shape (meta.pagination): pages 1..3 of 2 records give all five records."""
+    server.script("GET", "/v2/availability", paged(RECORDS, per_page=2))
+    sweep = await make(server, session, clock).sweep()
+    assert sweep.records == RECORDS
+    assert (sweep.pages, sweep.total) == (3, 5)
+    pages = [dict(r.query)["page"] for r in server.seen("GET", "/v2/availability")]
+    assert pages == ["1", "2", "3"]
+
+
+async def test_sweep_reads_every_page_with_top_level_pagination(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """The seed's shape (pagination at the top level) works the same."""
+    server.script("GET", "/v1/availability", paged(RECORDS, per_page=2, nested=False))
+    sweep = await make(server, session, clock, api_version="v1").sweep()
+    assert [record["id"] for record in sweep.records] == [1, 2, 3, 4, 5]
+
+
+async def test_filters_limit_and_page_are_sent_on_every_page(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Pages are fetched by number with the filters repeated (the links drop them)."""
+    server.script("GET", "/v2/availability", paged(RECORDS, per_page=2))
+    await make(server, session, clock).sweep([("published_to_website", "true")])
+    for index, seen in enumerate(server.seen("GET", "/v2/availability"), start=1):
+        assert seen.query == [
+            ("published_to_website", "true"),
+            ("limit", "2"),
+            ("page", str(index)),
+        ]
+
+
+async def test_an_empty_first_page_is_an_empty_result(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """No records at all is a legitimate, complete answer."""
+    block = {"total": 0, "count": 0, "per_page": 2, "current_page": 1, "total_pages": 0}
+    server.script(
+        "GET", "/v2/availability", Reply(json={"data": [], "meta": {"pagination": block}})
+    )
+    sweep = await make(server, session, clock).sweep()
+    assert (sweep.records, sweep.pages, sweep.total) == ([], 1, 0)
+
+
+async def test_a_failure_midway_raises_instead_of_returning_part(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Page 2 keeps failing: the sweep raises; no partial result escapes."""
+    pages = paged(RECORDS, per_page=2)
+
+    def flaky(seen: Seen) -> Reply:
+        return Reply(500) if dict(seen.query)["page"] == "2" else pages(seen)
+
+    server.script("GET", "/v2/availability", flaky)
+    client = make(server, session, clock, retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(UpstreamUnavailable):
+        await client.sweep()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": [{"id": 9}]},  # no pagination block
+        {"data": "nope", "meta": {"pagination": {"current_page": 2, "total_pages": 3}}},
+        {"data": [{"id": 9}], "meta": {"pagination": {"current_page": 1, "total_pages": 3}}},
+        {"data": [{"id": 9}], "meta": {"pagination": {"total": 5}}},
+    ],
+)
+async def test_an_inconsistent_later_page_raises(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock, body: Any
+) -> None:
+    """A page 2 without data/pagination, or claiming to be page 1, fails the sweep."""
+    first = {"data": [{"id": 1}], "meta": {"pagination": {"current_page": 1, "total_pages": 3}}}
+    server.script("GET", "/v2/availability", Reply(json=first), Reply(json=body))
+    with pytest.raises(UpstreamUnavailable):
+        await make(server, session, clock).sweep()
+
+
+async def test_data_requests_use_the_bearer_token_only(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Token from POST /oauth/token (form body); data requests carry Bearer + Accept only."""
+    server.script("GET", "/v2/availability", paged(RECORDS[:1], per_page=2))
+    await make(server, session, clock, scope="read").sweep()
+    token = server.seen("POST", "/oauth/token")[0]
+    assert token.form == {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scope": "read",
+    }
+    data = server.seen("GET", "/v2/availability")[0]
+    assert data.headers["Authorization"] == "Bearer kato-token"
+    assert data.headers["Accept"] == "application/json"
+    assert CLIENT_SECRET not in repr(data)
+    assert CLIENT_ID not in repr(data)
+
+
+async def test_the_token_is_reused_across_sweeps(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Two sweeps, one token request (token requests count against the rate limit)."""
+    server.script("GET", "/v2/availability", paged(RECORDS, per_page=2))
+    client = make(server, session, clock)
+    await client.sweep()
+    clock.advance(600)
+    await client.sweep()
+    assert len(server.seen("POST", "/oauth/token")) == 1
+
+
+async def test_an_expired_token_is_refreshed_once_and_the_page_replayed(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """401 mid-sweep: one new token, the same page again, the sweep completes."""
+    pages = paged(RECORDS, per_page=2)
+    server.script(
+        "GET", "/v2/availability", pages, Reply(401, json={"message": "Unauthenticated."}), pages
+    )
+    sweep = await make(server, session, clock).sweep()
+    assert len(sweep.records) == 5
+    assert len(server.seen("POST", "/oauth/token")) == 2
+
+
+async def test_a_429_with_retry_after_is_waited_out(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """429 + Retry-After: 5 -> the sweep pauses 5 s on the clock, then carries on."""
+    pages = paged(RECORDS, per_page=2)
+    too_many = Reply(429, json={"message": "Too Many Attempts."}, headers={"Retry-After": "5"})
+    server.script("GET", "/v2/availability", pages, too_many, pages)
+    sweep = await make(server, session, clock).sweep()
+    assert len(sweep.records) == 5
+    assert clock.sleeps == [5.0]
+
+
+async def test_one_limiter_covers_token_and_data_requests(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """At 2 requests/minute, token + page 1 fill the window and page 2 waits for the next."""
+    server.script("GET", "/v2/availability", paged(RECORDS[:3], per_page=2))
+    client = make(server, session, clock, requests_per_minute=2)
+    await client.sweep()
+    assert len(server.requests) == 3
+    assert clock.monotonic() >= 60.0
+    assert client.limiter.max_requests == 2
+
+
+async def test_never_more_than_requests_per_minute_in_any_window(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A long sweep at 5/min never puts a sixth request into any 60 s window."""
+    times: list[float] = []
+    pages = paged([{"id": n} for n in range(40)], per_page=2)
+
+    def timed(seen: Seen) -> Reply:
+        times.append(clock.monotonic())
+        return pages(seen)
+
+    server.script("GET", "/v2/availability", timed)
+    await make(server, session, clock, requests_per_minute=5).sweep()
+    assert len(times) == 20
+    assert max(sum(1 for t in times if start <= t < start + 60.0) for start in times) <= 5
