@@ -316,7 +316,6 @@ class KotohomesConfig(_Model):
     array_style: Literal["brackets", "repeat"] = "brackets"  # states[]=NY (seed) / states=NY
     min_request_interval_s: NonNegFloat = 0.0  # no documented rate limit: pace politely
     timeout_s: PosFloat = 30.0
-    max_new_pages: Annotated[_Int, Field(ge=1)] = 10
 
     @field_validator("api_url")
     @classmethod

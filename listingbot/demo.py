@@ -1,0 +1,181 @@
+"""``listingbot demo``: the real service against the three simulators, on a fast schedule.
+
+Everything happens on loopback and in a temporary directory: no credentials, no network.
+The demo writes an ordinary config file, loads it the way ``listingbot run`` does, and runs
+the same ``App.run`` loop; only the intervals are short and the market moves quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from listingbot.app import App
+from listingbot.config import load_config
+from listingbot.delivery import DeliveryOutcome
+from listingbot.polling import PollOutcome
+from listingbot.sim import SimStack
+
+CHANNELS = (
+    (702, "nyc-homes", "NYC homes"),
+    (703, "west-coast", "West coast homes"),
+    (704, "uk-offices", "UK commercial"),
+)
+
+DEMO_ENV = {
+    "CHATKITTY_CLIENT_ID": "test-ck-id",
+    "CHATKITTY_CLIENT_SECRET": "test-ck-secret",
+    "KOTOHOMES_API_KEY": "test-kotohomes-key",
+    "KATO_CLIENT_ID": "test-kato-id",
+    "KATO_CLIENT_SECRET": "test-kato-secret",
+}
+
+
+def demo_config(sims: SimStack, state_path: Path, *, poll_s: float = 1.0) -> str:
+    """The demo's config file: two sources, five subscriptions, three channels."""
+    return f"""\
+state:
+  path: {state_path}
+chatkitty:
+  api_url: {sims.chatkitty_url}
+  path_prefix: /v1
+  token_url: {sims.chatkitty_token_url}
+  client_id: ${{CHATKITTY_CLIENT_ID}}
+  client_secret: ${{CHATKITTY_CLIENT_SECRET}}
+sources:
+  kotohomes:
+    api_url: {sims.kotohomes_url}
+    key: ${{KOTOHOMES_API_KEY}}
+    poll_interval: {poll_s}s
+    poll_jitter: 0s
+  kato:
+    api_url: {sims.kato_url}
+    api_version: v2
+    client_id: ${{KATO_CLIENT_ID}}
+    client_secret: ${{KATO_CLIENT_SECRET}}
+    poll_interval: {poll_s * 1.5}s
+    poll_jitter: 0s
+subscriptions:
+  - name: nyc-family-homes
+    source: kotohomes
+    channel: nyc-homes
+    filters: {{states: [NY, NJ], bedrooms_min: 3}}
+  - name: nyc-under-1m
+    source: kotohomes
+    channel: 702
+    filters: {{states: [NY, NJ], price_max: 1000000}}
+    notify: [new, price_drop]
+  - name: west-coast
+    source: kotohomes
+    channel: west-coast
+    filters: {{states: [CA, WA]}}
+    first_run: post
+  - name: uk-offices
+    source: kato
+    channel: uk-offices
+    filters: {{property_types: [office]}}
+  - name: uk-to-let
+    source: kato
+    channel: uk-offices
+    filters: {{to_let: true}}
+    notify: [new, price_drop, status_change]
+ops:
+  listen: null
+delivery:
+  interval: {poll_s}s
+"""
+
+
+class Transcript:
+    """Prints each channel's new messages as they arrive."""
+
+    def __init__(self, sims: SimStack, out: TextIO) -> None:
+        self.sims = sims
+        self.out = out
+        self.shown: dict[int, int] = {}
+        self.names = {cid: name for cid, name, _ in CHANNELS}
+
+    def flush(self) -> int:
+        printed = 0
+        for channel_id, messages in sorted(self.sims.chatkitty.messages.items()):
+            start = self.shown.get(channel_id, 0)
+            for message in messages[start:]:
+                name = self.names.get(channel_id, str(channel_id))
+                body = str(message.get("body", ""))
+                indented = "\n".join("    " + line for line in body.splitlines())
+                self.out.write(f"#{name}\n{indented}\n\n")
+                printed += 1
+            self.shown[channel_id] = len(messages)
+        self.out.flush()
+        return printed
+
+
+async def run_demo(
+    *, cycles: int | None = 6, seed: int = 7, out: TextIO | None = None, poll_s: float = 1.0
+) -> int:
+    out = out or sys.stdout
+    with tempfile.TemporaryDirectory(prefix="listingbot-demo-") as tmp:
+        async with SimStack(seed=seed, channels=CHANNELS) as sims:
+            path = Path(tmp) / "listingbot.yaml"
+            path.write_text(demo_config(sims, Path(tmp) / "state.sqlite3", poll_s=poll_s))
+            config = load_config(path, env=DEMO_ENV)
+            app = App(config)
+            await app.start()
+            transcript = Transcript(sims, out)
+            stop = asyncio.Event()
+            polls = {"kotohomes": 0}
+
+            def on_poll(outcome: PollOutcome) -> None:
+                if outcome.source == "kotohomes":
+                    polls["kotohomes"] += 1
+                    # The market moves between polls: an hour of market time per cycle.
+                    sims.market.advance(3600)
+                    if cycles is not None and polls["kotohomes"] >= cycles:
+                        stop.set()
+
+            def on_delivery(_outcome: DeliveryOutcome) -> None:
+                transcript.flush()
+
+            app.on_poll.append(on_poll)
+            app.on_delivery.append(on_delivery)
+            out.write(
+                f"listingbot demo · market seed {seed} · "
+                f"{'until Ctrl-C' if cycles is None else f'{cycles} poll cycles'}\n"
+                f"simulators: kotohomes {sims.kotohomes_url} · kato {sims.kato_url} · "
+                f"chatkitty {sims.chatkitty_url}\n\n"
+            )
+            runner = asyncio.ensure_future(app.run(stop))
+            try:
+                await runner
+            except asyncio.CancelledError:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await app.shutdown()
+                raise
+            transcript.flush()
+            _summary(out, app, sims)
+    return 0
+
+
+def _summary(out: TextIO, app: App, sims: SimStack) -> None:
+    totals = app.totals
+    posted = sum(len(m) for m in sims.chatkitty.messages.values())
+    requests: dict[str, Any] = {
+        "kotohomes": len(sims.kotohomes.requests),
+        "kato": len(sims.kato.requests),
+        "chatkitty": len(sims.chatkitty.requests),
+    }
+    out.write(
+        "summary\n"
+        f"  polls:            {totals.polls} ({totals.failed_polls} failed)\n"
+        f"  listings seen:    {totals.listings}\n"
+        f"  events:           {totals.events}\n"
+        f"  messages posted:  {posted} across {len(sims.chatkitty.messages)} channels\n"
+        f"  upstream requests: kotohomes {requests['kotohomes']}, kato {requests['kato']}, "
+        f"chatkitty {requests['chatkitty']}\n"
+    )
+    out.flush()

@@ -1,0 +1,357 @@
+"""Kato Client API simulator: OAuth client credentials, paginated availability, and the
+60-requests-per-minute limit.
+
+``POST /oauth/token`` (form body) issues bearer tokens that expire;
+``GET /v1/availability`` and ``GET /v2/availability`` serve the market's UK records a page
+at a time. v2 puts the pagination block under ``meta.pagination``, v1 at the top level
+(the seed's wording), so a client must read both. The pagination links leave out the
+filters, as the documentation warns. Every request, token requests included, counts
+against one sliding 60-second window; beyond it the answer is 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import secrets
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from listingbot.clock import Clock, SystemClock
+from listingbot.sim._http import (
+    JsonDict,
+    RequestLog,
+    base_url,
+    json_errors_middleware,
+    json_response,
+    request_log_middleware,
+    retry_after_s,
+)
+from listingbot.sim.faults import Faults, FaultTarget, bearer_token
+from listingbot.sim.market import KATO_STATUSES, Market
+
+DEFAULT_CLIENTS: Mapping[str, str] = {"test-kato-id": "test-kato-secret"}
+TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a secret
+WINDOW_S = 60.0
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+SORT_FIELDS = frozenset({"id", "created_at", "updated_at"})
+TRUE_WORDS = frozenset({"true", "1"})
+FALSE_WORDS = frozenset({"false", "0"})
+# A JWT-looking prefix, like the Passport tokens in the reference's example header.
+JWT_HEADER = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"RS256"}').rstrip(b"=").decode()
+
+
+@dataclass
+class _Token:
+    client_id: str
+    expires_at: float  # clock.monotonic() seconds
+
+
+def error_body(status: int, message: str | None = None) -> JsonDict:
+    """Laravel's error shape: ``{"message": ...}``."""
+    messages = {
+        401: "Unauthenticated.",
+        404: "Not Found.",
+        405: "The method is not supported for this route.",
+        429: "Too Many Attempts.",
+        500: "Server Error",
+        503: "Service Unavailable",
+    }
+    return {"message": messages.get(status, message or "Error")}
+
+
+class KatoSim:
+    """The Kato API over a ``Market``.
+
+    ``tokens_issued`` counts successful token requests; ``max_requests_in_any_window``
+    is the most requests (accepted or throttled) seen inside any 60 s window.
+    """
+
+    def __init__(
+        self,
+        market: Market,
+        *,
+        clients: Mapping[str, str] = DEFAULT_CLIENTS,
+        token_lifetime_s: float = 14 * 86400,
+        requests_per_minute: int = 60,
+        clock: Clock | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.market = market
+        self.clients = dict(clients)
+        self.token_lifetime_s = token_lifetime_s
+        self.requests_per_minute = requests_per_minute
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.faults = faults if faults is not None else Faults()
+        self.requests: list[RequestLog] = []
+        self.tokens_issued = 0
+        self.max_requests_in_any_window = 0
+        self.throttled = 0  # requests answered 429 by the rate limit (not by faults)
+        self._tokens: dict[str, _Token] = {}
+        self._accepted: deque[float] = deque()  # times of requests let through the limit
+        self._seen: deque[float] = deque()  # times of every request, for the statistic
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is expired from now on."""
+        for token in self._tokens.values():
+            token.expires_at = -math.inf
+
+    def _expire_token(self, token: str) -> None:
+        if token in self._tokens:
+            self._tokens[token].expires_at = -math.inf
+
+    def app(self) -> web.Application:
+        target = FaultTarget(
+            name="kato",
+            error_body=error_body,
+            expire_token=self._expire_token,
+            token_paths=frozenset({TOKEN_PATH}),
+        )
+        app = web.Application(
+            middlewares=[
+                request_log_middleware(self.requests),
+                self._rate_limit_middleware(),
+                self.faults.middleware(target),
+                json_errors_middleware(error_body),
+            ]
+        )
+        app.router.add_post(TOKEN_PATH, self._token)
+        for version in ("v1", "v2"):
+            app.router.add_get(f"/{version}/availability", self._list)
+            app.router.add_get(f"/{version}/availability/{{id}}", self._show)
+        return app
+
+    # ----------------------------------------------------------------- rate limit
+
+    def _rate_limit_middleware(self) -> Middleware:
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            now = self.clock.monotonic()
+            self._note_seen(now)
+            while self._accepted and now - self._accepted[0] >= WINDOW_S:
+                self._accepted.popleft()
+            limit = self.requests_per_minute
+            if len(self._accepted) >= limit:
+                self.throttled += 1
+                wait = self._accepted[0] + WINDOW_S - now
+                return json_response(
+                    error_body(429),
+                    status=429,
+                    headers={
+                        "Retry-After": retry_after_s(wait),
+                        "X-RateLimit-Limit": str(limit),
+                        "X-RateLimit-Remaining": "0",
+                    },
+                )
+            self._accepted.append(now)
+            response = await handler(request)
+            if not response.prepared:
+                response.headers["X-RateLimit-Limit"] = str(limit)
+                response.headers["X-RateLimit-Remaining"] = str(max(0, limit - len(self._accepted)))
+            return response
+
+        return middleware
+
+    def _note_seen(self, now: float) -> None:
+        self._seen.append(now)
+        while now - self._seen[0] >= WINDOW_S:
+            self._seen.popleft()
+        self.max_requests_in_any_window = max(self.max_requests_in_any_window, len(self._seen))
+
+    # ----------------------------------------------------------------- auth
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if request.content_type not in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            # The reference says the id and secret go in a form body; a JSON body is
+            # not read, so the client is unknown.
+            return _invalid_client()
+        form = await request.post()
+        grant_type = form.get("grant_type")
+        if grant_type != "client_credentials":
+            return json_response(
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "The authorization grant type is not supported "
+                    "by the authorization server.",
+                    "hint": "Check that all required parameters have been provided",
+                    "message": "The authorization grant type is not supported by the "
+                    "authorization server.",
+                },
+                status=400,
+            )
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        if (
+            not isinstance(client_id, str)
+            or not isinstance(client_secret, str)
+            or client_id not in self.clients
+            or not secrets.compare_digest(self.clients[client_id].encode(), client_secret.encode())
+        ):
+            return _invalid_client()
+        token = f"{JWT_HEADER}.{secrets.token_urlsafe(48)}.{secrets.token_urlsafe(32)}"
+        self._tokens[token] = _Token(client_id, self.clock.monotonic() + self.token_lifetime_s)
+        self.tokens_issued += 1
+        return json_response(
+            {
+                "token_type": "Bearer",
+                "expires_in": int(self.token_lifetime_s),
+                "access_token": token,
+            }
+        )
+
+    def _authenticated(self, request: web.Request) -> bool:
+        token = bearer_token(request)
+        if token is None or token not in self._tokens:
+            return False
+        return self.clock.monotonic() < self._tokens[token].expires_at
+
+    # ----------------------------------------------------------------- availability
+
+    async def _list(self, request: web.Request) -> web.Response:
+        if not self._authenticated(request):
+            return json_response(error_body(401), status=401)
+        errors: dict[str, list[str]] = {}
+        query = request.query
+        limit = _positive_int(query.get("limit"), "limit", DEFAULT_PAGE_SIZE, errors)
+        if limit > MAX_PAGE_SIZE:
+            errors.setdefault("limit", []).append(
+                f"The limit field must not be greater than {MAX_PAGE_SIZE}."
+            )
+        page = _positive_int(query.get("page"), "page", 1, errors)
+        statuses = _statuses(query.getall("status", []) + query.getall("status[]", []), errors)
+        published = _boolean(query.get("published_to_website"), "published_to_website", errors)
+        api_controlled = _boolean(query.get("api_controlled"), "api_controlled", errors)
+        sort_by = query.get("sort_by")
+        if sort_by is not None and sort_by.removeprefix("-") not in SORT_FIELDS:
+            errors.setdefault("sort_by", []).append("The selected sort by is invalid.")
+        if errors:
+            first = next(iter(errors.values()))[0]
+            more = sum(len(v) for v in errors.values()) - 1
+            message = first if not more else f"{first} (and {more} more errors)"
+            return json_response({"message": message, "errors": errors}, status=422)
+
+        records = self.market.kato_records()
+        selected = [
+            r
+            for r in records
+            if (not statuses or r.get("status") in statuses)
+            and (published is None or (r.get("published_to_website") is not None) == published)
+            and (api_controlled is None or bool(r.get("api_controlled")) == api_controlled)
+        ]
+        if sort_by is not None:
+            field = sort_by.removeprefix("-")
+            selected.sort(
+                key=lambda r: int(r["id"]) if field == "id" else str(r.get(field)),
+                reverse=sort_by.startswith("-"),
+            )
+        total = len(selected)
+        total_pages = max(1, math.ceil(total / limit))
+        chunk = selected[(page - 1) * limit : page * limit]
+        data = self.faults.serve_records("kato", "kato", chunk, base_rate=self.market.hostile_rate)
+        block = _pagination(
+            request, page=page, limit=limit, total=total, total_pages=total_pages, count=len(chunk)
+        )
+        version = request.path.split("/")[1]
+        if version == "v1":
+            return json_response({"data": data, "pagination": block})
+        return json_response({"data": data, "meta": {"pagination": block}})
+
+    async def _show(self, request: web.Request) -> web.Response:
+        if not self._authenticated(request):
+            return json_response(error_body(401), status=401)
+        record = self.market.find("kato", request.match_info["id"])
+        if record is None:
+            return json_response(error_body(404), status=404)
+        served = self.faults.serve_records(
+            "kato", "kato", [record], base_rate=self.market.hostile_rate
+        )
+        return json_response({"data": served[0]})
+
+
+def _invalid_client() -> web.Response:
+    return json_response(
+        {
+            "error": "invalid_client",
+            "error_description": "Client authentication failed",
+            "message": "Client authentication failed",
+        },
+        status=401,
+    )
+
+
+def _positive_int(text: str | None, name: str, default: int, errors: dict[str, list[str]]) -> int:
+    if text is None:
+        return default
+    try:
+        number = int(text.strip())
+    except ValueError:
+        errors.setdefault(name, []).append(f"The {name} field must be an integer.")
+        return default
+    if number < 1:
+        errors.setdefault(name, []).append(f"The {name} field must be at least 1.")
+        return default
+    return number
+
+
+def _statuses(values: list[str], errors: dict[str, list[str]]) -> set[str]:
+    wanted: set[str] = set()
+    for value in values:
+        for part in value.split(","):
+            slug = part.strip().lower()
+            if slug not in KATO_STATUSES:
+                errors.setdefault("status", []).append("The selected status is invalid.")
+                continue
+            wanted.add(slug)
+    return wanted
+
+
+def _boolean(text: str | None, name: str, errors: dict[str, list[str]]) -> bool | None:
+    if text is None:
+        return None
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    label = name.replace("_", " ")
+    errors.setdefault(name, []).append(f"The {label} field must be true or false.")
+    return None
+
+
+def _pagination(
+    request: web.Request, *, page: int, limit: int, total: int, total_pages: int, count: int
+) -> JsonDict:
+    # Deliberately only `page` in the links: the documentation tells clients to add
+    # their own filters (and limit) back, and a client that trusts the links must fail.
+    path = f"{base_url(request)}{request.path}"
+
+    def link(number: int | None) -> str | None:
+        if number is None or number < 1 or number > total_pages:
+            return None
+        return f"{path}?page={number}"
+
+    first_item = (page - 1) * limit + 1
+    return {
+        "from": first_item if count else None,
+        "to": first_item + count - 1 if count else None,
+        "total": total,
+        "count": count,
+        "per_page": limit,
+        "current_page": page,
+        "total_pages": total_pages,
+        "links": {
+            "first": link(1),
+            "previous": link(page - 1) if page > 1 else None,
+            "fastback": link(page - 10),
+            "next": link(page + 1),
+            "fastforward": link(page + 10),
+            "last": link(total_pages),
+        },
+    }

@@ -1,0 +1,255 @@
+"""The Kotohomes simulator holds clients to the Listing API reference."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from listingbot.sim.kotohomes import KotohomesSim
+from listingbot.sim.market import Market
+from tests.sim.helpers import Serve
+
+KEY = "test-kotohomes-key"
+
+
+@pytest.fixture
+def empty(market: Market) -> Market:
+    for listing_id in market.ids("kotohomes"):
+        market.remove("kotohomes", listing_id)
+    return market
+
+
+@pytest.fixture
+async def sim(market: Market) -> KotohomesSim:
+    return KotohomesSim(market)
+
+
+@pytest.fixture
+async def url(serve: Serve, sim: KotohomesSim) -> AsyncIterator[str]:
+    async with serve(sim.app()) as base:
+        yield f"{base}/v1/listings"
+
+
+async def _get(
+    http: aiohttp.ClientSession, url: str, params: list[tuple[str, str]], *, key: str | None = KEY
+) -> tuple[int, Any]:
+    query = ([("key", key)] if key is not None else []) + params
+    async with http.get(url, params=query) as response:
+        return response.status, await response.json()
+
+
+async def _ids(http: aiohttp.ClientSession, url: str, params: list[tuple[str, str]]) -> set[str]:
+    status, body = await _get(http, url, params)
+    assert status == 200, body
+    return {record["id"] for record in body["data"]}
+
+
+async def test_missing_key_is_403_with_a_json_message(
+    http: aiohttp.ClientSession, url: str
+) -> None:
+    """No key: 403 and a JSON body that says why."""
+    status, body = await _get(http, url, [("states", "NY")], key=None)
+    assert status == 403
+    assert "key" in body["message"].lower()
+
+
+async def test_wrong_key_is_403(http: aiohttp.ClientSession, url: str) -> None:
+    """An unknown key is refused the same way."""
+    status, body = await _get(http, url, [("states", "NY")], key="stolen")
+    assert status == 403
+    assert body["error"] == "forbidden"
+
+
+async def test_search_returns_data_newest_update_first_25_by_default(
+    http: aiohttp.ClientSession, url: str, market: Market
+) -> None:
+    """The default answer: {"data": [...]}, 25 records, updated_at descending."""
+    states = sorted({r["state"] for r in market.kotohomes_records()})
+    params = [("states[]", s) for s in states]
+    status, body = await _get(http, url, params)
+    assert status == 200
+    assert list(body) == ["data"]
+    updated = [r["updated_at"] for r in body["data"]]
+    assert len(updated) == 25
+    assert updated == sorted(updated, reverse=True)
+    newest = max(r["updated_at"] for r in market.kotohomes_records())
+    assert updated[0] == newest
+
+
+async def test_array_filters_accept_brackets_and_plain_repeated_names(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """states[]=NY&states[]=NJ and states=NY&states=NJ select the same listings."""
+    wanted = {empty.add_kotohomes(state="NY")["id"], empty.add_kotohomes(state="NJ")["id"]}
+    empty.add_kotohomes(state="CA")
+    brackets = await _ids(http, url, [("states[]", "NY"), ("states[]", "NJ")])
+    plain = await _ids(http, url, [("states", "NY"), ("states", "NJ")])
+    assert brackets == plain == wanted
+
+
+async def test_zip_code_and_mls_number_filters_match_exactly(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """zip_codes and mls_numbers select only the listings that carry them."""
+    a = empty.add_kotohomes(state="NY", zip_code="10001", mls_number="NYRS-1")
+    b = empty.add_kotohomes(state="NY", zip_code="10011", mls_number="NYRS-2")
+    assert await _ids(http, url, [("zip_codes[]", "10001")]) == {a["id"]}
+    assert await _ids(http, url, [("mls_numbers", "NYRS-2")]) == {b["id"]}
+
+
+async def test_property_types_filter_and_unknown_type_is_400(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """property_types filters; a value outside the documented list is a 400."""
+    condo = empty.add_kotohomes(state="NY", property_type="condominium")
+    empty.add_kotohomes(state="NY", property_type="townhouse")
+    params = [("states", "NY"), ("property_types[]", "condominium")]
+    assert await _ids(http, url, params) == {condo["id"]}
+    status, body = await _get(http, url, [("states", "NY"), ("property_types", "castle")])
+    assert status == 400
+    assert "castle" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "low", "high"),
+    [
+        ("price", 400_000, 600_000),
+        ("living_area", 1200, 1800),
+        ("year_built", 1950, 1990),
+        ("bedrooms", 2, 4),
+        ("bathrooms", 1.5, 2.5),
+    ],
+)
+async def test_range_filters_are_inclusive(
+    http: aiohttp.ClientSession,
+    url: str,
+    empty: Market,
+    field: str,
+    low: float,
+    high: float,
+) -> None:
+    """X_min and X_max include listings exactly on the bound and exclude the rest."""
+    below = empty.add_kotohomes(state="NY", **{field: low - 1 if low > 100 else low - 0.5})
+    on_low = empty.add_kotohomes(state="NY", **{field: low})
+    on_high = empty.add_kotohomes(state="NY", **{field: high})
+    above = empty.add_kotohomes(state="NY", **{field: high + 1 if high > 100 else high + 0.5})
+    params = [("states", "NY"), (f"{field}_min", str(low)), (f"{field}_max", str(high))]
+    found = await _ids(http, url, params)
+    assert found == {on_low["id"], on_high["id"]}
+    assert below["id"] not in found
+    assert above["id"] not in found
+
+
+async def test_radius_is_great_circle_miles(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """0.1 degree of latitude is about 6.9 miles: inside a 7 mile radius, outside 6.8."""
+    near = empty.add_kotohomes(state="NJ", latitude=40.1, longitude=-74.0)
+    empty.add_kotohomes(state="NJ", latitude=40.5, longitude=-74.0)
+    centre = [("latitude", "40.0"), ("longitude", "-74.0")]
+    assert await _ids(http, url, [*centre, ("radius", "7")]) == {near["id"]}
+    assert await _ids(http, url, [*centre, ("radius", "6.8")]) == set()
+
+
+async def test_type_filter_selects_rentals(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """type=for_rent returns only rentals."""
+    rental = empty.add_kotohomes(state="WA", type="for_rent", price=2400)
+    empty.add_kotohomes(state="WA", type="for_sale")
+    assert await _ids(http, url, [("states", "WA"), ("type", "for_rent")]) == {rental["id"]}
+
+
+async def test_created_min_is_inclusive_and_sort_by_created_at(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """created_min keeps the listing created at exactly that instant; newest first."""
+    first = empty.add_kotohomes(state="IL")
+    empty.advance(120)
+    second = empty.add_kotohomes(state="IL")
+    params = [("states", "IL"), ("sort_by", "created_at"), ("created_min", first["created_at"])]
+    status, body = await _get(http, url, params)
+    assert status == 200
+    assert [r["id"] for r in body["data"]] == [second["id"], first["id"]]
+    later = [("states", "IL"), ("created_min", second["created_at"])]
+    assert await _ids(http, url, later) == {second["id"]}
+
+
+async def test_open_houses_only(http: aiohttp.ClientSession, url: str, empty: Market) -> None:
+    """open_houses_only=true keeps listings with an upcoming open house."""
+    start = empty.now + timedelta(days=2)
+    house = {
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "end": (start + timedelta(hours=2)).isoformat().replace("+00:00", "Z"),
+    }
+    showing = empty.add_kotohomes(state="MA", open_houses=[house])
+    empty.add_kotohomes(state="MA", open_houses=[])
+    params = [("states", "MA"), ("open_houses_only", "true")]
+    assert await _ids(http, url, params) == {showing["id"]}
+
+
+async def test_limit_caps_the_page_and_must_be_1_to_50(
+    http: aiohttp.ClientSession, url: str, market: Market
+) -> None:
+    """limit=50 gives up to 50 records; 0 and 51 are rejected with a hint."""
+    states = [("states", s) for s in sorted({r["state"] for r in market.kotohomes_records()})]
+    status, body = await _get(http, url, [*states, ("limit", "50")])
+    assert status == 200
+    assert len(body["data"]) == 50
+    for bad in ("0", "51"):
+        status, body = await _get(http, url, [*states, ("limit", bad)])
+        assert status == 400
+        assert "limit" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "hint"),
+    [
+        ([("price_min", "100000")], "constrained geographically"),
+        ([("latitude", "40.7"), ("longitude", "-74")], "radius"),
+        ([("states", "NY"), ("price_min", "cheap")], "price_min"),
+        ([("states", "NY"), ("sort_by", "price")], "sort_by"),
+        ([("states", "NY"), ("created_min", "last tuesday")], "created_min"),
+        ([("states", "NY"), ("type", "auction")], "type"),
+        ([("states", "NY"), ("state", "NY")], "Unknown parameter"),
+        ([("states", "NY"), ("price_min", "9"), ("price_max", "1")], "price_min"),
+    ],
+)
+async def test_bad_parameters_get_400_with_a_hint(
+    http: aiohttp.ClientSession, url: str, params: list[tuple[str, str]], hint: str
+) -> None:
+    """Each malformed search is a 400 whose message says what to fix."""
+    status, body = await _get(http, url, params)
+    assert status == 400
+    assert hint in body["message"]
+
+
+async def test_get_one_listing_and_404_when_gone(
+    http: aiohttp.ClientSession, url: str, market: Market
+) -> None:
+    """GET /v1/listings/{id} returns it; after removal it is a JSON 404."""
+    listing_id = market.ids("kotohomes")[0]
+    async with http.get(f"{url}/{listing_id}", params={"key": KEY}) as response:
+        assert response.status == 200
+        assert (await response.json())["data"]["id"] == listing_id
+    market.remove("kotohomes", listing_id)
+    async with http.get(f"{url}/{listing_id}", params={"key": KEY}) as response:
+        assert response.status == 404
+        assert (await response.json())["error"] == "not_found"
+    async with http.get(f"{url}/{listing_id}") as response:
+        assert response.status == 403
+
+
+async def test_request_log_redacts_the_key(
+    http: aiohttp.ClientSession, url: str, sim: KotohomesSim
+) -> None:
+    """The request log keeps the query but never the key's value."""
+    await _get(http, url, [("states[]", "NY")])
+    logged = sim.requests[-1]
+    assert logged.query == [("key", "***"), ("states[]", "NY")]
+    assert logged.status == 200
+    assert KEY not in repr(sim.requests)

@@ -1,0 +1,93 @@
+"""SimStack runs all three simulators together; ``listingbot sim`` serves them standalone."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import aiohttp
+import pytest
+
+from listingbot.clock import FakeClock
+from listingbot.sim import SimStack
+from listingbot.sim.cli import build_parser, main, serve
+from listingbot.sim.market import Market
+from tests.sim.helpers import basic, bearer
+
+
+async def test_stack_serves_all_three_apis_on_loopback(http: aiohttp.ClientSession) -> None:
+    """One search, one Kato page and one ChatKitty send work with the stack's credentials."""
+    clock = FakeClock()
+    async with SimStack(seed=5, clock=clock, kotohomes_count=30, kato_count=10) as sims:
+        assert sims.kotohomes_url.startswith("http://127.0.0.1:")
+        params = {"key": sims.kotohomes_key, "states": "NY"}
+        async with http.get(f"{sims.kotohomes_url}/v1/listings", params=params) as response:
+            assert response.status == 200
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": sims.kato_client_id,
+            "client_secret": sims.kato_client_secret,
+        }
+        async with http.post(f"{sims.kato_url}/oauth/token", data=form) as response:
+            kato = bearer((await response.json())["access_token"])
+        async with http.get(f"{sims.kato_url}/v2/availability", headers=kato) as response:
+            assert len((await response.json())["data"]) == 10
+        headers = {"Authorization": basic(sims.chatkitty_client_id, sims.chatkitty_client_secret)}
+        async with http.post(
+            sims.chatkitty_token_url, data={"grant_type": "client_credentials"}, headers=headers
+        ) as response:
+            chat = bearer((await response.json())["access_token"])
+        async with http.post(
+            f"{sims.chatkitty_url}/v1/channels/704/messages",
+            json={"type": "TEXT", "body": "hello"},
+            headers=chat,
+        ) as response:
+            assert response.status == 200
+        assert [m["body"] for m in sims.chatkitty.messages[704]] == ["hello"]
+
+
+async def test_stack_shares_one_market_faults_and_clock() -> None:
+    """The three simulators see the same market, faults and clock; no ports are opened."""
+    clock = FakeClock()
+    sims = SimStack(seed=2, clock=clock, kotohomes_count=5, kato_count=5)
+    assert sims.market.now == clock.now()
+    assert sims.kotohomes.market is sims.kato.market is sims.market
+    assert sims.kotohomes.faults is sims.kato.faults is sims.chatkitty.faults is sims.faults
+    assert sims.kato.clock is sims.chatkitty.clock is clock
+    await sims.close()  # closing a stack that never started is harmless
+
+
+def test_stack_takes_a_market_or_market_settings_not_both() -> None:
+    """Conflicting market arguments are refused."""
+    with pytest.raises(TypeError):
+        SimStack(market=Market(1, kotohomes_count=1, kato_count=1), kato_count=3)
+
+
+async def test_cli_prints_urls_and_credentials_until_stopped() -> None:
+    """`listingbot sim` announces where everything is and stops cleanly."""
+    args = build_parser().parse_args(
+        ["--kotohomes-port", "0", "--kato-port", "0", "--chatkitty-port", "0", "--seed", "4"]
+    )
+    out = io.StringIO()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(args, stop=stop, out=out))
+    for _ in range(500):
+        if "running" in out.getvalue():
+            break
+        await asyncio.sleep(0.01)
+    banner = out.getvalue()
+    stop.set()
+    await task
+    assert "/v1/listings" in banner
+    assert "key=test-kotohomes-key" in banner
+    assert "client_id=test-kato-id" in banner
+    assert "/oauth/token" in banner
+    assert "702 (nyc-homes)" in banner
+    assert out.getvalue().endswith("simulators stopped\n")
+
+
+def test_cli_rejects_an_unknown_fault() -> None:
+    """A bad --fault is a usage error (exit code 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--fault", "rate_teapot=1"])
+    assert exit_info.value.code == 2
