@@ -24,7 +24,7 @@ from listingbot.clients.kato import KatoClient
 from listingbot.clients.kotohomes import KotohomesClient
 from listingbot.clock import Clock
 from listingbot.config import Subscription
-from listingbot.detection import SubSpec, detect, fingerprint, group_events
+from listingbot.detection import Event, SubSpec, detect, fingerprint, group_events
 from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamRejected
 from listingbot.matching import local_match
 from listingbot.messages import render
@@ -217,6 +217,7 @@ class Poller:
         baselining = await self._baselining(dry_run)
         cursors = await self.store.load_cursors(q.key for q in self.queries)
         record = PollRecord(self.source)
+        events: list[Event] = []
         errors: list[str] = []
         for query in self.queries:
             try:
@@ -243,10 +244,11 @@ class Poller:
                     subscriptions=[s.name for s in query.subscriptions],
                     detail="a full page was newer than the last poll; some changes may be missed",
                 )
-            await self._detect(query, fetched, baselining, record)
+            await self._detect(query, fetched, baselining, record, events)
         if outcome.failed_queries and outcome.failed_queries == len(self.queries):
             outcome.ok = False
         outcome.error = "; ".join(errors) or None
+        record.messages = self._messages(events)
         record.listings = outcome.listings
         outcome.events = record.events
         outcome.messages = record.messages
@@ -262,11 +264,16 @@ class Poller:
     async def _baselining(self, dry_run: bool) -> set[str]:
         regs = [(s.name, s.source, s.filter_hash) for s in self.subscriptions]
         if dry_run:
-            return set()
+            return await self.store.needs_baseline(regs)
         return await self.store.sync_subscriptions(regs)
 
     async def _detect(
-        self, query: Query, fetched: Fetched, baselining: set[str], record: PollRecord
+        self,
+        query: Query,
+        fetched: Fetched,
+        baselining: set[str],
+        record: PollRecord,
+        events: list[Event],
     ) -> None:
         ids = [lst.id for lst in fetched.listings]
         old_prints = await self.store.load_fingerprints(query.key, ids)
@@ -312,7 +319,12 @@ class Poller:
             )
             for lst in fetched.listings
         )
-        for grouped in group_events(result.events):
+        events.extend(result.events)
+
+    def _messages(self, events: list[Event]) -> list[NewMessage]:
+        """One message per (channel, listing, event) across every query of this poll."""
+        out: list[NewMessage] = []
+        for grouped in group_events(events):
             body = render(
                 grouped.listing,
                 grouped.type,
@@ -320,7 +332,7 @@ class Poller:
                 old_price=grouped.old_price,
                 old_status=grouped.old_status,
             )
-            record.messages.append(
+            out.append(
                 NewMessage(
                     key=grouped.key,
                     channel_id=grouped.channel_id,
@@ -341,6 +353,8 @@ class Poller:
                     },
                 )
             )
+
+        return out
 
     def _observe(self, outcome: PollOutcome) -> None:
         m = self.metrics

@@ -375,6 +375,23 @@ class Store:
             pending = {row[0] for row in rows}
         return pending & {name for name, _, _ in subs}
 
+    async def needs_baseline(self, subs: Sequence[tuple[str, str, str]]) -> set[str]:
+        """Read-only twin of :meth:`sync_subscriptions` (for dry runs)."""
+        return await self._run(self._needs_baseline, list(subs))
+
+    def _needs_baseline(self, subs: list[tuple[str, str, str]]) -> set[str]:
+        known = {
+            row[0]: (row[1], row[2], row[3])
+            for row in self._c.execute(
+                "SELECT name, source, filter_hash, baselined_at FROM subscriptions"
+            )
+        }
+        return {
+            name
+            for name, source, fhash in subs
+            if known.get(name) is None or known[name][:2] != (source, fhash) or not known[name][2]
+        }
+
     # ---------------------------------------------------------------- polling
     async def load_cursors(self, query_keys: Iterable[str]) -> dict[str, Cursor]:
         return await self._run(self._load_cursors, list(query_keys))
