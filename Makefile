@@ -4,11 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench reliability-long fmt clean
+.PHONY: demo test lint typecheck pytest bench reliability-long fmt clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -39,3 +40,12 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Re-pin the runtime dependencies from a clean runtime-only environment.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet .
+	{ echo "# Exact runtime dependencies of listingbot, installed by both the Dockerfile and \`make\`"; \
+	  echo "# (so the image runs what the tests ran). Regenerate with: make lock"; \
+	  .lock-venv/bin/pip freeze --exclude listingbot; } > requirements.lock
+	rm -rf .lock-venv

@@ -1,0 +1,1 @@
+"""listingbot benchmarks: `make bench` (see README, Performance)."""
