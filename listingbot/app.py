@@ -41,6 +41,10 @@ from listingbot.store import Store
 
 log = structlog.get_logger("listingbot.app")
 
+# `listingbot once`: extra delivery passes for transient failures, and the longest wait.
+ONCE_DELIVERY_RETRIES = 3
+ONCE_MAX_WAIT_S = 15.0
+
 
 @dataclass
 class SourceHealth:
@@ -300,7 +304,15 @@ class App:
                     print()
         if not dry_run:
             delivered = await self.deliver()
-            ok = ok and delivered.failed == 0 and delivered.pending == 0
+            # A transient send failure gets a few retries within this run (bounded, on the
+            # backoff schedule) before `once` reports it: exit 1 means "failed after retries".
+            base = self.config.delivery.backoff_base_s
+            for attempt in range(ONCE_DELIVERY_RETRIES):
+                if delivered.pending == 0:
+                    break
+                await self.clock.sleep(min(ONCE_MAX_WAIT_S, base * 2**attempt))
+                delivered = await self.deliver()
+            ok = ok and self.totals.failed_messages == 0 and delivered.pending == 0
         return ok
 
     # ------------------------------------------------------------------ running

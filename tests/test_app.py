@@ -273,21 +273,36 @@ async def test_unknown_channel_is_a_config_error_naming_the_subscription(
 async def test_ambiguous_send_failure_is_reconciled_without_a_duplicate(
     sims: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
-    """ChatKitty stores a message then fails: the next pass finds it and does not resend."""
+    """ChatKitty stores a message then fails: the retry finds it in the channel, no resend."""
     config = load(tmp_path, cfg(sims, tmp_path))
     async with running(config, clock) as app:
         await app.once()
         sims.market.add_kotohomes(state="NY")
         sims.faults.enabled_for = {"chatkitty"}
         sims.faults.set(rate_commit_then_fail=1.0)
-        assert not await app.once()
-        sims.faults.clear()
-        clock.advance(3600)
         assert await app.once()
         assert app.store is not None
         rows = app.store.all_rows_sync()
+        found = app.metrics.messages_reconciled.labels("already_sent")._value.get()
     assert len(messages(sims, 702)) == 1
     assert [r.state for r in rows] == ["sent"]
+    assert found == 1
+
+
+async def test_transient_send_failure_is_retried_within_once(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A refused send (ChatKitty down for a moment) is retried on backoff before `once` ends."""
+    config = load(tmp_path, cfg(sims, tmp_path))
+    async with running(config, clock) as app:
+        await app.once()
+        sims.market.add_kotohomes(state="NY")
+        sims.faults.enabled_for = {"chatkitty"}
+        sims.faults.set(rate_503=1.0)
+        assert not await app.once()
+        sims.faults.clear()
+        assert await app.once()
+    assert len(messages(sims, 702)) == 1
 
 
 async def test_permanent_failure_is_recorded_and_does_not_block_other_channels(
