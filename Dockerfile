@@ -32,9 +32,14 @@ USER listingbot
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 9108
-# The readiness check goes through listingbot's own CLI: no curl in the image.
+# The readiness check goes through listingbot's own CLI: no curl in the image. It reads
+# only ops.listen when the rest of the config no longer validates, so a rejected reload
+# does not mark a healthy container unhealthy.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["listingbot", "healthcheck"]
-# Exec form: listingbot is PID 1's direct child-less process and receives SIGTERM itself.
+# Exec form: listingbot itself is PID 1 and receives SIGTERM (no shell in between). It
+# drains in-flight sends for delivery.grace_period_s (default 10 s) before exiting, so give
+# `docker stop` more than that: `docker run --stop-timeout 30` / compose stop_grace_period.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["listingbot"]
 CMD ["run"]

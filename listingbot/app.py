@@ -35,7 +35,7 @@ from listingbot.config import Config, Subscription
 from listingbot.delivery import Deliverer, DeliveryOutcome
 from listingbot.errors import ConfigError, ListingBotError
 from listingbot.metrics import Metrics
-from listingbot.models import Source
+from listingbot.models import SOURCES, Source
 from listingbot.polling import Fetcher, KatoFetcher, KotohomesFetcher, Poller, PollOutcome
 from listingbot.store import Store
 
@@ -394,7 +394,14 @@ class App:
             log.exception("delivery_crashed")
 
     async def shutdown(self) -> None:
-        """Stop scheduling, let in-flight work finish within the grace period, close."""
+        """Stop scheduling, let in-flight work finish within the grace period, close.
+
+        Safe to call twice. Work still running when the grace period ends is cancelled:
+        a poll commits in one transaction or not at all, and a send cut off mid-request
+        leaves its row ``sending``, which the next start reconciles against the channel.
+        """
+        if self._stopping:
+            return
         self._stopping = True
         if self.deliverer is not None:
             self.deliverer.stop()
@@ -404,13 +411,14 @@ class App:
             # Pause, not shut down: APScheduler's shutdown cancels running jobs, and the
             # jobs in flight deserve their grace period first.
             self.scheduler.pause()
+        grace = self.config.delivery.grace_period_s
+        log.info("shutdown_started", inflight=len(self._inflight), grace_period_s=grace)
         if self._inflight:
-            grace = self.config.delivery.grace_period_s
             _done, pending = await asyncio.wait(set(self._inflight), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
-                log.warning("shutdown_cancelled_work", tasks=len(pending))
+                log.warning("shutdown_cancelled_work", tasks=len(pending), grace_period_s=grace)
                 await asyncio.gather(*pending, return_exceptions=True)
         if running:
             assert self.scheduler is not None
@@ -429,45 +437,112 @@ class App:
     async def reload(self, new: Config) -> None:
         """Apply a new, already validated config without a restart.
 
-        Subscriptions, intervals and source settings change; the state file and the
-        ChatKitty account stay (changing those needs a restart, and is refused here).
+        Subscriptions, intervals, source settings, delivery settings and the outbox-age
+        threshold change. The state file, the ChatKitty account and the ops endpoint stay:
+        changing those needs a restart, and a config that does is refused as a whole.
+        Everything that can fail (channel lookup) runs before anything changes. A source
+        whose settings did not change keeps its client (token, rate-limit window) and its
+        schedule; a source whose settings or subscriptions changed is polled at once.
         """
+        if self._stopping:
+            raise ConfigError("shutting down: the new configuration was not applied")
         old = self.config
-        if new.state.path != old.state.path:
-            raise ConfigError("state.path: cannot change while running; restart to move state")
-        if new.chatkitty != old.chatkitty:
-            raise ConfigError("chatkitty: cannot change while running; restart to apply")
+        problems = [
+            f"{key}: cannot change while running; restart to apply"
+            for key, changed in (
+                ("state.path", new.state.path != old.state.path),
+                ("chatkitty", new.chatkitty != old.chatkitty),
+                ("ops.listen", new.ops.listen != old.ops.listen),
+            )
+            if changed
+        ]
+        if problems:
+            raise ConfigError("\n".join(problems))
         channels = await self._resolve_channels(new.subscriptions, dry_run=False)
+
+        def subs_of(config: Config, source: Source) -> tuple[Subscription, ...]:
+            return tuple(s for s in config.subscriptions if s.source == source)
+
+        changed_sources = {s for s in SOURCES if getattr(new.sources, s) != getattr(old.sources, s)}
+        touched = changed_sources | {s for s in SOURCES if subs_of(new, s) != subs_of(old, s)}
+        old_pollers, old_health = self.pollers, self.health
         self.config = new
-        if new.sources != old.sources:
+        if changed_sources:
             self.pollers = {}
             self._build_pollers()
+            for source in list(self.pollers):
+                if source not in changed_sources and source in old_pollers:
+                    self.pollers[source] = old_pollers[source]
+                    self.health[source] = old_health[source]
+                elif source in old_health:
+                    # New settings lift a stop (a refused key may have been fixed), but
+                    # a source that is still failing is not announced as failing again.
+                    before = old_health[source]
+                    health = self.health[source]
+                    health.failing = before.failing
+                    health.last_failure = before.last_failure
+                    health.last_error = before.last_error
+            for gone in [s for s in self.health if s not in self.pollers]:
+                del self.health[gone]
+                for gauge in (self.metrics.source_up, self.metrics.last_success):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(gone)
         for poller in self.pollers.values():
             poller.set_subscriptions(new.subscriptions, channels)
         self.channels = channels
         if self.deliverer is not None:
             self.deliverer.config = new.delivery
         if self.scheduler is not None and self.scheduler.running:
+            keep: dict[str, datetime] = {}
             for job in self.scheduler.get_jobs():
+                if job.id == "deliver":
+                    unchanged = new.delivery.interval == old.delivery.interval
+                else:
+                    name = job.id.removeprefix("poll-")
+                    unchanged = name in self.pollers and name not in touched
+                if unchanged and job.next_run_time is not None:
+                    keep[job.id] = job.next_run_time
                 job.remove()
             self._schedule_all()
+            for job_id, when in keep.items():
+                self.scheduler.modify_job(job_id, next_run_time=when)
+        old_names = {s.name for s in old.subscriptions}
+        new_names = {s.name for s in new.subscriptions}
         log.info(
             "config_reloaded",
             subscriptions=len(new.subscriptions),
+            added=sorted(new_names - old_names),
+            removed=sorted(old_names - new_names),
+            changed=sorted(
+                s.name
+                for s in new.subscriptions
+                if s.name in old_names and s not in old.subscriptions
+            ),
             sources=sorted(self.pollers),
+            sources_changed=sorted(changed_sources),
         )
 
     # ------------------------------------------------------------------ health
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready while every source polled successfully within 3x its interval and the
-        oldest undelivered message is younger than ``ops.max_outbox_age``."""
+        oldest undelivered message is younger than ``ops.max_outbox_age``.
+
+        Start-up counts as a success: a source has 3x its interval from start-up for its
+        first successful poll, unless a poll has already failed. Not ready before the
+        state file is open and from the moment a shutdown begins.
+        """
         now = self.clock.now()
         checks: dict[str, Any] = {}
+        if self._stopping or self.store is None:
+            state = "shutting down" if self._stopping else "not started"
+            checks["lifecycle"] = {"ok": False, "error": state}
+            return False, checks
         ready = True
         for source, health in self.health.items():
-            limit = timedelta(seconds=3 * health.interval_s)
+            limit_s = 3 * health.interval_s
             since = health.last_success or self.started_at
-            fresh = since is not None and now - since <= limit
+            age_s = None if since is None else (now - since).total_seconds()
+            fresh = age_s is not None and age_s <= limit_s
             if health.last_success is None and health.last_failure is not None:
                 fresh = False
             if health.stopped:
@@ -475,20 +550,32 @@ class App:
             check: dict[str, Any] = {
                 "ok": fresh,
                 "last_success": health.last_success.isoformat() if health.last_success else None,
+                "failing": health.failing,
             }
+            if health.last_success is None and fresh:
+                check["detail"] = "first poll pending"
             if not fresh:
-                check["error"] = health.stopped or health.last_error or "no successful poll yet"
+                if health.stopped:
+                    check["error"] = health.stopped
+                elif health.last_success is None:
+                    check["error"] = f"no successful poll yet; last error: {health.last_error}"
+                else:
+                    check["error"] = (
+                        f"no successful poll for {age_s:.0f}s (limit {limit_s:.0f}s = 3x the "
+                        f"poll interval)"
+                        + (f"; last error: {health.last_error}" if health.failing else "")
+                    )
             checks[f"source:{source}"] = check
             ready = ready and fresh
-        pending, oldest = (0, None)
-        if self.store is not None:
-            pending, oldest = await self.store.open_counts()
-        age = 0.0 if oldest is None else (now - oldest).total_seconds()
+        pending, oldest = await self.store.open_counts()
+        age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
         max_age = self.config.ops.max_outbox_age.total_seconds()
         outbox_ok = age <= max_age
         checks["outbox"] = {"ok": outbox_ok, "pending": pending, "oldest_age_s": round(age, 1)}
         if not outbox_ok:
-            checks["outbox"]["error"] = f"oldest undelivered message is {age:.0f}s old"
+            checks["outbox"]["error"] = (
+                f"oldest undelivered message is {age:.0f}s old (limit {max_age:.0f}s)"
+            )
         return ready and outbox_ok, checks
 
 

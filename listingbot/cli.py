@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -80,6 +81,13 @@ def config_path(arg: Path | None) -> Path:
 
 def _load(arg: Path | None) -> Config:
     config = load_config(config_path(arg))
+    _register_secrets(config)
+    configure_logging(level=config.log.level, fmt=config.log.format)
+    return config
+
+
+def _register_secrets(config: Config) -> None:
+    """Every secret in ``config`` is redacted from log lines from now on."""
     for secret in (
         config.chatkitty.client_id,
         config.chatkitty.client_secret,
@@ -91,8 +99,6 @@ def _load(arg: Path | None) -> Config:
         ),
     ):
         register_secret(secret.get_secret_value())
-    configure_logging(level=config.log.level, fmt=config.log.format)
-    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,7 +148,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "healthcheck":
         from listingbot.ops import healthcheck  # noqa: PLC0415
 
-        return healthcheck(load_config(config_path(args.config)), args.endpoint)
+        return healthcheck(config_path(args.config), args.endpoint)
     config = _load(args.config)
     if command == "once":
         return asyncio.run(_once(config, dry_run=args.dry_run))
@@ -162,19 +168,43 @@ async def _once(config: Config, *, dry_run: bool) -> int:
 
 
 async def _run(config: Config, path: Path) -> int:
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads the config file.
+
+    The handlers go in first, so a signal during start-up is honoured too (as PID 1 in a
+    container, a signal without a handler would simply be ignored). The ops endpoint
+    starts before the app so /healthz answers, and /readyz says "not started", while the
+    app connects; a port that is taken fails start-up at once.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    started = asyncio.Event()
+    reload_lock = asyncio.Lock()
+    reloads: set[asyncio.Task[None]] = set()
     app = App(config)
-    await app.start()
 
     def request_stop(signame: str) -> None:
+        if stop.is_set():
+            log.info("shutdown_in_progress", signal=signame)
+            return
         log.info("shutdown_requested", signal=signame)
         stop.set()
+        # A reload still looking up channels is dropped: App.reload changes nothing
+        # before its last await, so cancelling it leaves the running config whole.
+        for task in list(reloads):
+            task.cancel()
 
-    reloads: set[asyncio.Task[None]] = set()
+    async def reload_in_turn() -> None:
+        await started.wait()
+        async with reload_lock:  # two quick SIGHUPs apply one after the other
+            if not stop.is_set():
+                await _reload(app, path)
 
     def request_reload() -> None:
-        task = loop.create_task(_reload(app, path))
+        if stop.is_set():
+            log.warning("config_reload_ignored", reason="shutting down")
+            return
+        log.info("config_reload_requested", signal="SIGHUP", path=str(path))
+        task = loop.create_task(reload_in_turn())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -182,34 +212,78 @@ async def _run(config: Config, path: Path) -> int:
     loop.add_signal_handler(signal.SIGINT, request_stop, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, request_reload)
     ops_server = None
-    if config.ops.listen:
-        from listingbot.ops import OpsServer  # noqa: PLC0415
-
-        ops_server = OpsServer(app, config.ops.listen)
-        await ops_server.start()
-    log.info(
-        "started",
-        version=__version__,
-        sources=sorted(app.pollers),
-        subscriptions=len(config.subscriptions),
-        state=str(config.state.path),
-        ops=config.ops.listen,
-    )
     try:
+        if config.ops.listen:
+            from listingbot.ops import OpsServer  # noqa: PLC0415
+
+            ops_server = OpsServer(app, config.ops.listen)
+            try:
+                await ops_server.start()
+            except OSError as err:
+                reason = err.strerror or str(err)
+                raise ListingBotError(f"ops.listen {config.ops.listen}: {reason}") from None
+        if not await _start_unless_stopped(app, stop):
+            log.info("stopped", during="start-up")
+            return EXIT_OK
+        started.set()
+        log.info(
+            "started",
+            version=__version__,
+            sources=sorted(app.pollers),
+            subscriptions=len(config.subscriptions),
+            state=str(config.state.path),
+            ops=config.ops.listen,
+        )
         await app.run(stop)
     finally:
+        for task in list(reloads):
+            task.cancel()
+        await asyncio.gather(*reloads, return_exceptions=True)
         if ops_server is not None:
             await ops_server.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
     log.info("stopped")
     return EXIT_OK
 
 
+async def _start_unless_stopped(app: App, stop: asyncio.Event) -> bool:
+    """Start the app; False (and the app closed) when a stop signal came first."""
+    starting = asyncio.ensure_future(app.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await app.close()
+        return False
+    try:
+        starting.result()
+    except BaseException:
+        await app.close()
+        raise
+    return True
+
+
 async def _reload(app: App, path: Path) -> None:
+    """Validate the file, then apply it; anything wrong keeps the running config."""
+    old = app.config
     try:
         new = load_config(path)
+        _register_secrets(new)
         await app.reload(new)
     except ListingBotError as err:
         log.error("config_reload_rejected", error=str(err), kept="previous configuration")
+        return
+    except Exception:
+        log.exception("config_reload_failed", kept="previous configuration")
+        return
+    if new.log != old.log:
+        configure_logging(level=new.log.level, fmt=new.log.format)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,11 @@ and outcomes. Never a listing id, URL, channel name or anything that carries a s
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from listingbot import __version__
 
 
 class Metrics:
@@ -15,6 +19,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.build = Info("listingbot_build", "The running listingbot version.", registry=r)
+        self.build.info({"version": __version__})
         self.polls = Counter(
             "listingbot_polls",
             "Polls by source and outcome (ok, failed).",
@@ -45,7 +51,7 @@ class Metrics:
         )
         self.rate_wait_seconds = Counter(
             "listingbot_rate_limit_wait_seconds",
-            "Seconds spent waiting on rate limits (own limiter and Retry-After).",
+            "Seconds the local rate limiter held requests back, by API.",
             ["api"],
             registry=r,
         )
@@ -107,6 +113,15 @@ class Metrics:
             ["source"],
             registry=r,
         )
+
+    def declare_sources(self, sources: Iterable[str]) -> None:
+        """Create the per-source series at zero, so a first failure is an increase from 0
+        (``increase()``/``rate()`` see it) rather than a series that appears from nowhere."""
+        for source in sources:
+            for outcome in ("ok", "failed"):
+                self.polls.labels(source, outcome)
+            for counter in (self.listings_seen, self.records_skipped, self.possible_gaps):
+                counter.labels(source)
 
     # RequestObserver ------------------------------------------------------------------
     def request_done(self, api: str, status: int | None, duration_s: float) -> None:

@@ -1,8 +1,10 @@
-"""The operations endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over aiohttp.
+"""The operations endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over aiohttp, and the
+``listingbot healthcheck`` probe the container image runs.
 
 ``/healthz`` answers from inside the event loop, so a 200 proves the loop is turning.
 ``/readyz`` reports freshness, not just "the port answers": every source must have
-polled successfully within 3x its interval and the outbox must be draining.
+polled successfully within 3x its interval and the outbox must be draining; a 503 names
+each failing check. ``/metrics`` is the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -10,12 +12,19 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
+import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
 from listingbot.app import App
-from listingbot.config import Config
+from listingbot.config import OpsConfig, load_config
+from listingbot.errors import ConfigError, ListingBotError
+
+DEFAULT_LISTEN = OpsConfig().listen
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -37,15 +46,17 @@ class OpsServer:
         return web_app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.web_app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port nowhere else
-        if server is not None and self.port == 0:
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = int(sockets[0].getsockname()[1])
+        """Listen; raises ``OSError`` when the address is taken or not ours to bind."""
+        runner = web.AppRunner(self.web_app(), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        if self.port == 0:  # an ephemeral port (tests): learn which one
+            self.port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -58,32 +69,89 @@ class OpsServer:
         return web.json_response({"status": "ok", "uptime_s": round(uptime, 1)})
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        ready, checks = await self.app.readiness()
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        try:
+            ready, checks = await self.app.readiness()
+        except ListingBotError as err:  # the state file closing under a shutdown, say
+            ready, checks = False, {"state": {"ok": False, "error": str(err)}}
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
+        failing = [name for name, check in checks.items() if not check.get("ok")]
+        if failing:
+            body["failing"] = failing
+        body["checks"] = checks
         return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, _request: web.Request) -> web.Response:
-        if self.app.store is not None:
-            pending, oldest = await self.app.store.open_counts()
-            self.app.metrics.outbox_depth.set(pending)
-            age = 0.0 if oldest is None else (self.app.clock.now() - oldest).total_seconds()
-            self.app.metrics.outbox_oldest_age.set(max(0.0, age))
-        return web.Response(
-            body=self.app.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        m = self.app.metrics
+        m.declare_sources(list(self.app.pollers))
+        store = self.app.store
+        if store is not None:
+            try:
+                pending, oldest = await store.open_counts()
+            except ListingBotError:
+                pass  # closing: keep the last values
+            else:
+                m.outbox_depth.set(pending)
+                age = 0.0 if oldest is None else (self.app.clock.now() - oldest).total_seconds()
+                m.outbox_oldest_age.set(max(0.0, age))
+        return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def healthcheck(config: Config, endpoint: str = "readyz", timeout_s: float = 5.0) -> int:
-    """For the container's HEALTHCHECK: 0 when the endpoint answers 200, else 1."""
-    if not config.ops.listen:
+# ---------------------------------------------------------------------------- healthcheck
+
+
+def listen_address(path: Path) -> str | None:
+    """``ops.listen`` of the config file at ``path``.
+
+    The full config is tried first. When it no longer validates (edited in place, and the
+    running service rejected the reload and kept its old config), ``ops.listen`` alone is
+    read from the YAML: a typo elsewhere must not make a healthy container "unhealthy"
+    and get it restarted into the broken config. Raises ``ConfigError`` when neither works.
+    """
+    try:
+        return load_config(path).ops.listen
+    except ConfigError as err:
+        full_error = err
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        ops = data.get("ops") if isinstance(data, dict) else None
+        if ops is None:
+            return DEFAULT_LISTEN
+        if not isinstance(ops, dict):
+            raise full_error
+        return OpsConfig.model_validate({"listen": ops.get("listen", DEFAULT_LISTEN)}).listen
+    except (OSError, ValueError, yaml.YAMLError, ValidationError):
+        raise full_error from None
+
+
+def probe_url(listen: str, endpoint: str) -> str:
+    host, port = split_listen(listen)
+    if host in ("0.0.0.0", ""):  # noqa: S104 - mapping a wildcard bind to loopback
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/{endpoint}"
+
+
+def healthcheck(path: Path, endpoint: str = "readyz", timeout_s: float = 5.0) -> int:
+    """For the container's HEALTHCHECK: 0 when the endpoint answers 200, else 1.
+
+    Never 2: Docker reserves that exit code for health checks.
+    """
+    try:
+        listen = listen_address(path)
+    except ConfigError as err:
+        print(f"cannot find ops.listen: {err}")
+        return 1
+    if not listen:
         print("ops.listen is off: nothing to check")
         return 1
-    host, port = split_listen(config.ops.listen)
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - mapping a wildcard bind to loopback
-        host = "127.0.0.1"
-    url = f"http://{host}:{port}/{endpoint}"
+    url = probe_url(listen, endpoint)
+    # No proxy: the probe is for this host, whatever HTTP_PROXY the container carries.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with opener.open(url, timeout=timeout_s) as response:
             print(response.read().decode("utf-8", "replace"))
             return 0 if response.status == 200 else 1
     except urllib.error.HTTPError as err:
@@ -91,8 +159,8 @@ def healthcheck(config: Config, endpoint: str = "readyz", timeout_s: float = 5.0
         try:
             print(json.dumps(json.loads(body), indent=2))
         except ValueError:
-            print(body)
+            print(f"{url}: HTTP {err.code} {body}")
         return 1
     except OSError as err:
-        print(f"{url}: {err}")
+        print(f"{url}: {getattr(err, 'reason', None) or err}")
         return 1

@@ -14,7 +14,7 @@ from listingbot.store import Store
 def _when(value: datetime | None, now: datetime) -> str:
     if value is None:
         return "never"
-    ago = int((now - value).total_seconds())
+    ago = max(0, int((now - value).total_seconds()))  # never "-3s ago" on clock skew
     if ago < 120:
         span = f"{ago}s"
     elif ago < 7200:
@@ -52,7 +52,10 @@ def print_status(config: Config) -> int:
                 st.last_success is None or (st.last_failure or now) > st.last_success
             ):
                 print(f"  {'':<10} failing ({st.consecutive_failures}x): {st.last_error}")
-            print(f"  {'':<10} last poll: {st.last_listings} listings, {st.last_events} events")
+            print(
+                f"  {'':<10} last successful poll: {st.last_listings} listings, "
+                f"{st.last_events} events"
+            )
         print("\nsubscriptions:")
         subs = {s.name: s for s in store.subscription_statuses_sync()}
         for sub in config.subscriptions:
