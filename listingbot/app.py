@@ -212,9 +212,9 @@ class App:
         poller = self.pollers[source]
         health = self.health[source]
         if health.stopped and not dry_run:
-            outcome = PollOutcome(source, ok=False, error=health.stopped, auth_failed=True)
-            log.error("source_stopped", source=source, reason=health.stopped)
-            return outcome
+            # Said loudly once when it stopped (see _account_poll); quietly from then on.
+            log.debug("source_still_stopped", source=source)
+            return PollOutcome(source, ok=False, error=health.stopped, auth_failed=True)
         try:
             outcome = await poller.poll(dry_run=dry_run)
         except ListingBotError as err:
@@ -294,6 +294,7 @@ class App:
     async def once(self, *, dry_run: bool = False) -> bool:
         """One poll of every source and one delivery pass; True when all went well."""
         ok = True
+        failed_before = self.totals.failed_messages
         for source in self.pollers:
             outcome = await self.poll(source, dry_run=dry_run)
             ok = ok and outcome.ok
@@ -312,7 +313,8 @@ class App:
                     break
                 await self.clock.sleep(min(ONCE_MAX_WAIT_S, base * 2**attempt))
                 delivered = await self.deliver()
-            ok = ok and self.totals.failed_messages == 0 and delivered.pending == 0
+            failed_now = self.totals.failed_messages - failed_before
+            ok = ok and failed_now == 0 and delivered.pending == 0
         return ok
 
     # ------------------------------------------------------------------ running

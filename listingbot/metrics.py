@@ -51,7 +51,7 @@ class Metrics:
         )
         self.rate_wait_seconds = Counter(
             "listingbot_rate_limit_wait_seconds",
-            "Seconds the local rate limiter held requests back, by API.",
+            "Seconds spent waiting on rate limits (own limiter and 429 Retry-After), by API.",
             ["api"],
             registry=r,
         )

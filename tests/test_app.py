@@ -353,3 +353,21 @@ async def test_dry_run_prints_messages_and_changes_nothing(
         }
     finally:
         store.close_sync()
+
+
+async def test_time_waiting_out_a_429_is_counted_as_rate_limit_wait(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Seconds spent honouring Kato's Retry-After show up in the rate-limit wait metric."""
+    async with make_sims(clock, kato_rpm=4) as sims:
+        text = cfg(
+            sims,
+            tmp_path,
+            UK_SUB,
+            sources=("kato",),
+            kato="requests_per_minute: 600\npage_size: 5\n",
+        )
+        async with running(load(tmp_path, text), clock) as app:
+            assert await app.once()
+            waited = app.metrics.rate_wait_seconds.labels("kato")._value.get()
+    assert waited >= 1

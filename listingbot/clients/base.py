@@ -422,6 +422,9 @@ class ApiClient:
         reason: str,
     ) -> None:
         self._observer.retry(self.api, kind)
+        if status == 429:
+            # Waiting out the server's rate limit is rate-limit time, like our own limiter's.
+            self._observer.rate_limit_wait(self.api, wait_s)
         structlog.get_logger(__name__).warning(
             "upstream_retry",
             api=self.api,
