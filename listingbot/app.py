@@ -109,6 +109,12 @@ class App:
             timeout=aiohttp.ClientTimeout(total=None),
             headers={"User-Agent": "listingbot/0.1 (+https://github.com/listingbot)"},
         )
+        # aiohttp silently re-sends an idempotent request once when a kept-alive connection
+        # drops. That hidden retry bypasses the Kato limiter (Kato then sees more than
+        # requests_per_minute) and our own retry policy; listingbot retries dropped
+        # connections itself, through the limiter. There is no public switch: the attribute
+        # is private, and requirements.lock pins the aiohttp version it was checked against.
+        self.session._retry_connection = False
         ck = cfg.chatkitty
         self.chatkitty = ChatKittyClient(
             api_url=ck.api_url,

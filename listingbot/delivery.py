@@ -88,6 +88,8 @@ class Deliverer:
         async with self._lock:
             started = time.perf_counter()
             outcome = DeliveryOutcome()
+            if self._stopping:
+                return outcome  # waited on the lock through a shutdown: start nothing new
             await self._reconcile(outcome)
             due = await self.store.due_messages()
             outcome.channels = len(due)
@@ -136,11 +138,9 @@ class Deliverer:
                 )
             return False
         except UpstreamAuthError as err:
-            delay = self._backoff(attempts, None)
-            await self.store.mark_retry(row.seq, delay, str(err))
-            outcome.retried += 1
-            self.metrics.messages_retried.inc()
             log.error("message_auth_failed", key=row.key, channel=row.channel_id, error=str(err))
+            delay = self._backoff(attempts, None)
+            await self._retry_or_fail(row, attempts, delay, str(err), outcome)
             return False
         except UpstreamRejected as err:
             reason = f"{err}" + (f" (hint: {err.hint})" if err.hint else "")
@@ -212,6 +212,15 @@ class Deliverer:
                     outcome.reconciled_sent += 1
                     self.metrics.messages_reconciled.labels("already_sent").inc()
                     self.metrics.messages_sent.inc()
+                elif row.attempts >= self.config.max_attempts:
+                    reason = (
+                        f"gave up after {row.attempts} attempts: "
+                        f"{row.last_error or 'outcome unknown'}"
+                    )
+                    await self.store.mark_failed(row.seq, reason)
+                    outcome.failed += 1
+                    self.metrics.messages_failed.inc()
+                    log.error("message_failed", key=row.key, channel=channel_id, reason=reason)
                 else:
                     await self.store.mark_retry(row.seq, 0.0, row.last_error or "outcome unknown")
                     outcome.reconciled_requeued += 1

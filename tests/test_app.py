@@ -371,3 +371,24 @@ async def test_time_waiting_out_a_429_is_counted_as_rate_limit_wait(
             assert await app.once()
             waited = app.metrics.rate_wait_seconds.labels("kato")._value.get()
     assert waited >= 1
+
+
+async def test_message_failing_max_attempts_times_is_marked_failed_with_its_reason(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """After delivery.max_attempts refused sends the row is failed, not retried forever."""
+    text = cfg(sims, tmp_path, extra="delivery:\n  max_attempts: 2\n")
+    async with running(load(tmp_path, text), clock) as app:
+        await app.once()
+        sims.market.add_kotohomes(state="NY")
+        sims.faults.enabled_for = {"chatkitty"}
+        sims.faults.set(rate_429=1.0)
+        assert not await app.once()
+        for _ in range(2):  # a 429 without Retry-After waits a minute: let time pass
+            clock.advance(120)
+            await app.once()
+        assert app.store is not None
+        (row,) = app.store.all_rows_sync()
+    assert row.state == "failed"
+    assert (row.last_error or "").startswith("gave up after 2 attempts")
+    assert messages(sims, 702) == []
