@@ -1,0 +1,206 @@
+"""What the channels must end up holding, computed from the market alone.
+
+The model never looks at listingbot's state or code: it replays the market's history
+against the subscriptions with the semantics of issue 2 (``listingbot/detection.py``):
+
+- per (subscription, listing): ``new`` once, when the subscription first sees it;
+- afterwards ``price_drop`` / ``price_increase`` / ``status_change`` whenever the observed
+  asking figure / status differs from the last one the subscription was told about;
+- one message per (channel, listing, event) per observation, naming every subscription
+  in that channel that saw it; removal makes no event.
+
+It assumes every market step is observed by the service before the next one (the tests
+make sure of that), and ``first_run: post`` for every subscription.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from listingbot.models import SOURCES
+from listingbot.sim import SimStack
+from listingbot.sim.market import Market, MarketEvent
+
+ALL_EVENTS = frozenset({"new", "price_drop", "price_increase", "status_change"})
+
+# (channel, source, listing id, event, value): value is the new asking figure of a price
+# event, the new status of a status change, None for ``new``.
+Message = tuple[int, str, str, str, object]
+Named = tuple[int, str, str, str, object, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Sub:
+    """A subscription as the test writes it and as the model evaluates it."""
+
+    name: str
+    source: str
+    channel: int
+    filters: str  # YAML flow mapping, sent upstream as is
+    selects: Callable[[dict[str, Any]], bool]  # the same filter, on a market record
+    notify: frozenset[str] = ALL_EVENTS
+
+    def yaml(self) -> str:
+        notify = ", ".join(sorted(self.notify))
+        return (
+            f"  - name: {self.name}\n"
+            f"    source: {self.source}\n"
+            f"    channel: {self.channel}\n"
+            f"    filters: {self.filters}\n"
+            f"    notify: [{notify}]\n"
+            "    first_run: post\n"
+        )
+
+
+def money(value: Any) -> float | None:
+    """A figure as the market serves it: a number, or Kato's text form ("£1,250.50")."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        return float(value.replace("£", "").replace(",", "").strip())
+    raise TypeError(f"not a money value: {value!r}")
+
+
+def asking_of(source: str, record: dict[str, Any]) -> float | None:
+    """The figure a price change moves (Kotohomes ``price``; Kato sale price, else rent)."""
+    if source == "kotohomes":
+        return money(record.get("price"))
+    price = record.get("price")
+    if record.get("for_sale") and isinstance(price, dict):
+        value = money(price.get("value"))
+        if value is not None:
+            return value
+    rent = record.get("rent")
+    return money(rent.get("from")) if isinstance(rent, dict) else None
+
+
+class Expectation:
+    """The messages that must exist, as a multiset, built one observation at a time."""
+
+    def __init__(self, market: Market, subs: Sequence[Sub]) -> None:
+        self.market = market
+        self.subs = tuple(subs)
+        self.messages: Counter[Message] = Counter()
+        self.named: Counter[Named] = Counter()
+        self.market_events = 0
+        self._state: dict[tuple[str, str], tuple[float | None, str | None]] = {}
+        self._seen_by: dict[tuple[str, str], tuple[Sub, ...]] = {}
+        self._told: dict[tuple[str, str, str], tuple[float | None, str | None]] = {}
+
+    def observe_start(self) -> None:
+        """The first poll: everything live now."""
+        keys: list[tuple[str, str]] = []
+        for source in SOURCES:
+            for record in self.market.live(source):
+                key = (source, str(record["id"]))
+                self._track(key, record, asking_of(source, record))
+                keys.append(key)
+        self._observe(keys)
+
+    def step(self) -> list[MarketEvent]:
+        """One market tick, and the service's next observation of it."""
+        events = self.market.step()
+        self.market_events += len(events)
+        touched: list[tuple[str, str]] = []
+        for event in events:
+            key = (event.source, event.listing_id)
+            if event.kind == "created":
+                record = self.market.find(event.source, event.listing_id)
+                self._track(key, record or {}, money(event.new))
+            elif event.kind == "price_changed":
+                self._state[key] = (money(event.new), self._state[key][1])
+            elif event.kind == "status_changed":
+                self._state[key] = (self._state[key][0], event.new)
+            else:  # removed: nothing to say, and nothing to observe any more
+                self._state.pop(key, None)
+            touched.append(key)
+        self._observe(dict.fromkeys(touched))
+        return events
+
+    def visible_counts(self) -> dict[str, int]:
+        """How many live listings each subscription's query returns now."""
+        return {
+            sub.name: sum(1 for key in self._state if sub in self._seen_by[key])
+            for sub in self.subs
+        }
+
+    def _track(self, key: tuple[str, str], record: dict[str, Any], asking: float | None) -> None:
+        status = record.get("status")
+        self._state[key] = (asking, status if isinstance(status, str) else None)
+        self._seen_by[key] = tuple(
+            s for s in self.subs if s.source == key[0] and record and s.selects(record)
+        )
+
+    def _observe(self, keys: Iterable[tuple[str, str]]) -> None:
+        batch: dict[Message, set[str]] = {}
+        for key in keys:
+            if key not in self._state:
+                continue
+            asking, status = self._state[key]
+            for sub in self._seen_by[key]:
+                told = self._told.get((sub.name, *key))
+                self._told[(sub.name, *key)] = (asking, status)
+                found: list[tuple[str, object]] = []
+                if told is None:
+                    found.append(("new", None))
+                else:
+                    old_asking, old_status = told
+                    if asking is not None and old_asking is not None and asking != old_asking:
+                        kind = "price_drop" if asking < old_asking else "price_increase"
+                        found.append((kind, asking))
+                    if status is not None and old_status is not None and status != old_status:
+                        found.append(("status_change", status))
+                for event, value in found:
+                    if event in sub.notify:
+                        message = (sub.channel, key[0], key[1], event, value)
+                        batch.setdefault(message, set()).add(sub.name)
+        for message, names in batch.items():
+            self.messages[message] += 1
+            self.named[(*message, tuple(sorted(names)))] += 1
+
+
+@dataclass
+class Posted:
+    """What the ChatKitty simulator holds, in the model's terms."""
+
+    messages: Counter[Message]
+    named: Counter[Named]
+    keys: Counter[str]
+
+    @property
+    def duplicated_keys(self) -> dict[str, int]:
+        return {key: n for key, n in self.keys.items() if n > 1}
+
+
+def posted(sims: SimStack) -> Posted:
+    messages: Counter[Message] = Counter()
+    named: Counter[Named] = Counter()
+    keys: Counter[str] = Counter()
+    for channel, stored in sims.chatkitty.messages.items():
+        for message in stored:
+            props = message["properties"]
+            meta, listing = props["listingbot"], props["listing"]
+            event = meta["event"]
+            value: object = None
+            if event in ("price_drop", "price_increase"):
+                value = _listing_asking(listing)
+            elif event == "status_change":
+                value = listing.get("status")
+            row = (channel, meta["source"], meta["listing_id"], event, value)
+            messages[row] += 1
+            named[(*row, tuple(sorted(meta["subscriptions"])))] += 1
+            keys[meta["key"]] += 1
+    return Posted(messages, named, keys)
+
+
+def _listing_asking(listing: dict[str, Any]) -> float | None:
+    for name in ("price", "rent"):
+        block = listing.get(name)
+        if isinstance(block, dict) and block.get("amount") is not None:
+            return float(block["amount"])
+    return None
