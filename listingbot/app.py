@@ -175,7 +175,13 @@ class App:
             intervals["kato"] = c.poll_interval
         for source, fetcher in fetchers.items():
             self.pollers[source] = Poller(
-                source, fetcher, self.store, self.clock, self.metrics, channels={}
+                source,
+                fetcher,
+                self.store,
+                self.clock,
+                self.metrics,
+                channels={},
+                retention=cfg.state.retention,
             )
             previous = self.health.get(source)
             self.health[source] = SourceHealth(intervals[source].total_seconds())
