@@ -267,9 +267,6 @@ async def retention_run(seed: int, workdir: Path, *, retention: bool) -> list[di
         config = workload.parse(data)
         app = App(config, clock=clock)
         await app.start()
-        # app.py does not hand the retention to its pollers yet (see the report).
-        for poller in app.pollers.values():
-            poller.retention = config.state.retention
         try:
             for day in range(DAYS + 1):
                 outcome = await app.poll("kato")

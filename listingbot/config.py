@@ -78,7 +78,10 @@ KOTOHOMES_PROPERTY_TYPES: frozenset[str] = frozenset(
 # Fields whose values are secrets: never echoed, even when written literally in the file.
 _SECRET_KEYS = frozenset({"key", "client_id", "client_secret"})
 _MAX_PROBLEMS = 40
-_MAX_NODES = 100_000  # aliases can make a tiny file expand enormously when walked
+# Aliases can make a tiny file expand enormously when walked. Without aliases every node
+# takes at least one character of the file, so a budget of max(floor, file length) admits
+# any honest file (10,000 subscriptions included) and still stops an alias bomb.
+_MAX_NODES = 100_000
 
 
 # --------------------------------------------------------------------------- problems
@@ -1092,10 +1095,12 @@ def _substitute(text: str, env: _Env) -> tuple[str, list[str]]:
     return "".join(out), missing
 
 
-def _interpolate(data: Any, env: Mapping[str, str]) -> _Interpolated:
+def _interpolate(
+    data: Any, env: Mapping[str, str], *, max_nodes: int = _MAX_NODES
+) -> _Interpolated:
     result = _Interpolated(data=None)
     lookup = _Env(env)
-    budget = [_MAX_NODES]
+    budget = [max_nodes]
 
     def walk(node: Any, loc: Loc) -> Any:
         budget[0] -= 1
@@ -1325,7 +1330,7 @@ def parse_config(
             "(state, chatkitty, sources, subscriptions, ...), not a list or a single value"
         )
     try:
-        interp = _interpolate(data, environ)
+        interp = _interpolate(data, environ, max_nodes=max(_MAX_NODES, len(text)))
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     if interp.problems:

@@ -852,3 +852,20 @@ def test_bad_config_is_rejected_with_its_message(name: str, phrase: str) -> None
 def test_base_config_is_valid() -> None:
     """The base config the tests edit is itself valid (so each edit is the only fault)."""
     assert parse(BASE).subscriptions[0].name == "nyc-homes"
+
+
+def test_a_config_with_ten_thousand_subscriptions_loads() -> None:
+    """A large honest file is not mistaken for an alias bomb."""
+    subs = "".join(
+        f"  - name: s{i}\n    source: kato\n    channel: 704\n"
+        f"    filters: {{property_types: [office], size_min: {i}}}\n"
+        for i in range(10_000)
+    )
+    text = (
+        "state: {path: /tmp/x.sqlite3}\n"
+        "chatkitty: {api_url: 'https://ck.example', token_url: 'https://ck.example/t',"
+        " client_id: ck-id-123456, client_secret: ck-secret-123456}\n"
+        "sources:\n  kato: {client_id: kato-id-123456, client_secret: kato-secret-123456}\n"
+        "subscriptions:\n" + subs
+    )
+    assert len(parse_config(text, env={}).subscriptions) == 10_000
