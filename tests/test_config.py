@@ -869,3 +869,13 @@ def test_a_config_with_ten_thousand_subscriptions_loads() -> None:
         "subscriptions:\n" + subs
     )
     assert len(parse_config(text, env={}).subscriptions) == 10_000
+
+
+def test_an_alias_bomb_is_refused() -> None:
+    """YAML aliases that expand a tiny file into millions of nodes are a config error."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for n in range(1, 7):
+        levels.append(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]")
+    text = "\n".join(levels) + "\nstate: *a6\n"
+    with pytest.raises(ConfigError, match="expands too much"):
+        parse_config(text, env={})
