@@ -594,12 +594,14 @@ class Store:
         await self._run(self._mark_unknown, seq, delay_s, error)
 
     def _mark_unknown(self, seq: int, delay_s: float, error: str) -> None:
+        self._reschedule(seq, "sending", delay_s, error)
+
+    def _reschedule(self, seq: int, state: str, delay_s: float, error: str) -> None:
         due = _ts(self._now() + timedelta(seconds=delay_s))
         with self._tx() as conn:
             conn.execute(
-                "UPDATE outbox SET state = 'sending', next_attempt_at = ?, last_error = ?"
-                " WHERE seq = ?",
-                (due, error[:500], seq),
+                "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ? WHERE seq = ?",
+                (state, due, error[:500], seq),
             )
 
     async def mark_sent(self, seq: int, message_id: int | None) -> None:
@@ -617,13 +619,7 @@ class Store:
         await self._run(self._mark_retry, seq, delay_s, error)
 
     def _mark_retry(self, seq: int, delay_s: float, error: str) -> None:
-        due = _ts(self._now() + timedelta(seconds=delay_s))
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?"
-                " WHERE seq = ?",
-                (due, error[:500], seq),
-            )
+        self._reschedule(seq, "pending", delay_s, error)
 
     async def mark_failed(self, seq: int, error: str) -> None:
         await self._run(self._mark_failed, seq, error)

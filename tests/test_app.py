@@ -200,9 +200,13 @@ async def test_expired_chatkitty_token_is_refreshed_and_send_replayed(
     assert len(messages(sims, 702)) == 1
 
 
-async def test_kato_429_with_retry_after_is_waited_out(tmp_path: Path, clock: FakeClock) -> None:
-    """When Kato answers 429 with Retry-After, the client waits that long and carries on."""
-    # The service is allowed more than the server accepts, so the server's window bites.
+async def once_against_a_throttling_kato(
+    tmp_path: Path, clock: FakeClock
+) -> tuple[list[int | None], float]:
+    """One `once` where the service may send more than Kato accepts, so Kato answers 429.
+
+    Returns the statuses Kato sent and the seconds the app counted as rate-limit wait.
+    """
     async with make_sims(clock, kato_rpm=4) as sims:
         text = cfg(
             sims,
@@ -213,11 +217,17 @@ async def test_kato_429_with_retry_after_is_waited_out(tmp_path: Path, clock: Fa
         )
         async with running(load(tmp_path, text), clock) as app:
             assert await app.once()
-        statuses = [r.status for r in sims.kato.requests]
-        assert 429 in statuses
-        assert statuses[-1] == 200
-        # Every 429 was answered with a Retry-After the client honoured on the fake clock.
-        assert any(wait >= 1 for wait in clock.sleeps)
+            waited = app.metrics.rate_wait_seconds.labels("kato")._value.get()
+        return [r.status for r in sims.kato.requests], waited
+
+
+async def test_kato_429_with_retry_after_is_waited_out(tmp_path: Path, clock: FakeClock) -> None:
+    """When Kato answers 429 with Retry-After, the client waits that long and carries on."""
+    statuses, _waited = await once_against_a_throttling_kato(tmp_path, clock)
+    assert 429 in statuses
+    assert statuses[-1] == 200
+    # Every 429 was answered with a Retry-After the client honoured on the fake clock.
+    assert any(wait >= 1 for wait in clock.sleeps)
 
 
 async def test_kotohomes_403_stops_that_source_loudly_while_kato_works(
@@ -359,17 +369,7 @@ async def test_time_waiting_out_a_429_is_counted_as_rate_limit_wait(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     """Seconds spent honouring Kato's Retry-After show up in the rate-limit wait metric."""
-    async with make_sims(clock, kato_rpm=4) as sims:
-        text = cfg(
-            sims,
-            tmp_path,
-            UK_SUB,
-            sources=("kato",),
-            kato="requests_per_minute: 600\npage_size: 5\n",
-        )
-        async with running(load(tmp_path, text), clock) as app:
-            assert await app.once()
-            waited = app.metrics.rate_wait_seconds.labels("kato")._value.get()
+    _statuses, waited = await once_against_a_throttling_kato(tmp_path, clock)
     assert waited >= 1
 
 
