@@ -62,6 +62,11 @@ def clean_text(text: str, *, multiline: bool = False) -> str:
     Single-line text has every run of whitespace collapsed to one space; multi-line text
     keeps line breaks (at most one blank line in a row) and collapses spaces within lines.
     """
+    if text.isascii() and text.isprintable():
+        # The common case, and a hot path (every text field of every changed record):
+        # printable ASCII holds no control, bidi, surrogate or line-break character, so
+        # only whitespace needs collapsing, in both modes. Same result, about 2x faster.
+        return " ".join(text.split())
     # Lone surrogates (from JSON like "\\ud800") cannot even be encoded to UTF-8 for SQLite.
     text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     text = text.replace("\r\n", "\n").translate(_LINE_BREAKS)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import random
+import string
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ from listingbot.normalize import (
     SUMMARY_MAX_CHARS,
     TITLE_MAX_CHARS,
     MalformedRecord,
+    clean_text,
     normalize_kato,
     normalize_kotohomes,
 )
@@ -441,3 +444,16 @@ def test_kato_wrong_values_make_the_record_malformed(changes: dict[str, Any], fi
         normalize_kato(kato(**changes))
     assert caught.value.record_id == "1042"
     assert caught.value.reason.startswith(field)
+
+
+def test_printable_ascii_fast_path_gives_the_same_text_as_the_general_path() -> None:
+    """Plain ASCII text is cleaned exactly as it would be through the general path."""
+    rng = random.Random(5)
+    alphabet = string.printable  # includes \t \n \r \x0b \x0c: both paths get exercised
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        # A trailing NUL forces the general path; the NUL itself is removed there.
+        for multiline in (False, True):
+            assert clean_text(text, multiline=multiline) == clean_text(
+                text + "\x00", multiline=multiline
+            ), repr(text)
