@@ -1,7 +1,8 @@
 """``listingbot sim``: serve the three simulators standalone until SIGINT/SIGTERM.
 
-Prints the URLs and the test credentials on start, then every market event as the
-market ticks (``--tick-every``).
+Prints, on start, the ``chatkitty`` and ``sources`` config sections that point at the
+simulators (base URLs, as ``api_url`` takes them, and the test credentials), then every
+market event as the market ticks (``--tick-every``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 from collections.abc import Sequence
@@ -79,6 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_fragment(stack: SimStack) -> str:
+    """The ``chatkitty`` and ``sources`` sections for the running simulators, ready to paste
+    into a config file: base URLs (the clients add the API paths) and the test credentials."""
+    return (
+        "# paste into your config (the simulators' test credentials):\n"
+        "chatkitty:\n"
+        f"  api_url: {stack.chatkitty_url}\n"
+        f"  path_prefix: {json.dumps(stack.chatkitty_prefix)}\n"
+        f"  token_url: {stack.chatkitty_token_url}\n"
+        f"  client_id: {stack.chatkitty_client_id}\n"
+        f"  client_secret: {stack.chatkitty_client_secret}\n"
+        "sources:\n"
+        "  kotohomes:\n"
+        f"    api_url: {stack.kotohomes_url}\n"
+        f"    key: {stack.kotohomes_key}\n"
+        "  kato:\n"
+        f"    api_url: {stack.kato_url}\n"
+        "    api_version: v2\n"
+        f"    client_id: {stack.kato_client_id}\n"
+        f"    client_secret: {stack.kato_client_secret}\n"
+    )
+
+
 def _describe(event: MarketEvent) -> str:
     change = ""
     if event.kind in ("price_changed", "status_changed"):
@@ -114,15 +139,9 @@ async def serve(
         channels = ", ".join(f"{c['id']} ({c['name']})" for c in stack.chatkitty.channels.values())
         print(
             "listingbot simulators running (Ctrl-C stops them)\n"
-            f"  Kotohomes  {stack.kotohomes_url}/v1/listings   key={stack.kotohomes_key}\n"
-            f"  Kato       {stack.kato_url}/v2/availability   token: {stack.kato_url}/oauth/token"
-            f"  client_id={stack.kato_client_id} client_secret={stack.kato_client_secret}\n"
-            f"  ChatKitty  {stack.chatkitty_url}{stack.chatkitty_prefix}/channels   "
-            f"token: {stack.chatkitty_token_url}"
-            f"  client_id={stack.chatkitty_client_id}"
-            f" client_secret={stack.chatkitty_client_secret}\n"
-            f"  channels   {channels}\n"
-            f"  market     seed {args.seed}, {len(stack.market.ids('kotohomes'))} US and "
+            f"{config_fragment(stack)}\n"
+            f"channels: {channels}\n"
+            f"market: seed {args.seed}, {len(stack.market.ids('kotohomes'))} US and "
             f"{len(stack.market.ids('kato'))} UK listings, "
             f"market time {stack.market.now:%Y-%m-%d %H:%M}",
             file=out,

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from listingbot.app import App
 from listingbot.clock import FakeClock
+from listingbot.config import parse_config
 from listingbot.sim import SimStack
 from listingbot.sim.cli import build_parser, main, serve
 from listingbot.sim.market import Market
@@ -63,27 +68,58 @@ def test_stack_takes_a_market_or_market_settings_not_both() -> None:
         SimStack(market=Market(1, kotohomes_count=1, kato_count=1), kato_count=3)
 
 
-async def test_cli_prints_urls_and_credentials_until_stopped() -> None:
-    """`listingbot sim` announces where everything is and stops cleanly."""
+@contextlib.asynccontextmanager
+async def sim_command(argv: list[str]) -> AsyncIterator[io.StringIO]:
+    """`listingbot sim ARGV` on free ports, yielding its output once the banner is out."""
     args = build_parser().parse_args(
-        ["--kotohomes-port", "0", "--kato-port", "0", "--chatkitty-port", "0", "--seed", "4"]
+        ["--kotohomes-port", "0", "--kato-port", "0", "--chatkitty-port", "0", *argv]
     )
     out = io.StringIO()
     stop = asyncio.Event()
     task = asyncio.create_task(serve(args, stop=stop, out=out))
-    for _ in range(500):
-        if "running" in out.getvalue():
-            break
-        await asyncio.sleep(0.01)
-    banner = out.getvalue()
-    stop.set()
-    await task
-    assert "/v1/listings" in banner
-    assert "key=test-kotohomes-key" in banner
-    assert "client_id=test-kato-id" in banner
-    assert "/oauth/token" in banner
+    try:
+        for _ in range(500):
+            if "market:" in out.getvalue() or task.done():
+                break
+            await asyncio.sleep(0.01)
+        yield out
+    finally:
+        stop.set()
+        await task
+
+
+async def test_cli_prints_credentials_channels_and_stops_cleanly() -> None:
+    """`listingbot sim` announces the credentials and channels, then stops cleanly."""
+    async with sim_command(["--seed", "4"]) as out:
+        banner = out.getvalue()
+    assert "key: test-kotohomes-key" in banner
+    assert "client_id: test-kato-id" in banner
     assert "702 (nyc-homes)" in banner
     assert out.getvalue().endswith("simulators stopped\n")
+
+
+async def test_cli_prints_config_sections_that_work_when_pasted(tmp_path: Path) -> None:
+    """The printed `chatkitty` and `sources` sections, pasted into a config file as they
+    are, make a working config: a real `once` polls both simulators and posts."""
+    async with sim_command(["--seed", "4"]) as out:
+        banner = out.getvalue()
+        pasted = banner[banner.index("chatkitty:") : banner.index("\n\n")]
+        text = (
+            f"state: {{path: {tmp_path / 'state.sqlite3'}}}\n{pasted}\n"
+            "subscriptions:\n"
+            "  - {name: homes, source: kotohomes, channel: 702, first_run: post,\n"
+            "     filters: {latitude: 40.75, longitude: -73.99, radius: 100, bedrooms_min: 5}}\n"
+            "  - {name: offices, source: kato, channel: 704, filters: {}}\n"
+            "ops: {listen: null}\n"
+        )
+        app = App(parse_config(text, env={}, source="pasted.yaml"))
+        await app.start()
+        try:
+            assert await app.once()
+        finally:
+            await app.close()
+    assert (app.totals.polls, app.totals.failed_polls) == (2, 0)
+    assert app.totals.sent > 0
 
 
 def test_cli_rejects_an_unknown_fault() -> None:
