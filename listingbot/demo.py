@@ -26,6 +26,8 @@ CHANNELS = (
     (704, "uk-offices", "UK commercial"),
 )
 
+LAST_PASSES = 5  # delivery passes after the last poll before the demo stops regardless
+
 DEMO_ENV = {
     "CHATKITTY_CLIENT_ID": "test-ck-id",
     "CHATKITTY_CLIENT_SECRET": "test-ck-secret",
@@ -63,16 +65,16 @@ subscriptions:
   - name: nyc-family-homes
     source: kotohomes
     channel: nyc-homes
-    filters: {{states: [NY, NJ], bedrooms_min: 3}}
+    filters: {{latitude: 40.75, longitude: -73.99, radius: 40, bedrooms_min: 3}}
   - name: nyc-under-1m
     source: kotohomes
     channel: 702
-    filters: {{states: [NY, NJ], price_max: 1000000}}
+    filters: {{latitude: 40.75, longitude: -73.99, radius: 40, price_max: 1000000}}
     notify: [new, price_drop]
-  - name: west-coast
+  - name: bay-area
     source: kotohomes
     channel: west-coast
-    filters: {{states: [CA, WA]}}
+    filters: {{latitude: 37.77, longitude: -122.42, radius: 60}}
     first_run: post
   - name: uk-offices
     source: kato
@@ -128,17 +130,29 @@ async def run_demo(
             transcript = Transcript(sims, out)
             stop = asyncio.Event()
             polls = {"kotohomes": 0}
+            # A cycle is one Kotohomes poll and the delivery after it. After the last poll
+            # the demo stops once the outbox is empty, so the last cycle is posted too (or
+            # after a few delivery passes, should sends keep being retried).
+            after_last_poll = {"deliveries": -1}
 
             def on_poll(outcome: PollOutcome) -> None:
                 if outcome.source == "kotohomes":
                     polls["kotohomes"] += 1
-                    # The market moves between polls: an hour of market time per cycle.
-                    sims.market.advance(3600)
-                    if cycles is not None and polls["kotohomes"] >= cycles:
-                        stop.set()
+                    if cycles is not None and polls["kotohomes"] == cycles:
+                        after_last_poll["deliveries"] = 0
+                    else:
+                        # The market moves between polls: an hour of market time per cycle.
+                        sims.market.advance(3600)
 
-            def on_delivery(_outcome: DeliveryOutcome) -> None:
+            async def on_delivery(_outcome: DeliveryOutcome) -> None:
                 transcript.flush()
+                if after_last_poll["deliveries"] >= 0 and app.store is not None:
+                    after_last_poll["deliveries"] += 1
+                    # Counted now, after the last poll committed: a pass that was already
+                    # under way when it did could not have seen its messages.
+                    undelivered, _oldest = await app.store.open_counts()
+                    if undelivered == 0 or after_last_poll["deliveries"] >= LAST_PASSES:
+                        stop.set()
 
             app.on_poll.append(on_poll)
             app.on_delivery.append(on_delivery)

@@ -20,6 +20,18 @@ async def test_demo_runs_the_service_and_prints_a_transcript_and_summary() -> No
     assert posted > 0
 
 
+async def test_demo_posts_the_messages_of_its_last_cycle() -> None:
+    """`demo --cycles 1` delivers what its only poll found (first_run: post) before it
+    stops: every message posted is printed, and the posted count matches."""
+    out = io.StringIO()
+    assert await run_demo(cycles=1, seed=7, out=out, poll_s=0.2) == 0
+    text = out.getvalue()
+    posted = int(text.split("messages posted:")[1].split()[0])
+    assert posted > 0
+    assert text.count("\n#") == posted  # one transcript entry per posted message
+    assert "#west-coast" in text
+
+
 def test_demo_command_exits_zero_from_the_command_line() -> None:
     """`listingbot demo --cycles 2` is a real entry point that exits 0 by itself."""
     result = subprocess.run(
