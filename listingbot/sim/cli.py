@@ -138,7 +138,8 @@ async def serve(
     async with stack:
         channels = ", ".join(f"{c['id']} ({c['name']})" for c in stack.chatkitty.channels.values())
         print(
-            "listingbot simulators running (Ctrl-C stops them)\n"
+            f"listingbot simulators running (Ctrl-C stops them): kotohomes {stack.kotohomes_url}"
+            f" · kato {stack.kato_url} · chatkitty {stack.chatkitty_url}\n"
             f"{config_fragment(stack)}\n"
             f"channels: {channels}\n"
             f"market: seed {args.seed}, {len(stack.market.ids('kotohomes'))} US and "
