@@ -1,5 +1,8 @@
 """Prometheus metrics: one registry per running app, so tests can run several side by side.
 
+Besides listingbot's own series, each registry carries the standard ``process_*`` series of
+the running process (prometheus-client's ProcessCollector).
+
 Labels are bounded by construction: API and source names, HTTP status codes, event types
 and outcomes. Never a listing id, URL, channel name or anything that carries a secret.
 """
@@ -8,7 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 
 from listingbot import __version__
 
@@ -19,6 +30,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_*: resident and virtual memory, CPU seconds, open and max fds, start time
+        # (read from /proc at each scrape; absent on platforms without it).
+        ProcessCollector(registry=r)
         self.build = Info("listingbot_build", "The running listingbot version.", registry=r)
         self.build.info({"version": __version__})
         self.polls = Counter(
