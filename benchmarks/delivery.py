@@ -62,7 +62,7 @@ def outbox_messages(count: int, channels: list[int], seed: int) -> list[NewMessa
         channel = rng.choice(channels)
         event = EventType.NEW
         subs = (f"sub-{rng.randrange(500):05d}",)
-        key = delivery_key(channel, listing, event)
+        key = delivery_key(channel, listing.source, listing.id, event)
         out.append(
             NewMessage(
                 key=key,

@@ -36,7 +36,15 @@ from listingbot.delivery import Deliverer, DeliveryOutcome
 from listingbot.errors import ConfigError, ListingBotError
 from listingbot.metrics import Metrics
 from listingbot.models import SOURCES, Source
-from listingbot.polling import Fetcher, KatoFetcher, KotohomesFetcher, Poller, PollOutcome
+from listingbot.polling import (
+    ExistenceCheck,
+    Fetcher,
+    Housekeeping,
+    KatoFetcher,
+    KotohomesFetcher,
+    Poller,
+    PollOutcome,
+)
 from listingbot.store import Store
 
 log = structlog.get_logger("listingbot.app")
@@ -93,6 +101,7 @@ class App:
         self.chatkitty: ChatKittyClient | None = None
         self.deliverer: Deliverer | None = None
         self.pollers: dict[Source, Poller] = {}
+        self.housekeeping: Housekeeping | None = None  # one per state file, for every source
         self.channels: dict[str, int] = {}
         self.scheduler: AsyncIOScheduler | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -173,6 +182,9 @@ class App:
             )
             fetchers["kato"] = KatoFetcher(kato)
             intervals["kato"] = c.poll_interval
+        if self.housekeeping is None:
+            self.housekeeping = Housekeeping(self.store, self.clock, cfg.state.retention)
+        self.housekeeping.retention = cfg.state.retention
         for source, fetcher in fetchers.items():
             self.pollers[source] = Poller(
                 source,
@@ -182,6 +194,10 @@ class App:
                 self.metrics,
                 channels={},
                 retention=cfg.state.retention,
+                housekeeping=self.housekeeping,
+                checker=fetcher if isinstance(fetcher, ExistenceCheck) else None,
+                gone_checks=cfg.state.gone_checks_per_poll,
+                gone_after_sweeps=cfg.state.gone_after_sweeps,
             )
             previous = self.health.get(source)
             self.health[source] = SourceHealth(intervals[source].total_seconds())

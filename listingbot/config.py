@@ -253,10 +253,16 @@ class _Model(BaseModel):
 
 
 class StateConfig(_Model):
-    """Where the SQLite state lives and how long unseen listings are kept."""
+    """Where the SQLite state lives, and when what it holds is forgotten."""
 
     path: Path
-    retention: Interval = timedelta(days=30)  # listings unseen this long are pruned
+    # Unseen this long: a listing is checked for (not forgotten), sent messages are
+    # compacted, unconfigured subscriptions and unpolled queries are forgotten.
+    retention: Interval = timedelta(days=30)
+    # Kotohomes: long-unseen listings asked about (GET /v1/listings/{id}) per poll.
+    gone_checks_per_poll: Annotated[_Int, Field(ge=0, le=1000)] = 5
+    # Kato: complete sweeps in a row without a listing before it is forgotten.
+    gone_after_sweeps: Annotated[_Int, Field(ge=1, le=1000)] = 3
 
     @field_validator("path", mode="before")
     @classmethod

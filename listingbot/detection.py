@@ -9,8 +9,10 @@ filters accept):
 - not told about before and the subscription is past its first run -> ``new``;
 - told before, asking figure lower / higher -> ``price_drop`` / ``price_increase``;
 - told before, status different -> ``status_change``;
-- a subscription in its first run (``first_run: baseline``) records what it sees and
-  reports nothing.
+- a subscription in its first run looks at every listing its query returns, changed or
+  not; with ``first_run: baseline`` (and after a filter edit) it records the listings
+  that are new to it without reporting them, while the listings it already follows keep
+  their change events.
 
 The match state always moves to what was observed, whether or not the subscription
 wants to hear about that kind of event, so a later change is measured from the last
@@ -21,10 +23,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from listingbot.models import EventType, Listing, Price
-from listingbot.store import MatchState
+from listingbot.store import ChannelState, MatchState
 
 # Prices are compared with a small tolerance so that a float round trip through JSON or
 # SQLite never reports a "drop" of a fraction of a cent.
@@ -38,8 +40,13 @@ class SubSpec:
     name: str
     channel_id: int
     notify: frozenset[EventType]
-    baselining: bool
+    baselining: bool  # in its first run, not announcing listings new to it
     accepts: Callable[[Listing], bool]
+    first_run: bool = False  # in its first run (either mode): it looks at every listing
+
+    @property
+    def looks_at_everything(self) -> bool:
+        return self.first_run or self.baselining
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ def detect(
     """
     events: list[Event] = []
     matches: list[MatchState] = []
-    baselining = [s for s in subs if s.baselining]
+    baselining = [s for s in subs if s.looks_at_everything]
     for listing in listings:
         candidates = subs if changed(listing) else baselining
         for sub in candidates:
@@ -90,8 +97,6 @@ def detect(
             if (before.last_price, before.last_status) == (state.last_price, state.last_status):
                 continue
             matches.append(state)
-            if sub.baselining:
-                continue
             events.extend(_changes(sub, listing, before))
     return Detection(events, matches)
 
@@ -131,7 +136,11 @@ def _changes(sub: SubSpec, listing: Listing, before: MatchState) -> list[Event]:
 
 @dataclass(frozen=True)
 class Grouped:
-    """One message to send: an event on a listing, for every subscription in one channel."""
+    """One message to send: an event on a listing, for every subscription in one channel.
+
+    ``state`` is what the channel has been told about the listing once this message is
+    queued (it goes to the store with the message, in one transaction).
+    """
 
     key: str
     channel_id: int
@@ -140,31 +149,64 @@ class Grouped:
     subscriptions: tuple[str, ...]
     old_price: Price | None
     old_status: str | None
+    state: ChannelState
 
 
-def delivery_key(channel_id: int, listing: Listing, event: EventType) -> str:
-    """Stable and unique per delivery: the same observation never makes two messages.
+def delivery_key(
+    channel_id: int, source: str, listing_id: str, event: EventType, seq: int = 0
+) -> str:
+    """Unique per delivery, and the same for the same change seen twice.
 
-    ``new`` is once per channel and listing, ever. A price or status change is identified
-    by the value it changed to and the listing's update time, so two subscriptions in one
-    channel that see the same change, in the same poll or in different polls, share a key.
+    ``new`` is once per channel and listing, ever (the key format of the first version,
+    so rows queued before the change sequence existed still deduplicate). A price or
+    status change is the ``seq``-th such change told to the channel: never a value, which
+    can return to an earlier one, nor ``updated_at``, which can be missing.
     """
     if event is EventType.NEW:
-        detail = ""
-    elif event is EventType.STATUS_CHANGE:
-        detail = f"{listing.status}|{_stamp(listing)}"
-    else:
-        detail = f"{listing.asking_amount}|{_stamp(listing)}"
-    raw = f"{channel_id}|{listing.source}|{listing.id}|{event.value}|{detail}"
-    return "lb1-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+        raw = f"{channel_id}|{source}|{listing_id}|{event.value}|"
+        return "lb1-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    raw = f"{channel_id}|{source}|{listing_id}|{event.value}|{seq}"
+    return "lb2-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def _stamp(listing: Listing) -> str:
-    return listing.updated_at.isoformat() if listing.updated_at else ""
+def sequence(
+    state: ChannelState | None, channel_id: int, listing: Listing, event: EventType
+) -> tuple[int, ChannelState]:
+    """The change sequence number of ``event`` in the channel, and the channel's new state.
+
+    A change to the figure (status) the channel was told last is the change it was told
+    last, seen again through another subscription: same number. Any other is the next.
+    """
+    if state is None:
+        state = ChannelState(channel_id, listing.source, listing.id)
+    if event is EventType.NEW:
+        if state.last_price is None and state.last_status is None:
+            state = replace(state, last_price=listing.asking_amount, last_status=listing.status)
+        return 0, state
+    if event is EventType.STATUS_CHANGE:
+        if state.status_seq and state.last_status == listing.status:
+            return state.status_seq, state
+        state = replace(state, status_seq=state.status_seq + 1, last_status=listing.status)
+        return state.status_seq, state
+    amount = listing.asking_amount
+    told = state.last_price
+    if (
+        state.price_seq
+        and told is not None
+        and amount is not None
+        and abs(told - amount) <= _PRICE_EPSILON
+    ):
+        return state.price_seq, state
+    state = replace(state, price_seq=state.price_seq + 1, last_price=amount)
+    return state.price_seq, state
 
 
-def group_events(events: Iterable[Event]) -> list[Grouped]:
-    """One entry per (channel, listing, event), naming every subscription that matched.
+def group_events(
+    events: Iterable[Event], states: Mapping[tuple[int, str], ChannelState] | None = None
+) -> list[Grouped]:
+    """One entry per (channel, listing, event), naming every subscription that matched,
+    keyed from the channel's change sequence (``states``: the channel state loaded from
+    the store, by (channel, listing id); missing means the channel was told nothing yet).
 
     Order is kept: the first event of a group fixes the group's position, so messages go
     out in the order their events were detected.
@@ -173,18 +215,24 @@ def group_events(events: Iterable[Event]) -> list[Grouped]:
     for event in events:
         gkey = (event.channel_id, event.listing.source, event.listing.id, event.type)
         groups.setdefault(gkey, []).append(event)
+    current: dict[tuple[int, str], ChannelState] = dict(states or {})
     out: list[Grouped] = []
-    for (channel_id, _src, _id, etype), members in groups.items():
+    for (channel_id, source, listing_id, etype), members in groups.items():
         first = members[0]
+        seq, state = sequence(
+            current.get((channel_id, listing_id)), channel_id, first.listing, etype
+        )
+        current[(channel_id, listing_id)] = state
         out.append(
             Grouped(
-                key=delivery_key(channel_id, first.listing, etype),
+                key=delivery_key(channel_id, source, listing_id, etype, seq),
                 channel_id=channel_id,
                 listing=first.listing,
                 type=etype,
                 subscriptions=tuple(sorted({m.subscription for m in members})),
                 old_price=first.old_price,
                 old_status=first.old_status,
+                state=state,
             )
         )
     return out

@@ -90,6 +90,13 @@ class Metrics:
         self.events = Counter(
             "listingbot_events", "Detected events by type (before grouping).", ["type"], registry=r
         )
+        self.events_deduplicated = Counter(
+            "listingbot_events_deduplicated",
+            "Detected events not queued because a message with their key already existed"
+            " (the same change reached the channel before, through another subscription).",
+            ["source"],
+            registry=r,
+        )
         self.messages_sent = Counter(
             "listingbot_messages_sent", "Messages delivered to ChatKitty.", registry=r
         )

@@ -29,7 +29,8 @@ from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -44,7 +45,17 @@ from listingbot.messages import render
 from listingbot.metrics import Metrics
 from listingbot.models import Listing, Source
 from listingbot.normalize import MalformedRecord, normalize_kato, normalize_kotohomes
-from listingbot.store import Cursor, MatchState, NewMessage, PollRecord, SeenListing, Store
+from listingbot.store import (
+    ChannelState,
+    Cursor,
+    MatchState,
+    NewMessage,
+    PollRecord,
+    Pruned,
+    SeenListing,
+    Store,
+    Sweep,
+)
 
 log = structlog.get_logger("listingbot.poll")
 
@@ -198,6 +209,11 @@ class Fetched:
     skipped: int = 0
     gap: bool = False
     requests: int = 0
+    # True when the answer holds every listing the query matches upstream (a complete
+    # Kato sweep); then a listing missing from it is one sweep closer to being forgotten.
+    complete: bool = False
+    # Identities of the records skipped as malformed (see Reader.read).
+    unreadable: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -264,6 +280,10 @@ class KotohomesFetcher:
         )
         return Fetched(list(listings.values()), new_cursor, skipped, gap, requests=2)
 
+    async def exists(self, listing_id: str) -> bool:
+        """Whether Kotohomes still knows the listing (its single-listing endpoint)."""
+        return await self.client.get(listing_id) is not None
+
 
 class KatoFetcher:
     """Kato has no "updated since": every poll sweeps all pages and diffs locally."""
@@ -282,6 +302,8 @@ class KatoFetcher:
             Cursor(query.key, query.source, None, _max_iso(None, marks)),
             len(bad),
             requests=sweep.pages,
+            complete=True,
+            unreadable=frozenset(bad),
         )
 
 
@@ -304,9 +326,16 @@ def _max_iso(current: datetime | None, marks: Sequence[datetime]) -> str | None:
 # holds at most this many answers; a source's own limiter still paces the requests.
 FETCH_AHEAD = 4
 
-# Pruning deletes rows across the whole state file; once an hour keeps it cheap and the
-# file bounded (retention is measured in days).
+# Housekeeping deletes rows across the whole state file; once an hour keeps it cheap and
+# the file bounded (retention is measured in days).
 PRUNE_EVERY = timedelta(hours=1)
+
+# A long-unseen listing confirmed to exist is asked about again after this long.
+RECHECK_EVERY = timedelta(days=1)
+
+# An empty answer is more often a glitch than an empty market: a first run completes on
+# an empty answer only after this many of them in a row.
+EMPTY_ANSWERS_TO_BASELINE = 3
 
 
 def prune_due(last: datetime | None, now: datetime, every: timedelta = PRUNE_EVERY) -> bool:
@@ -314,12 +343,98 @@ def prune_due(last: datetime | None, now: datetime, every: timedelta = PRUNE_EVE
     return last is None or now - last >= every
 
 
+class Housekeeping:
+    """The state file's housekeeping (``Store.prune``), due once per ``PRUNE_EVERY``.
+
+    One instance per state file, shared by every source's poller: whichever source
+    finishes a good poll when it is due runs it, for the whole file.
+    """
+
+    def __init__(
+        self, store: Store, clock: Clock, retention: timedelta, every: timedelta = PRUNE_EVERY
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.retention = retention
+        self.every = every
+        self.last: datetime | None = None
+
+    async def run_if_due(self) -> Pruned | None:
+        now = self.clock.now()
+        if not prune_due(self.last, now, self.every):
+            return None
+        self.last = now  # before the await: two pollers never run it together
+        try:
+            pruned = await self.store.prune(now - self.retention)
+        except ListingBotError as err:
+            # Housekeeping: a failure must not turn a good poll into a bad one.
+            log.warning("prune_failed", error=str(err))
+            return None
+        if pruned.any:
+            log.info(
+                "state_pruned",
+                subscriptions=pruned.subscriptions,
+                cursors=pruned.cursors,
+                listings=pruned.listings,
+                compacted_messages=pruned.compacted,
+                sent_messages=pruned.sent_deleted,
+                older_than_days=round(self.retention.total_seconds() / 86400, 2),
+            )
+        return pruned
+
+
+@runtime_checkable
+class ExistenceCheck(Protocol):
+    """A source that can say whether one listing still exists (Kotohomes can)."""
+
+    async def exists(self, listing_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one poll works on, fixed when the poll starts.
+
+    A reload builds a new plan; a poll in flight keeps the one it started with, so a
+    reload never changes a poll in flight: its subscriptions, their channels, the
+    queries and the match indexes (whose positions refer to the query's subscriptions)
+    always belong together.
+    """
+
+    subscriptions: tuple[Subscription, ...] = ()
+    channels: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    queries: tuple[Query, ...] = ()
+    indexes: Mapping[str, MatchIndex[int]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def build(
+        cls, source: Source, subs: Sequence[Subscription], channels: Mapping[str, int]
+    ) -> Plan:
+        mine = tuple(s for s in subs if s.source == source)
+        queries = tuple(plan(source, mine))
+        return cls(
+            mine,
+            MappingProxyType({s.name: channels[s.name] for s in mine if s.name in channels}),
+            queries,
+            # One index per query over its subscriptions' local filters, built once per
+            # configuration rather than once per poll.
+            MappingProxyType(
+                {
+                    q.key: MatchIndex((i, s.local) for i, s in enumerate(q.subscriptions))
+                    for q in queries
+                }
+            ),
+        )
+
+
 class Poller:
     """Polls one source for all its subscriptions.
 
-    ``retention``: listings no query has seen for this long are pruned from the state file
-    (with their match state and old sent messages), at most once per ``PRUNE_EVERY``,
-    after a successful poll. None keeps everything.
+    Not seen is not gone: a listing is forgotten only on evidence. A complete answer
+    (``Fetched.complete``, a Kato sweep) that misses a listing ``gone_after_sweeps``
+    times in a row is evidence; for a source with an ``ExistenceCheck`` (Kotohomes, whose
+    answers hold only the 50 newest), up to ``gone_checks`` listings no query has seen
+    for ``retention`` are asked about after each good poll, and a "no such listing" is.
+    ``housekeeping`` (shared by the pollers of one state file) runs after good polls.
     """
 
     def __init__(
@@ -332,43 +447,53 @@ class Poller:
         *,
         channels: dict[str, int],
         retention: timedelta | None = None,
+        housekeeping: Housekeeping | None = None,
+        checker: ExistenceCheck | None = None,
+        gone_checks: int = 5,
+        gone_after_sweeps: int = 3,
     ) -> None:
         self.source = source
         self.fetcher = fetcher
         self.store = store
         self.clock = clock
         self.metrics = metrics
-        self.channels = channels
         self.retention = retention
-        self.last_pruned: datetime | None = None
-        self.subscriptions: tuple[Subscription, ...] = ()
-        self.queries: list[Query] = []
+        self.housekeeping = housekeeping
+        self.checker = checker
+        self.gone_checks = gone_checks
+        self.gone_after_sweeps = gone_after_sweeps
+        self.plan = Plan.build(source, (), channels)
         self.reader = Reader(source)
-        self._indexes: dict[str, MatchIndex[int]] = {}
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return self.plan.subscriptions
+
+    @property
+    def queries(self) -> tuple[Query, ...]:
+        return self.plan.queries
 
     def set_subscriptions(self, subs: Sequence[Subscription], channels: dict[str, int]) -> None:
-        self.subscriptions = tuple(s for s in subs if s.source == self.source)
-        self.channels = channels
-        self.queries = plan(self.source, self.subscriptions)
-        # One index per query over its subscriptions' local filters, built once per
-        # configuration rather than once per poll.
-        self._indexes = {
-            q.key: MatchIndex((i, s.local) for i, s in enumerate(q.subscriptions))
-            for q in self.queries
-        }
+        """Plan the next polls for these subscriptions (a poll in flight keeps its plan)."""
+        self.plan = Plan.build(self.source, subs, channels)
 
     async def poll(self, *, dry_run: bool = False) -> PollOutcome:
         started = time.perf_counter()
-        outcome = PollOutcome(self.source, queries=len(self.queries))
+        plan = self.plan  # this poll's snapshot: a reload from now on is the next poll's
+        outcome = PollOutcome(self.source, queries=len(plan.queries))
         stages = outcome.stages = dict.fromkeys(("fetch", "detect", "render", "commit"), 0.0)
-        baselining = await self._baselining(dry_run)
-        cursors = await self.store.load_cursors(q.key for q in self.queries)
-        record = PollRecord(self.source)
+        first_run = await self._first_run(plan, dry_run)
+        cursors = await self.store.load_cursors(q.key for q in plan.queries)
+        record = PollRecord(
+            self.source,
+            empty_answers_to_baseline=EMPTY_ANSWERS_TO_BASELINE,
+            gone_after_sweeps=self.gone_after_sweeps,
+        )
         events: list[Event] = []
         errors: list[str] = []
         # Queries are fetched a few ahead of the one being processed (see FETCH_AHEAD).
         ahead: deque[tuple[Query, asyncio.Task[Fetched]]] = deque()
-        upcoming = iter(self.queries)
+        upcoming = iter(plan.queries)
 
         def fetch_ahead(limit: int) -> None:
             while len(ahead) < limit and (query := next(upcoming, None)) is not None:
@@ -411,18 +536,18 @@ class Poller:
                         "some changes may be missed",
                     )
                 mark = time.perf_counter()
-                await self._detect(query, fetched, baselining, record, events)
+                await self._detect(plan, query, fetched, first_run, record, events)
                 stages["detect"] += time.perf_counter() - mark
         finally:
             for _query, task in ahead:
                 task.cancel()
             await asyncio.gather(*(task for _query, task in ahead), return_exceptions=True)
         self.reader.forget_older()
-        if outcome.failed_queries and outcome.failed_queries == len(self.queries):
+        if outcome.failed_queries and outcome.failed_queries == len(plan.queries):
             outcome.ok = False
         outcome.error = "; ".join(errors) or None
         mark = time.perf_counter()
-        record.messages = self._messages(events)
+        record.messages, record.channel_states = await self._messages(events)
         stages["render"] = time.perf_counter() - mark
         record.listings = outcome.listings
         outcome.events = record.events
@@ -430,50 +555,91 @@ class Poller:
         mark = time.perf_counter()
         if not dry_run and (outcome.ok or record.seen):
             outcome.queued = await self.store.record_poll(record)
+            outcome.pruned = record.forgotten
+            self._report_duplicates(record)
         if not dry_run and outcome.error:
             await self.store.record_poll_failure(self.source, outcome.error)
             outcome.ok = False
         stages["commit"] = time.perf_counter() - mark
         if not dry_run and outcome.ok:
-            outcome.pruned = await self._prune()
+            outcome.pruned += await self._check_long_unseen(outcome)
+            if self.housekeeping is not None:
+                pruned = await self.housekeeping.run_if_due()
+                outcome.pruned += pruned.listings if pruned is not None else 0
         outcome.duration_s = time.perf_counter() - started
         self._observe(outcome)
         return outcome
 
-    async def _prune(self) -> int:
-        """Apply the retention rule when it is due; the number of listing rows removed."""
+    async def _check_long_unseen(self, outcome: PollOutcome) -> int:
+        """Ask the source about a few listings no query has seen for ``retention``;
+        forget the ones it no longer knows. The number forgotten."""
+        if self.checker is None or self.retention is None or self.gone_checks <= 0:
+            return 0
         now = self.clock.now()
-        if self.retention is None or not prune_due(self.last_pruned, now):
-            return 0
-        self.last_pruned = now
         try:
-            listings, matches, sent = await self.store.prune(now - self.retention)
-        except ListingBotError as err:
-            # Pruning is housekeeping: a failure must not turn a good poll into a bad one.
-            log.warning("prune_failed", source=self.source, error=str(err))
-            return 0
-        if listings or matches or sent:
-            log.info(
-                "state_pruned",
-                source=self.source,
-                listings=listings,
-                matches=matches,
-                sent_messages=sent,
-                older_than_days=round(self.retention.total_seconds() / 86400, 2),
+            ids = await self.store.long_unseen(
+                self.source, now - self.retention, now - RECHECK_EVERY, self.gone_checks
             )
-        return listings
+            alive: list[str] = []
+            gone: list[str] = []
+            for listing_id in ids:
+                try:
+                    exists = await self.checker.exists(listing_id)
+                except ListingBotError as err:
+                    # Unknown is not gone: try again after the next poll.
+                    log.warning(
+                        "gone_check_failed",
+                        source=self.source,
+                        listing_id=listing_id,
+                        error=str(err),
+                    )
+                    break
+                finally:
+                    outcome.requests += 1
+                (alive if exists else gone).append(listing_id)
+            if alive:
+                await self.store.mark_checked(self.source, alive)
+            forgotten = await self.store.forget_listings(self.source, gone) if gone else 0
+        except ListingBotError as err:
+            log.warning("gone_check_failed", source=self.source, error=str(err))
+            return 0
+        if ids:
+            log.info(
+                "long_unseen_checked",
+                source=self.source,
+                checked=len(alive) + len(gone),
+                still_listed=len(alive),
+                forgotten=forgotten,
+            )
+        return forgotten
 
-    async def _baselining(self, dry_run: bool) -> set[str]:
-        regs = [(s.name, s.source, s.filter_hash) for s in self.subscriptions]
+    def _report_duplicates(self, record: PollRecord) -> None:
+        """A detected event whose key is already in the outbox is not queued again: the
+        same change reached the channel before (through another subscription, or a poll
+        that saw it first). Never silently: counted, and logged once per poll."""
+        if not record.duplicates:
+            return
+        self.metrics.events_deduplicated.labels(self.source).inc(len(record.duplicates))
+        log.info(
+            "events_already_queued",
+            source=self.source,
+            count=len(record.duplicates),
+            keys=record.duplicates[:10],
+        )
+
+    async def _first_run(self, plan: Plan, dry_run: bool) -> set[str]:
+        """Names of the subscriptions in their first run, from each one's own state."""
+        regs = [(s.name, s.source, s.filter_hash) for s in plan.subscriptions]
         if dry_run:
             return await self.store.needs_baseline(regs)
         return await self.store.sync_subscriptions(regs)
 
-    async def _detect(
+    async def _detect(  # noqa: PLR0917 - one poll's parts, each passed once
         self,
+        plan: Plan,
         query: Query,
         fetched: Fetched,
-        baselining: set[str],
+        first_run: set[str],
         record: PollRecord,
         events: list[Event],
     ) -> None:
@@ -489,27 +655,26 @@ class Poller:
         specs = [
             SubSpec(
                 name=s.name,
-                channel_id=self.channels[s.name],
+                channel_id=plan.channels[s.name],
                 notify=s.notify,
-                baselining=s.name in baselining and s.first_run == "baseline",
+                baselining=s.name in first_run and s.first_run == "baseline",
                 accepts=_accept_all,
+                first_run=s.name in first_run,
             )
             for s in query.subscriptions
         ]
-        any_baselining = any(s.baselining for s in specs)
-        index = self._indexes.get(query.key)
-        if index is None or len(index) != len(specs):
-            index = MatchIndex((i, s.local) for i, s in enumerate(query.subscriptions))
+        any_first_run = any(s.looks_at_everything for s in specs)
+        index = plan.indexes[query.key]
         work: list[tuple[Listing, list[SubSpec]]] = []
         for item in observed:
             changed = old_prints.get(item.facts.id) != item.facts.fingerprint
-            if not (changed or any_baselining):
+            if not (changed or any_first_run):
                 continue
             listing = self.reader.listing(item)
             accepted = [specs[i] for i in index.matches(listing)]
             if not changed:
                 # Nothing about the listing changed: only a first run has anything to record.
-                accepted = [s for s in accepted if s.baselining]
+                accepted = [s for s in accepted if s.looks_at_everything]
             if accepted:
                 work.append((listing, accepted))
         previous: dict[tuple[str, str], MatchState] = {}
@@ -526,7 +691,17 @@ class Poller:
             self.metrics.events.labels(kind).inc(count)
         record.events += len(found)
         record.cursors.append(fetched.cursor)
-        record.baselined.extend(s.name for s in query.subscriptions if s.name in baselining)
+        starting = [s.name for s in query.subscriptions if s.name in first_run]
+        if observed or fetched.skipped:
+            record.baselined.extend(starting)
+        else:
+            # An empty first answer is not a baseline: were it one, everything a later
+            # answer holds would be announced as new.
+            record.empty_answers.extend(starting)
+        if fetched.complete:
+            unreadable = fetched.unreadable
+            anonymous = any(i.startswith(("#", "@")) for i in unreadable)
+            record.sweeps.append(Sweep(query.key, None if anonymous else unreadable))
         record.seen.extend(
             SeenListing(
                 query.key,
@@ -540,13 +715,20 @@ class Poller:
         )
         events.extend(found)
 
-    def _messages(self, events: list[Event]) -> list[NewMessage]:
-        """One message per (channel, listing, event) across every query of this poll."""
+    async def _messages(self, events: list[Event]) -> tuple[list[NewMessage], list[ChannelState]]:
+        """One message per (channel, listing, event) across every query of this poll, and
+        what each channel has been told once they are queued."""
         out: list[NewMessage] = []
+        if not events:
+            return out, []
+        pairs = {(e.channel_id, e.listing.id) for e in events}
+        states = await self.store.load_channel_states(self.source, sorted(pairs))
+        told: dict[tuple[int, str], ChannelState] = {}
         # The same listing often goes to many channels: describe it once.
         described: dict[int, dict[str, Any]] = {}
-        for grouped in group_events(events):
+        for grouped in group_events(events, states):
             listing = grouped.listing
+            told[(grouped.channel_id, listing.id)] = grouped.state
             body = render(
                 listing,
                 grouped.type,
@@ -578,7 +760,7 @@ class Poller:
                     },
                 )
             )
-        return out
+        return out, [state for key, state in told.items() if states.get(key) != state]
 
     def _observe(self, outcome: PollOutcome) -> None:
         m = self.metrics

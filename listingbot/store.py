@@ -114,6 +114,36 @@ MIGRATIONS: tuple[str, ...] = (
         last_events          INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    # 2: not seen is not gone, and keys from a change sequence (issue 9).
+    # - listings.missed_sweeps: complete sweeps in a row that did not return the listing;
+    #   listings.checked_at: when the source last confirmed a long-unseen listing exists.
+    # - channel_listings: per (channel, listing), the last asking figure and status
+    #   announced in that channel and a change sequence for each; change events are keyed
+    #   by sequence, not by value. Existing outbox rows keep their keys (the new keys have
+    #   their own prefix, so no new key can equal an old one).
+    # - subscriptions.empty_answers: empty first answers seen while baselining;
+    #   subscriptions.last_configured: when a running service last had it configured.
+    """
+    ALTER TABLE listings ADD COLUMN missed_sweeps INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE listings ADD COLUMN checked_at TEXT;
+    CREATE INDEX listings_listing ON listings (source, listing_id);
+
+    CREATE TABLE channel_listings (
+        channel_id  INTEGER NOT NULL,
+        source      TEXT NOT NULL,
+        listing_id  TEXT NOT NULL,
+        price_seq   INTEGER NOT NULL DEFAULT 0,
+        last_price  REAL,
+        status_seq  INTEGER NOT NULL DEFAULT 0,
+        last_status TEXT,
+        PRIMARY KEY (channel_id, source, listing_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX channel_listings_listing ON channel_listings (source, listing_id);
+
+    ALTER TABLE subscriptions ADD COLUMN empty_answers INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscriptions ADD COLUMN last_configured TEXT;
+    CREATE INDEX outbox_listing ON outbox (source, listing_id);
+    """,
 )
 
 OPEN_STATES = ("pending", "sending")
@@ -151,6 +181,39 @@ class SeenListing:
     fingerprint: str
     price: float | None
     status: str | None
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """What a channel was last told about a listing, and how many changes it was told of.
+
+    Delivery keys of change events come from ``price_seq`` / ``status_seq``: a change to
+    a value the channel was not told last moves the sequence on, so a value that returns
+    to an earlier one is a new change with a new key. A change to the value the channel
+    was told last (another subscription in the channel sees the same change a poll later)
+    keeps the sequence, and so the key of the message already queued.
+    """
+
+    channel_id: int
+    source: str
+    listing_id: str
+    price_seq: int = 0
+    last_price: float | None = None
+    status_seq: int = 0
+    last_status: str | None = None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A complete answer of one query (every listing it matches upstream, e.g. a Kato
+    sweep): its listings not in it are one sweep closer to being forgotten.
+
+    ``unreadable``: ids of records that were skipped as malformed (not absent); None when
+    a skipped record had no usable id, so no absence can be counted from this sweep.
+    """
+
+    query_key: str
+    unreadable: frozenset[str] | None = frozenset()
 
 
 @dataclass(frozen=True)
@@ -204,9 +267,38 @@ class PollRecord:
     matches: list[MatchState] = field(default_factory=list)
     cursors: list[Cursor] = field(default_factory=list)
     baselined: list[str] = field(default_factory=list)
+    # Subscriptions in their first run whose query answered nothing at all: the baseline
+    # completes only after ``empty_answers_to_baseline`` such answers (an empty answer
+    # from a source that has data is more often a glitch than an empty market).
+    empty_answers: list[str] = field(default_factory=list)
+    empty_answers_to_baseline: int = 3
     messages: list[NewMessage] = field(default_factory=list)
+    channel_states: list[ChannelState] = field(default_factory=list)
+    sweeps: list[Sweep] = field(default_factory=list)
+    gone_after_sweeps: int = 3
     listings: int = 0
     events: int = 0
+    # Filled in by the store: keys of messages that already existed (not queued again),
+    # and the listings forgotten because complete sweeps no longer return them.
+    duplicates: list[str] = field(default_factory=list)
+    forgotten: int = 0
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one housekeeping pass removed or compacted."""
+
+    subscriptions: int = 0
+    cursors: int = 0
+    listings: int = 0
+    compacted: int = 0
+    sent_deleted: int = 0
+
+    @property
+    def any(self) -> bool:
+        return any(
+            (self.subscriptions, self.cursors, self.listings, self.compacted, self.sent_deleted)
+        )
 
 
 @dataclass(frozen=True)
@@ -361,16 +453,20 @@ class Store:
                 prev = known.get(name)
                 if prev is None:
                     conn.execute(
-                        "INSERT INTO subscriptions (name, source, filter_hash, created_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        (name, source, fhash, now),
+                        "INSERT INTO subscriptions (name, source, filter_hash, created_at,"
+                        " last_configured) VALUES (?, ?, ?, ?, ?)",
+                        (name, source, fhash, now, now),
                     )
                 elif prev[0] != source or prev[1] != fhash:
                     conn.execute(
-                        "UPDATE subscriptions SET source = ?, filter_hash = ?, baselined_at = NULL"
-                        " WHERE name = ?",
+                        "UPDATE subscriptions SET source = ?, filter_hash = ?, baselined_at = NULL,"
+                        " empty_answers = 0 WHERE name = ?",
                         (source, fhash, name),
                     )
+            conn.executemany(
+                "UPDATE subscriptions SET last_configured = ? WHERE name = ?",
+                [(now, name) for name, _, _ in subs],
+            )
             rows = conn.execute("SELECT name FROM subscriptions WHERE baselined_at IS NULL")
             pending = {row[0] for row in rows}
         return pending & {name for name, _, _ in subs}
@@ -447,6 +543,75 @@ class Store:
                     out[(sub, lid)] = MatchState(sub, source, lid, price, status)
         return out
 
+    async def load_channel_states(
+        self, source: str, pairs: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], ChannelState]:
+        """Channel state for these (channel, listing id) pairs, keyed that way."""
+        return await self._run(self._load_channel_states, source, list(pairs))
+
+    def _load_channel_states(
+        self, source: str, pairs: list[tuple[int, str]]
+    ) -> dict[tuple[int, str], ChannelState]:
+        out: dict[tuple[int, str], ChannelState] = {}
+        wanted = set(pairs)
+        ids = sorted({lid for _, lid in pairs})
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT channel_id, listing_id, price_seq, last_price, status_seq, last_status"
+                f" FROM channel_listings WHERE source = ? AND listing_id IN ({marks})"
+            )
+            for ch, lid, pseq, price, sseq, status in self._c.execute(sql, [source, *chunk]):
+                if (ch, lid) in wanted:
+                    out[(ch, lid)] = ChannelState(ch, source, lid, pseq, price, sseq, status)
+        return out
+
+    async def long_unseen(
+        self, source: str, unseen_since: datetime, checked_before: datetime, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` listings no query has seen since ``unseen_since`` and whose
+        existence was not confirmed since ``checked_before``, longest-unconfirmed first."""
+        return await self._run(self._long_unseen, source, unseen_since, checked_before, limit)
+
+    def _long_unseen(
+        self, source: str, unseen_since: datetime, checked_before: datetime, limit: int
+    ) -> list[str]:
+        rows = self._c.execute(
+            "SELECT listing_id FROM listings WHERE source = ? GROUP BY listing_id"
+            " HAVING MAX(last_seen) < ? AND COALESCE(MAX(checked_at), '') < ?"
+            " ORDER BY COALESCE(MAX(checked_at), MAX(last_seen)), listing_id LIMIT ?",
+            (source, _ts(unseen_since), _ts(checked_before), limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def mark_checked(self, source: str, listing_ids: Sequence[str]) -> None:
+        """The source confirmed these long-unseen listings still exist."""
+        await self._run(self._mark_checked, source, list(listing_ids))
+
+    def _mark_checked(self, source: str, ids: list[str]) -> None:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE listings SET checked_at = ? WHERE source = ? AND listing_id = ?",
+                [(now, source, lid) for lid in ids],
+            )
+
+    async def forget_listings(self, source: str, listing_ids: Sequence[str]) -> int:
+        """The source says these listings are gone: forget them everywhere (their listing
+        rows, match state and channel state). Returns how many were known."""
+        return await self._run(self._forget_listings, source, list(listing_ids))
+
+    def _forget_listings(self, source: str, ids: list[str]) -> int:
+        with self._tx() as conn:
+            known = 0
+            for lid in ids:
+                cur = conn.execute(
+                    "DELETE FROM listings WHERE source = ? AND listing_id = ?", (source, lid)
+                )
+                known += cur.rowcount > 0
+            _forget_orphans(conn, source, ids)
+        return known
+
     async def record_poll(self, record: PollRecord) -> int:
         """Commit one poll: listings, matches, cursors, baselines, outbox. Returns rows queued."""
         return await self._run(self._record_poll, record)
@@ -460,7 +625,7 @@ class Store:
                 " ON CONFLICT (query_key, listing_id) DO UPDATE SET"
                 " fingerprint = excluded.fingerprint, price = excluded.price,"
                 " status = excluded.status,"
-                " last_seen = excluded.last_seen",
+                " last_seen = excluded.last_seen, missed_sweeps = 0",
                 [
                     (
                         s.query_key,
@@ -493,10 +658,48 @@ class Store:
                 " last_polled = excluded.last_polled",
                 [(c.query_key, c.source, c.created_hw, c.updated_hw, now) for c in rec.cursors],
             )
+            for sweep in rec.sweeps:
+                rec.forgotten += _count_absences(
+                    conn, rec.source, sweep, now, rec.gone_after_sweeps
+                )
             conn.executemany(
                 "UPDATE subscriptions SET baselined_at = ? WHERE name = ? AND baselined_at IS NULL",
                 [(now, name) for name in rec.baselined],
             )
+            conn.executemany(
+                "UPDATE subscriptions SET empty_answers = empty_answers + 1,"
+                " baselined_at = CASE WHEN empty_answers + 1 >= ? THEN ? ELSE NULL END"
+                " WHERE name = ? AND baselined_at IS NULL",
+                [(rec.empty_answers_to_baseline, now, name) for name in rec.empty_answers],
+            )
+            conn.executemany(
+                "INSERT INTO channel_listings (channel_id, source, listing_id, price_seq,"
+                " last_price, status_seq, last_status) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (channel_id, source, listing_id) DO UPDATE SET"
+                " price_seq = excluded.price_seq, last_price = excluded.last_price,"
+                " status_seq = excluded.status_seq, last_status = excluded.last_status",
+                [
+                    (
+                        c.channel_id,
+                        c.source,
+                        c.listing_id,
+                        c.price_seq,
+                        c.last_price,
+                        c.status_seq,
+                        c.last_status,
+                    )
+                    for c in rec.channel_states
+                ],
+            )
+            keys = [m.key for m in rec.messages]
+            existing: set[str] = set()
+            for chunk in _chunks(keys, 900):
+                marks = ",".join("?" * len(chunk))
+                existing.update(
+                    r[0]
+                    for r in conn.execute(f"SELECT key FROM outbox WHERE key IN ({marks})", chunk)
+                )
+            rec.duplicates = [k for k in keys if k in existing]
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO outbox (key, channel_id, source, listing_id, event,"
@@ -516,6 +719,7 @@ class Store:
                         now,
                     )
                     for m in rec.messages
+                    if m.key not in existing
                 ],
             )
             queued = conn.total_changes - before
@@ -659,25 +863,64 @@ class Store:
             return cur.rowcount
 
     # ---------------------------------------------------------------- housekeeping
-    async def prune(self, older_than: datetime) -> tuple[int, int, int]:
-        """Forget listings unseen since ``older_than``, their matches, and old sent rows."""
+    async def prune(self, older_than: datetime) -> Pruned:
+        """Housekeeping for the whole state file (run it once per file, not per source).
+
+        Forgets what nothing has used since ``older_than``: subscriptions no longer
+        configured (with their match state), cursors of queries no longer polled (with
+        their listing rows), and sent change messages (their sequence keys never recur).
+        A sent ``new`` message deduplicates "new" for as long as its listing is known, so
+        it is compacted (body and properties dropped, key kept) rather than deleted; once
+        its listing is forgotten it goes too. Listings themselves are forgotten only on
+        evidence that they are gone (``forget_listings``, complete sweeps).
+        """
         return await self._run(self._prune, older_than)
 
-    def _prune(self, older_than: datetime) -> tuple[int, int, int]:
+    def _prune(self, older_than: datetime) -> Pruned:
         cutoff = _ts(older_than)
+        now = _ts(self._now())
         with self._tx() as conn:
-            gone = conn.execute("DELETE FROM listings WHERE last_seen < ?", (cutoff,)).rowcount
-            # A match outlives its listing rows only while some query still sees the listing.
-            matches = conn.execute(
-                "DELETE FROM matches WHERE last_changed < ? AND NOT EXISTS ("
-                " SELECT 1 FROM listings l WHERE l.source = matches.source"
-                " AND l.listing_id = matches.listing_id)",
+            # A row from before last_configured existed starts its grace period now.
+            conn.execute(
+                "UPDATE subscriptions SET last_configured = ? WHERE last_configured IS NULL",
+                (now,),
+            )
+            subs = [
+                str(r[0])
+                for r in conn.execute(
+                    "DELETE FROM subscriptions WHERE last_configured < ? RETURNING name",
+                    (cutoff,),
+                )
+            ]
+            conn.executemany("DELETE FROM matches WHERE subscription = ?", [(n,) for n in subs])
+            queries = [
+                str(r[0])
+                for r in conn.execute(
+                    "DELETE FROM cursors WHERE last_polled < ? RETURNING query_key", (cutoff,)
+                )
+            ]
+            orphaned: dict[str, set[str]] = {}
+            for key in queries:
+                for source, lid in conn.execute(
+                    "DELETE FROM listings WHERE query_key = ? RETURNING source, listing_id",
+                    (key,),
+                ):
+                    orphaned.setdefault(str(source), set()).add(str(lid))
+            listings = 0
+            for source, ids in orphaned.items():
+                listings += _forget_orphans(conn, source, sorted(ids))
+            sent_deleted = conn.execute(
+                "DELETE FROM outbox WHERE state = 'sent' AND sent_at < ? AND (event != 'new'"
+                " OR NOT EXISTS (SELECT 1 FROM matches m WHERE m.source = outbox.source"
+                " AND m.listing_id = outbox.listing_id))",
                 (cutoff,),
             ).rowcount
-            sent = conn.execute(
-                "DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?", (cutoff,)
+            compacted = conn.execute(
+                "UPDATE outbox SET body = '', properties = '{}' WHERE state = 'sent'"
+                " AND sent_at < ? AND body != ''",
+                (cutoff,),
             ).rowcount
-        return gone, matches, sent
+        return Pruned(len(subs), len(queries), listings, compacted, sent_deleted)
 
     # ---------------------------------------------------------------- status (sync, read-only)
     def source_statuses_sync(self) -> list[SourceStatus]:
@@ -736,7 +979,8 @@ class Store:
     def counts_sync(self) -> dict[str, int]:
         """Row counts per table, for status and the benchmark."""
         out = {}
-        for table in ("listings", "matches", "subscriptions", "cursors", "outbox"):
+        tables = ("listings", "matches", "channel_listings", "subscriptions", "cursors", "outbox")
+        for table in tables:
             out[table] = int(self._c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         return out
 
@@ -775,3 +1019,47 @@ def _row(r: Sequence[Any]) -> OutboxRow:
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _forget_orphans(conn: sqlite3.Connection, source: str, ids: Sequence[str]) -> int:
+    """Drop match and channel state of these listings where no query knows them any more;
+    the number of listings forgotten that way."""
+    forgotten = 0
+    for lid in ids:
+        still = conn.execute(
+            "SELECT 1 FROM listings WHERE source = ? AND listing_id = ? LIMIT 1", (source, lid)
+        ).fetchone()
+        if still is not None:
+            continue
+        conn.execute("DELETE FROM matches WHERE source = ? AND listing_id = ?", (source, lid))
+        conn.execute(
+            "DELETE FROM channel_listings WHERE source = ? AND listing_id = ?", (source, lid)
+        )
+        forgotten += 1
+    return forgotten
+
+
+def _count_absences(
+    conn: sqlite3.Connection, source: str, sweep: Sweep, now: str, gone_after: int
+) -> int:
+    """One more complete sweep without them for the listings this sweep did not return
+    (rows it returned were just stamped ``now``); forget those absent ``gone_after``
+    sweeps in a row. Returns the listings forgotten."""
+    if sweep.unreadable is None:
+        return 0  # a record without an id was skipped: any listing may have been it
+    skip = sorted(sweep.unreadable)
+    marks = ",".join("?" * len(skip))
+    exclude = f" AND listing_id NOT IN ({marks})" if skip else ""
+    conn.execute(
+        "UPDATE listings SET missed_sweeps = missed_sweeps + 1"
+        f" WHERE query_key = ? AND last_seen < ?{exclude}",
+        (sweep.query_key, now, *skip),
+    )
+    gone = [
+        str(r[0])
+        for r in conn.execute(
+            "DELETE FROM listings WHERE query_key = ? AND missed_sweeps >= ? RETURNING listing_id",
+            (sweep.query_key, gone_after),
+        )
+    ]
+    return _forget_orphans(conn, source, gone)

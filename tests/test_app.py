@@ -357,6 +357,7 @@ async def test_dry_run_prints_messages_and_changes_nothing(
         assert store.counts_sync() == {
             "listings": 0,
             "matches": 0,
+            "channel_listings": 0,
             "subscriptions": 0,
             "cursors": 0,
             "outbox": 0,

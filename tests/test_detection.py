@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from listingbot.detection import delivery_key, detect, group_events
+from listingbot.detection import Event, delivery_key, detect, group_events
 from listingbot.models import EventType, Price
-from listingbot.store import MatchState
+from listingbot.store import ChannelState, MatchState
 from tests.factories import listing, spec
 
 
@@ -26,6 +24,15 @@ def test_baselining_subscription_records_without_events() -> None:
     result = detect([spec(baselining=True)], [listing()], {})
     assert result.events == []
     assert len(result.matches) == 1
+
+
+def test_baselining_keeps_the_changes_of_listings_already_followed() -> None:
+    """A re-baseline (after a filter edit) suppresses only `new`: a listing the
+    subscription already follows still reports its price drop."""
+    prev = {("sub-a", "li_1"): state("sub-a", "li_1", 525_000, "active")}
+    result = detect([spec(baselining=True)], [listing(), listing(id="li_2")], prev)
+    assert [(e.listing.id, e.type) for e in result.events] == [("li_1", EventType.PRICE_DROP)]
+    assert {m.listing_id for m in result.matches} == {"li_1", "li_2"}
 
 
 def test_lower_price_is_a_price_drop_with_the_old_price() -> None:
@@ -101,12 +108,45 @@ def test_subscriptions_in_different_channels_get_a_message_each() -> None:
     assert len({g.key for g in grouped}) == 2
 
 
-def test_delivery_key_is_stable_and_distinguishes_successive_drops() -> None:
-    """Same observation, same key; a later drop to a new price gets a new key."""
-    first = listing(price=Price(amount=480_000))
-    again = listing(price=Price(amount=480_000))
-    later = listing(price=Price(amount=460_000), updated_at=datetime(2026, 1, 2, tzinfo=UTC))
-    k1 = delivery_key(702, first, EventType.PRICE_DROP)
-    assert k1 == delivery_key(702, again, EventType.PRICE_DROP)
-    assert k1 != delivery_key(702, later, EventType.PRICE_DROP)
-    assert delivery_key(702, first, EventType.NEW) == delivery_key(702, later, EventType.NEW)
+def test_delivery_key_of_new_is_once_per_channel_and_listing() -> None:
+    """`new` has one key per channel and listing, whatever the listing looks like."""
+    assert delivery_key(702, "kotohomes", "li_1", EventType.NEW) == delivery_key(
+        702, "kotohomes", "li_1", EventType.NEW, 5
+    )
+    assert delivery_key(702, "kotohomes", "li_1", EventType.NEW) != delivery_key(
+        703, "kotohomes", "li_1", EventType.NEW
+    )
+
+
+def test_delivery_key_of_a_change_comes_from_its_sequence_number() -> None:
+    """Change keys differ by sequence number and event, never by value."""
+    first = delivery_key(702, "kato", "7", EventType.PRICE_DROP, 1)
+    assert first == delivery_key(702, "kato", "7", EventType.PRICE_DROP, 1)
+    assert first != delivery_key(702, "kato", "7", EventType.PRICE_DROP, 2)
+    assert first != delivery_key(702, "kato", "7", EventType.PRICE_INCREASE, 1)
+
+
+def test_a_value_that_returns_to_an_earlier_one_is_a_new_change() -> None:
+    """Rent 30 -> 35 -> 30 -> 35 without `updated_at`: three changes, three keys."""
+    states: dict[tuple[int, str], ChannelState] = {}
+    keys = []
+    told = 30.0
+    for rent in (35.0, 30.0, 35.0):
+        kind = EventType.PRICE_DROP if rent < told else EventType.PRICE_INCREASE
+        lst = listing(price=Price(amount=rent), updated_at=None)
+        event = Event("sub-a", 702, lst, kind, old_price=Price(amount=told))
+        (grouped,) = group_events([event], states)
+        states[(702, lst.id)] = grouped.state
+        keys.append(grouped.key)
+        told = rent
+    assert len(set(keys)) == 3
+
+
+def test_the_same_change_seen_again_by_another_subscription_keeps_its_key() -> None:
+    """A change to the value the channel was told last is that change: same key."""
+    lst = listing(price=Price(amount=450_000))
+    drop = Event("sub-a", 702, lst, EventType.PRICE_DROP, old_price=Price(amount=500_000))
+    (first,) = group_events([drop], {})
+    later = Event("sub-b", 702, lst, EventType.PRICE_DROP, old_price=Price(amount=500_000))
+    (again,) = group_events([later], {(702, lst.id): first.state})
+    assert again.key == first.key

@@ -11,7 +11,15 @@ import pytest
 
 from listingbot.clock import FakeClock
 from listingbot.errors import StoreError
-from listingbot.store import MIGRATIONS, Cursor, NewMessage, PollRecord, SeenListing, Store
+from listingbot.store import (
+    MIGRATIONS,
+    Cursor,
+    MatchState,
+    NewMessage,
+    PollRecord,
+    SeenListing,
+    Store,
+)
 
 
 def message(key: str, channel: int = 702, listing_id: str = "li_1") -> NewMessage:
@@ -117,20 +125,70 @@ async def test_subscription_with_changed_filters_baselines_again(store: Store) -
     assert await store.sync_subscriptions([("a", "kato", "h2")]) == {"a"}
 
 
-async def test_prune_forgets_listings_unseen_for_the_retention(
-    store: Store, clock: FakeClock
-) -> None:
-    """Listings not seen since the cutoff are deleted; recent ones stay."""
+async def test_prune_keeps_listings_however_long_unseen(store: Store, clock: FakeClock) -> None:
+    """Not seen is not gone: housekeeping never forgets a listing its query still polls,
+    however long ago the listing was seen; only evidence forgets it."""
     await store.record_poll(
-        PollRecord("kato", seen=[SeenListing("q", "old", "kato", "f", None, None)])
+        PollRecord(
+            "kato",
+            seen=[SeenListing("q", "old", "kato", "f", None, None)],
+            cursors=[Cursor("q", "kato")],
+        )
     )
     clock.advance(86400 * 10)
+    await store.record_poll(PollRecord("kato", cursors=[Cursor("q", "kato")]))
+    await store.prune(clock.now() - timedelta(days=5))
+    assert await store.load_fingerprints("q", ["old"]) == {"old": "f"}
+    assert await store.forget_listings("kato", ["old"]) == 1
+    assert await store.load_fingerprints("q", ["old"]) == {}
+
+
+async def test_prune_compacts_old_sent_new_rows_and_deletes_old_sent_changes(
+    store: Store, clock: FakeClock
+) -> None:
+    """A sent `new` row of a known listing keeps its key (it deduplicates `new`) but loses
+    its body; a sent change row (its sequence key never recurs) goes."""
+    change = NewMessage("c1", 702, "kotohomes", "li_1", "price_drop", ("a",), "drop", {"k": 1})
     await store.record_poll(
-        PollRecord("kato", seen=[SeenListing("q", "new", "kato", "f", None, None)])
+        PollRecord(
+            "kotohomes",
+            matches=[MatchState("a", "kotohomes", "li_1", 1.0, None)],
+            messages=[message("n1"), change],
+        )
     )
-    gone, _matches, _sent = await store.prune(clock.now() - timedelta(days=5))
-    assert gone == 1
-    assert await store.load_fingerprints("q", ["old", "new"]) == {"new": "f"}
+    for row in store.all_rows_sync():
+        await store.mark_sent(row.seq, 1)
+    clock.advance(86400 * 10)
+    pruned = await store.prune(clock.now() - timedelta(days=5))
+    assert (pruned.compacted, pruned.sent_deleted) == (1, 1)
+    (row,) = store.all_rows_sync()
+    assert (row.key, row.body, row.properties) == ("n1", "", {})
+
+
+async def test_migration_keeps_the_keys_of_existing_rows(tmp_path: Path, clock: FakeClock) -> None:
+    """A state file from schema 1 keeps its outbox rows and their keys, and a `new` queued
+    before the upgrade still deduplicates the same `new` after it."""
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute(
+        "INSERT INTO outbox (key, channel_id, source, listing_id, event, subscriptions, body,"
+        " properties, created_at, next_attempt_at) VALUES ('lb1-old', 702, 'kotohomes', 'li_1',"
+        " 'new', '[\"a\"]', 'hello', '{}', '2026-01-01T00:00:00.000000Z',"
+        " '2026-01-01T00:00:00.000000Z')"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    s = await Store.open(path, clock.now)
+    try:
+        assert s.schema_version == len(MIGRATIONS)
+        assert [(r.key, r.state) for r in s.all_rows_sync()] == [("lb1-old", "pending")]
+        rec = PollRecord("kotohomes", messages=[message("lb1-old")])
+        assert await s.record_poll(rec) == 0
+        assert rec.duplicates == ["lb1-old"]
+    finally:
+        await s.close()
 
 
 async def test_poll_failure_is_recorded_per_source(store: Store) -> None:

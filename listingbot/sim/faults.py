@@ -81,6 +81,20 @@ class Faults:
         self.counts: dict[str, int] = dict.fromkeys(FAULT_NAMES, 0)
         self.enabled_for: set[str] = set(SIMS)
         self.corrupted: dict[tuple[str, str], str] = {}
+        # hold(): requests to the enabled simulators wait here until release(); ``held``
+        # counts the requests waiting, so a test can act while a client is mid-request.
+        self._gate: asyncio.Event | None = None
+        self.held = 0
+
+    def hold(self) -> None:
+        """From now on, requests to the enabled simulators wait until ``release()``."""
+        self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Let every held request (and every later one) through."""
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
 
     def set(self, **rates: float) -> None:
         """Change some rates (``rate_500=0.2``) or the hold times (``timeout_hold_s``,
@@ -167,6 +181,13 @@ class Faults:
             sim = target.name
             if sim not in self.enabled_for:
                 return await handler(request)
+            gate = self._gate
+            if gate is not None:
+                self.held += 1
+                try:
+                    await gate.wait()
+                finally:
+                    self.held -= 1
             if (
                 target.expire_token is not None
                 and request.path not in target.token_paths
