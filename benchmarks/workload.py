@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from listingbot.config import Config, Subscription
-from listingbot.sim._places import UK_TOWNS, US_CITIES
+from listingbot.sim._places import UK_TOWNS, US_CITIES, us_zip_codes
 from listingbot.sim.market import KATO_TYPES
 
 ENV = {
@@ -68,7 +68,9 @@ def kotohomes_filters(rng: random.Random) -> dict[str, Any]:
         city = _zipf(rng, [c for c in US_CITIES if c.state == state])
         filters["zip_codes"] = [_zipf(rng, city.zips)]
     else:
+        # Today's Kotohomes API refuses states alone: the state's ZIP codes constrain it.
         filters["states"] = [state]
+        filters["zip_codes"] = list(us_zip_codes(state))
     if rent:
         filters["price_max"] = _zipf(rng, _RENT_MAX)
     else:

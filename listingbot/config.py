@@ -646,6 +646,7 @@ class KotohomesFilters(_Model):
     latitude: Annotated[_Float, Field(ge=-90, le=90)] | None = None
     longitude: Annotated[_Float, Field(ge=-180, le=180)] | None = None
     radius: PosFloat | None = None  # miles
+    territory: str | None = None  # a predefined Kotohomes territory id (later docs)
     type: Literal["for_sale", "for_rent"] | None = None
     open_houses_only: bool | None = None
     keywords_any: tuple[str, ...] = ()
@@ -670,6 +671,19 @@ class KotohomesFilters(_Model):
     @classmethod
     def _states(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _check_items(value, _state)
+
+    @field_validator("territory")
+    @classmethod
+    def _territory(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if not text or any(ch.isspace() for ch in text):
+            raise _problem(
+                f"{value!r} is not a territory id (one word, as Kotohomes gives it)",
+                "not a territory id (one word, as Kotohomes gives it)",
+            )
+        return text
 
     @field_validator("zip_codes")
     @classmethod
@@ -696,10 +710,10 @@ class KotohomesFilters(_Model):
                         f"required when {given[0]} is set "
                         "(latitude, longitude and radius go together)",
                     )
-        if not (self.states or self.zip_codes or self.mls_numbers or given):
+        if not (self.states or self.zip_codes or self.mls_numbers or self.territory or given):
             problems.add(
                 (),
-                "needs a geographic constraint: states, zip_codes, mls_numbers, or "
+                "needs a geographic constraint: zip_codes, territory, mls_numbers, or "
                 "latitude + longitude + radius (Kotohomes rejects searches without one)",
             )
         problems.raise_if_any()

@@ -13,7 +13,7 @@ from typing import Any
 from listingbot.app import App
 from listingbot.clock import FakeClock
 from listingbot.config import Config, load_config
-from listingbot.sim import SimStack
+from listingbot.sim import SimStack, us_zip_codes
 
 # Distinctive values: any of them showing up in a log, an error or a message is a leak.
 SECRETS: dict[str, str] = {
@@ -25,6 +25,12 @@ SECRETS: dict[str, str] = {
 }
 
 CHANNELS = ((702, "nyc-homes", "NYC homes"), (703, "west-coast", "West coast"), (704, "uk", "UK"))
+
+
+def zips(*states: str) -> str:
+    """The market's ZIP codes in ``states`` as a YAML flow list: a Kotohomes constraint
+    (today's API refuses ``states`` alone) that selects exactly those states' listings."""
+    return "[" + ", ".join(f"'{z}'" for z in us_zip_codes(*states)) + "]"
 
 
 def make_sims(clock: FakeClock | None = None, **kwargs: Any) -> SimStack:

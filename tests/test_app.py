@@ -12,15 +12,15 @@ from listingbot.clock import FakeClock
 from listingbot.errors import ConfigError
 from listingbot.sim import SimStack
 from listingbot.store import Store
-from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running
+from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running, zips
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
-NY_SUB = """\
+NY_SUB = f"""\
 - name: ny-homes
   source: kotohomes
   channel: 702
-  filters: {states: [NY]}
+  filters: {{states: [NY], zip_codes: {zips("NY")}}}
 """
 
 UK_SUB = """\
@@ -141,7 +141,7 @@ async def test_two_subscriptions_in_one_channel_get_one_message_naming_both(
     """One message per (channel, listing, event), naming every subscription that matched."""
     subs = NY_SUB + (
         "- name: ny-cheap\n  source: kotohomes\n  channel: nyc-homes\n"
-        "  filters: {states: [NY], price_max: 500000}\n"
+        f"  filters: {{states: [NY], zip_codes: {zips('NY')}, price_max: 500000}}\n"
     )
     config = load(tmp_path, cfg(sims, tmp_path, subs, sources=("kotohomes",)))
     async with running(config, clock) as app:
@@ -159,7 +159,8 @@ async def test_identical_queries_are_fetched_once(
 ) -> None:
     """Subscriptions with the same upstream filters share one query (two requests)."""
     subs = "".join(
-        f"- name: s{i}\n  source: kotohomes\n  channel: 702\n  filters: {{states: [NY]}}\n"
+        f"- name: s{i}\n  source: kotohomes\n  channel: 702\n"
+        f"  filters: {{states: [NY], zip_codes: {zips('NY')}}}\n"
         f"  notify: [new]\n"
         for i in range(5)
     )
@@ -320,7 +321,8 @@ async def test_permanent_failure_is_recorded_and_does_not_block_other_channels(
 ) -> None:
     """A channel that disappeared fails its message with the reason; others still deliver."""
     subs = NY_SUB + (
-        "- name: ca-homes\n  source: kotohomes\n  channel: 703\n  filters: {states: [CA]}\n"
+        "- name: ca-homes\n  source: kotohomes\n  channel: 703\n"
+        f"  filters: {{states: [CA], zip_codes: {zips('CA')}}}\n"
     )
     config = load(tmp_path, cfg(sims, tmp_path, subs, sources=("kotohomes",)))
     async with running(config, clock) as app:

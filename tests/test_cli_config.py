@@ -14,7 +14,7 @@ import yaml
 
 from listingbot.cli import main
 from listingbot.sim import SimStack
-from tests.harness import CHANNELS, SECRETS, config_text, make_sims, write_config
+from tests.harness import CHANNELS, SECRETS, config_text, make_sims, write_config, zips
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
@@ -73,7 +73,10 @@ def test_once_refuses_bad_file(name: str, phrase: str, capsys: pytest.CaptureFix
 
 
 def _unknown_channel_config(sims: SimStack, tmp_path: Path) -> Path:
-    subs = "- name: ny-homes\n  source: kotohomes\n  channel: 999\n  filters: {states: [NY]}\n"
+    subs = (
+        "- name: ny-homes\n  source: kotohomes\n  channel: 999\n"
+        f"  filters: {{states: [NY], zip_codes: {zips('NY')}}}\n"
+    )
     text = config_text(sims, subs, state_path=tmp_path / "state.sqlite3", sources=("kotohomes",))
     return write_config(tmp_path, text)
 

@@ -22,22 +22,22 @@ from listingbot.messages import MESSAGE_MAX_CHARS
 from listingbot.models import SOURCES
 from listingbot.sim import SimStack
 from listingbot.sim.faults import REJECTABLE_VARIANTS, SURVIVABLE_VARIANTS, hostile_variant
-from tests.harness import SECRETS, LogCapture, config_text, load, make_sims, meta, running
+from tests.harness import SECRETS, LogCapture, config_text, load, make_sims, meta, running, zips
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
 RATE = 0.5  # the share of records served corrupted
 CHANNEL = {"kotohomes": 702, "kato": 704}
-SUBS = """\
+SUBS = f"""\
 - name: ny-homes
   source: kotohomes
   channel: 702
-  filters: {states: [NY, NJ, CA, WA, FL, MA, TX, IL]}
+  filters: {{states: [NY, NJ, CA, WA, FL, MA, TX, IL], zip_codes: {zips()}}}
   first_run: post
 - name: uk-all
   source: kato
   channel: 704
-  filters: {}
+  filters: {{}}
   first_run: post
 """
 

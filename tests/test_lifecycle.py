@@ -25,29 +25,38 @@ from listingbot.app import App
 from listingbot.clock import SystemClock
 from listingbot.sim import SimStack
 from listingbot.store import OutboxRow, Store
-from tests.harness import SECRETS, LogCapture, config_text, load, make_sims, meta, write_config
+from tests.harness import (
+    SECRETS,
+    LogCapture,
+    config_text,
+    load,
+    make_sims,
+    meta,
+    write_config,
+    zips,
+)
 
 GRACE_S = 2.0
 DEADLINE_S = 15.0
 
-ALL_HOMES = """\
+ALL_HOMES = f"""\
 - name: all-homes
   source: kotohomes
   channel: 702
-  filters: {states: [CA, FL, IL, MA, NJ, NY, TX, WA]}
+  filters: {{states: [CA, FL, IL, MA, NJ, NY, TX, WA], zip_codes: {zips()}}}
   first_run: post
 """
-NY_SUB = """\
+NY_SUB = f"""\
 - name: ny-homes
   source: kotohomes
   channel: 702
-  filters: {states: [NY]}
+  filters: {{states: [NY], zip_codes: {zips("NY")}}}
 """
-CA_SUB = """\
+CA_SUB = f"""\
 - name: ca-homes
   source: kotohomes
   channel: 703
-  filters: {states: [CA]}
+  filters: {{states: [CA], zip_codes: {zips("CA")}}}
 """
 UK_SUB = """\
 - name: uk-all

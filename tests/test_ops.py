@@ -23,15 +23,15 @@ from listingbot.app import App
 from listingbot.clock import FakeClock
 from listingbot.ops import OpsServer
 from listingbot.sim import SimStack
-from tests.harness import SECRETS, LogCapture, config_text, load, running, write_config
+from tests.harness import SECRETS, LogCapture, config_text, load, running, write_config, zips
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
-NY_SUB = """\
+NY_SUB = f"""\
 - name: ny-homes
   source: kotohomes
   channel: 702
-  filters: {states: [NY]}
+  filters: {{states: [NY], zip_codes: {zips("NY")}}}
 """
 NY_POST_SUB = NY_SUB + "  first_run: post\n"
 UK_SUB = """\

@@ -13,7 +13,7 @@ from listingbot.app import App
 from listingbot.clock import FakeClock
 from listingbot.polling import FETCH_AHEAD, PRUNE_EVERY, prune_due
 from listingbot.sim import SimStack
-from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running
+from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running, zips
 
 UK_SUB = """\
 - name: uk-all
@@ -499,7 +499,7 @@ async def test_queries_after_the_first_are_fetched_a_few_at_a_time(
     prices = range(300_000, 1_300_000, 100_000)
     subs = "".join(
         f"- name: ny-{price}\n  source: kotohomes\n  channel: 702\n"
-        f"  filters: {{states: [NY], price_max: {price}}}\n"
+        f"  filters: {{states: [NY], zip_codes: {zips('NY')}, price_max: {price}}}\n"
         for price in prices
     )
     config = load(

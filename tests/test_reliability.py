@@ -26,7 +26,7 @@ from listingbot.clock import FakeClock
 from listingbot.models import SOURCES
 from listingbot.sim import RequestLog, SimStack
 from listingbot.sim.market import Market
-from tests.harness import SECRETS, load, make_sims, running
+from tests.harness import SECRETS, load, make_sims, running, zips
 from tests.reliability.expect import Expectation, Message, Named, Posted, Sub, posted
 from tests.reliability.memory import retained_bytes, traced_bytes
 from tests.reliability.service import Service, wait_for
@@ -50,17 +50,29 @@ def _states(*codes: str) -> Callable[[dict[str, Any]], bool]:
 # known from the market; overlapping subscriptions share channels (one message naming
 # both) and share queries (one fetch, two channels).
 SUBS = (
-    Sub("metro", "kotohomes", 702, "{states: [NY, NJ]}", _states("NY", "NJ")),
-    Sub("nyc", "kotohomes", 702, "{states: [NY]}", _states("NY")),
+    Sub(
+        "metro",
+        "kotohomes",
+        702,
+        "{states: [NY, NJ], zip_codes: " + zips("NY", "NJ") + "}",
+        _states("NY", "NJ"),
+    ),
+    Sub("nyc", "kotohomes", 702, "{states: [NY], zip_codes: " + zips("NY") + "}", _states("NY")),
     Sub(
         "nyc-deals",
         "kotohomes",
         703,
-        "{states: [NY]}",
+        "{states: [NY], zip_codes: " + zips("NY") + "}",
         _states("NY"),
         frozenset({"new", "price_drop"}),
     ),
-    Sub("west", "kotohomes", 703, "{states: [CA, WA]}", _states("CA", "WA")),
+    Sub(
+        "west",
+        "kotohomes",
+        703,
+        "{states: [CA, WA], zip_codes: " + zips("CA", "WA") + "}",
+        _states("CA", "WA"),
+    ),
     Sub("uk-all", "kato", 704, "{}", lambda _record: True),
     Sub(
         "uk-web",
@@ -362,12 +374,18 @@ HOLDS = {"timeout_hold_s": 0.12, "slow_s": 0.005}
 # (the client's own retries absorb most single failures) and delivery backs off.
 STORM = {name: min(1.0, 3 * rate) for name, rate in FAULTS.items()}
 FAULT_SUBS = (
-    Sub("homes", "kotohomes", 702, "{states: [NY, NJ, CA, WA]}", _states("NY", "NJ", "CA", "WA")),
+    Sub(
+        "homes",
+        "kotohomes",
+        702,
+        "{states: [NY, NJ, CA, WA], zip_codes: " + zips("NY", "NJ", "CA", "WA") + "}",
+        _states("NY", "NJ", "CA", "WA"),
+    ),
     Sub(
         "home-deals",
         "kotohomes",
         703,
-        "{states: [NY, NJ, CA, WA]}",
+        "{states: [NY, NJ, CA, WA], zip_codes: " + zips("NY", "NJ", "CA", "WA") + "}",
         _states("NY", "NJ", "CA", "WA"),
         frozenset({"new", "price_drop"}),
     ),

@@ -24,24 +24,25 @@ from tests.harness import (
     meta,
     running,
     write_config,
+    zips,
 )
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks", "secrets_env")
 
-SUBS = """\
+SUBS = f"""\
 - name: ny-homes
   source: kotohomes
   channel: 702
-  filters: {states: [NY]}
+  filters: {{states: [NY], zip_codes: {zips("NY")}}}
   first_run: post
 - name: ca-homes
   source: kotohomes
   channel: 703
-  filters: {states: [CA]}
+  filters: {{states: [CA], zip_codes: {zips("CA")}}}
 - name: uk-all
   source: kato
   channel: 704
-  filters: {}
+  filters: {{}}
 """
 WEST_COAST = next(c for c in CHANNELS if c[0] == 703)
 

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from listingbot.clock import Clock, SystemClock
 from listingbot.sim._http import RequestLog, start_app
+from listingbot.sim._places import TERRITORIES, us_zip_codes
 from listingbot.sim.chatkitty import DEFAULT_CLIENTS as CHATKITTY_CLIENTS
 from listingbot.sim.chatkitty import ChatKittySim
 from listingbot.sim.faults import Faults
@@ -27,6 +28,7 @@ from listingbot.sim.kato import DEFAULT_CLIENTS as KATO_CLIENTS
 from listingbot.sim.kato import KatoSim
 from listingbot.sim.kotohomes import DEFAULT_KEY as KOTOHOMES_KEY
 from listingbot.sim.kotohomes import KotohomesSim
+from listingbot.sim.kotohomes import Mode as KotohomesMode
 from listingbot.sim.market import Market, MarketEvent
 
 __all__ = [
@@ -36,14 +38,17 @@ __all__ = [
     "KATO_CLIENT_ID",
     "KATO_CLIENT_SECRET",
     "KOTOHOMES_KEY",
+    "TERRITORIES",
     "ChatKittySim",
     "Faults",
     "KatoSim",
+    "KotohomesMode",
     "KotohomesSim",
     "Market",
     "MarketEvent",
     "RequestLog",
     "SimStack",
+    "us_zip_codes",
 ]
 
 KATO_CLIENT_ID, KATO_CLIENT_SECRET = next(iter(KATO_CLIENTS.items()))
@@ -63,7 +68,9 @@ class SimStack:
     market, one ``Faults`` and one clock.
 
     The market starts at ``clock.now()`` when a clock is given, else at the fixed
-    ``market.DEFAULT_START`` (so a default stack is fully deterministic). URLs are roots
+    ``market.DEFAULT_START`` (so a default stack is fully deterministic).
+    ``kotohomes_mode`` picks today's Kotohomes API (``"current"``) or the seed's
+    (``"seed"``); see ``listingbot.sim.kotohomes``. URLs are roots
     without a path: Kotohomes serves ``/v1/listings``, Kato ``/v2/availability``,
     ChatKitty ``{chatkitty_prefix}/channels`` and its token at ``chatkitty_token_url``.
     """
@@ -78,6 +85,7 @@ class SimStack:
         chatkitty_prefix: str = "/v1",
         channels: Sequence[tuple[int, str, str]] = DEFAULT_CHANNELS,
         kato_rpm: int = 60,
+        kotohomes_mode: KotohomesMode = "current",
         host: str = "127.0.0.1",
         kotohomes_port: int = 0,
         kato_port: int = 0,
@@ -92,7 +100,7 @@ class SimStack:
             market = Market(seed, start=start, **market_kwargs)
         self.market = market
         self.faults = faults if faults is not None else Faults(seed)
-        self.kotohomes = KotohomesSim(self.market, faults=self.faults)
+        self.kotohomes = KotohomesSim(self.market, faults=self.faults, mode=kotohomes_mode)
         self.kato = KatoSim(
             self.market, requests_per_minute=kato_rpm, clock=self.clock, faults=self.faults
         )

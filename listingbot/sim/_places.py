@@ -186,3 +186,22 @@ UK_OFFICES: tuple[str, ...] = (
     "Bristol",
     "Edinburgh",
 )
+
+
+def us_zip_codes(*states: str) -> tuple[str, ...]:
+    """Every ZIP code the market draws from in ``states`` (all states when none given)."""
+    wanted = {s.upper() for s in states}
+    return tuple(
+        sorted(z for city in US_CITIES if not wanted or city.state in wanted for z in city.zips)
+    )
+
+
+def _territory_id(city: UsCity) -> str:
+    return f"{city.name.lower().replace(' ', '-')}-{city.state.lower()}"
+
+
+# Kotohomes' predefined territories (later docs: "a predefined territory id"); the
+# simulator's are its cities, by id, each the set of that city's ZIP codes.
+TERRITORIES: dict[str, frozenset[str]] = {
+    _territory_id(city): frozenset(city.zips) for city in US_CITIES
+}

@@ -2,9 +2,17 @@
 
 Holds the client to the reference: the ``key`` query parameter (403 otherwise), every
 documented filter evaluated server-side with inclusive bounds, both array forms
-(``states[]=NY`` and ``states=NY``), the geographic-constraint rule, ``limit`` 1-50, and a
-400 with a hint for anything it cannot make sense of - including parameter names it does
-not know, so a misspelt filter fails loudly here instead of silently matching everything.
+(``states[]=NY`` and ``states=NY``), the constraint rule, ``limit`` 1-50, and a 400 with a
+hint for anything it cannot make sense of - including parameter names it does not know,
+so a misspelt filter fails loudly here instead of silently matching everything.
+
+Two modes, because the API's documentation moved on after the seed was written:
+
+- ``"current"`` (the default) follows today's docs: a search must carry
+  latitude/longitude/radius, ``territory``, ``zip_codes`` or ``mls_numbers`` (``states``
+  alone is refused with a hint), and ``territory`` is a filter;
+- ``"seed"`` follows the seed: any geographic filter, ``states`` included, is enough,
+  and ``territory`` is an unknown parameter.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -25,9 +33,12 @@ from listingbot.sim._http import (
     parse_iso,
     request_log_middleware,
 )
+from listingbot.sim._places import TERRITORIES
 from listingbot.sim.faults import Faults, FaultTarget
 from listingbot.sim.market import Market
 
+Mode = Literal["current", "seed"]
+MODES: tuple[Mode, ...] = ("current", "seed")
 DEFAULT_KEY = "test-kotohomes-key"
 ARRAY_PARAMS = ("mls_numbers", "property_types", "states", "zip_codes")
 INT_RANGES = ("price", "living_area", "year_built")
@@ -43,6 +54,7 @@ SCALAR_PARAMS = frozenset(
         "latitude",
         "longitude",
         "radius",
+        "territory",
         *(f"{name}_{end}" for name in (*INT_RANGES, *FLOAT_RANGES) for end in ("min", "max")),
     }
 )
@@ -106,6 +118,7 @@ class Search:
     arrays: dict[str, set[str]] = field(default_factory=dict)
     bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     centre: tuple[float, float, float] | None = None  # latitude, longitude, radius (miles)
+    territory: str | None = None
     type: str | None = None
     created_min: datetime | None = None
     open_houses_only: bool = False
@@ -138,7 +151,11 @@ class KotohomesSim:
         *,
         api_keys: Collection[str] = (DEFAULT_KEY,),
         faults: Faults | None = None,
+        mode: Mode = "current",
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.mode: Mode = mode
         self.market = market
         self.api_keys = set(api_keys)
         self.faults = faults if faults is not None else Faults()
@@ -168,7 +185,7 @@ class KotohomesSim:
         if not self._authorized(request):
             return _forbidden()
         try:
-            search = parse_search(request.query.items())
+            search = parse_search(request.query.items(), mode=self.mode)
         except BadParameter as exc:
             return json_response(error_body(400, exc.message, parameter=exc.parameter), status=400)
         found = [r for r in self.market.live("kotohomes") if _matches(r, search, self.market)]
@@ -207,17 +224,18 @@ def _forbidden() -> web.Response:
     )
 
 
-def parse_search(pairs: Collection[tuple[str, str]]) -> Search:
+def parse_search(pairs: Collection[tuple[str, str]], *, mode: Mode = "current") -> Search:
     """Validate the query pairs of a search; raises ``BadParameter`` with a hint."""
     search = Search()
     scalars: dict[str, str] = {}
+    known = SCALAR_PARAMS if mode == "current" else SCALAR_PARAMS - {"territory"}
     for raw_name, value in pairs:
         name = raw_name.removesuffix("[]")
         if name in ARRAY_PARAMS:
             if not value.strip():
                 raise BadParameter(name, f"{raw_name} must not be empty.")
             search.arrays.setdefault(name, set()).add(value.strip())
-        elif raw_name in SCALAR_PARAMS:
+        elif raw_name in known:
             if raw_name in scalars:
                 raise BadParameter(raw_name, f"{raw_name} was given more than once.")
             scalars[raw_name] = value
@@ -225,7 +243,7 @@ def parse_search(pairs: Collection[tuple[str, str]]) -> Search:
             raise BadParameter(
                 raw_name,
                 f"Unknown parameter {raw_name!r}. Known parameters: "
-                + ", ".join(sorted({*SCALAR_PARAMS, *ARRAY_PARAMS})),
+                + ", ".join(sorted({*known, *ARRAY_PARAMS})),
             )
     unknown_types = search.arrays.get("property_types", set()) - PROPERTY_TYPES
     if unknown_types:
@@ -287,13 +305,33 @@ def parse_search(pairs: Collection[tuple[str, str]]) -> Search:
         if word not in TRUE_WORDS | FALSE_WORDS:
             raise BadParameter("open_houses_only", "open_houses_only must be true or false.")
         search.open_houses_only = word in TRUE_WORDS
-    if not (search.arrays.keys() & {"states", "zip_codes", "mls_numbers"} or search.centre):
-        raise BadParameter(
-            "states",
-            "A search must be constrained geographically: give states, zip_codes, "
-            "mls_numbers, or latitude, longitude and radius.",
-        )
+    if "territory" in scalars:
+        territory = scalars["territory"].strip()
+        if territory not in TERRITORIES:
+            raise BadParameter("territory", f"Unknown territory {territory[:60]!r}.")
+        search.territory = territory
+    _check_constraint(search, mode)
     return search
+
+
+def _check_constraint(search: Search, mode: Mode) -> None:
+    """Today's rule (changelog 2022-06-13, 2022-06-30) or the seed's looser one."""
+    if mode == "seed":
+        if not (search.arrays.keys() & {"states", "zip_codes", "mls_numbers"} or search.centre):
+            raise BadParameter(
+                "states",
+                "A search must be constrained geographically: give states, zip_codes, "
+                "mls_numbers, or latitude, longitude and radius.",
+            )
+        return
+    if search.arrays.keys() & {"zip_codes", "mls_numbers"} or search.centre or search.territory:
+        return
+    alone = " (states alone is not a constraint)" if "states" in search.arrays else ""
+    raise BadParameter(
+        "latitude",
+        f"You must always provide latitude/longitude/radius, territory, zip_codes or "
+        f"mls_numbers{alone}.",
+    )
 
 
 def _int(scalars: dict[str, str], name: str) -> int | None:
@@ -364,6 +402,8 @@ def _matches(record: JsonDict, search: Search, market: Market) -> bool:
             return False
         if miles_between(search.centre[0], search.centre[1], lat, lng) > search.centre[2]:
             return False
+    if search.territory is not None and record.get("zip_code") not in TERRITORIES[search.territory]:
+        return False
     if search.type is not None and record.get("type") != search.type:
         return False
     if search.created_min is not None:

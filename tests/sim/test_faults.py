@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from listingbot.clock import FakeClock
+from listingbot.sim import us_zip_codes
 from listingbot.sim.chatkitty import ChatKittySim
 from listingbot.sim.faults import (
     HUGE_TEXT_CHARS,
@@ -63,7 +64,8 @@ async def stack(serve: Serve, market: Market, clock: FakeClock) -> AsyncIterator
 
 
 def _search(stack: Stack) -> str:
-    return f"{stack.kotohomes_url}/v1/listings?key={KEY}&states=NY&states=NJ&states=CA&limit=50"
+    zips = "".join(f"&zip_codes={z}" for z in us_zip_codes("NY", "NJ", "CA"))
+    return f"{stack.kotohomes_url}/v1/listings?key={KEY}{zips}&limit=50"
 
 
 async def _kato_token(http: aiohttp.ClientSession, stack: Stack) -> str:

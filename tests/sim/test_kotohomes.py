@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from listingbot.sim.kotohomes import KotohomesSim
+from listingbot.sim import us_zip_codes
+from listingbot.sim.kotohomes import MODES, KotohomesSim, Mode
 from listingbot.sim.market import Market
 from tests.sim.helpers import Serve
 
@@ -23,9 +24,21 @@ def empty(market: Market) -> Market:
     return market
 
 
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> Mode:
+    """Today's API and the seed's: where they agree, every test runs against both."""
+    mode: Mode = request.param
+    return mode
+
+
 @pytest.fixture
-async def sim(market: Market) -> KotohomesSim:
-    return KotohomesSim(market)
+async def sim(market: Market, mode: Mode) -> KotohomesSim:
+    return KotohomesSim(market, mode=mode)
+
+
+def _in(*states: str) -> list[tuple[str, str]]:
+    """The market's ZIP codes of ``states``: a constraint both modes accept."""
+    return [("zip_codes", z) for z in us_zip_codes(*states)]
 
 
 @pytest.fixture
@@ -52,14 +65,14 @@ async def test_missing_key_is_403_with_a_json_message(
     http: aiohttp.ClientSession, url: str
 ) -> None:
     """No key: 403 and a JSON body that says why."""
-    status, body = await _get(http, url, [("states", "NY")], key=None)
+    status, body = await _get(http, url, [*_in("NY")], key=None)
     assert status == 403
     assert "key" in body["message"].lower()
 
 
 async def test_wrong_key_is_403(http: aiohttp.ClientSession, url: str) -> None:
     """An unknown key is refused the same way."""
-    status, body = await _get(http, url, [("states", "NY")], key="stolen")
+    status, body = await _get(http, url, [*_in("NY")], key="stolen")
     assert status == 403
     assert body["error"] == "forbidden"
 
@@ -68,9 +81,7 @@ async def test_search_returns_data_newest_update_first_25_by_default(
     http: aiohttp.ClientSession, url: str, market: Market
 ) -> None:
     """The default answer: {"data": [...]}, 25 records, updated_at descending."""
-    states = sorted({r["state"] for r in market.kotohomes_records()})
-    params = [("states[]", s) for s in states]
-    status, body = await _get(http, url, params)
+    status, body = await _get(http, url, _in())
     assert status == 200
     assert list(body) == ["data"]
     updated = [r["updated_at"] for r in body["data"]]
@@ -86,8 +97,9 @@ async def test_array_filters_accept_brackets_and_plain_repeated_names(
     """states[]=NY&states[]=NJ and states=NY&states=NJ select the same listings."""
     wanted = {empty.add_kotohomes(state="NY")["id"], empty.add_kotohomes(state="NJ")["id"]}
     empty.add_kotohomes(state="CA")
-    brackets = await _ids(http, url, [("states[]", "NY"), ("states[]", "NJ")])
-    plain = await _ids(http, url, [("states", "NY"), ("states", "NJ")])
+    zips = [("zip_codes", z) for z in us_zip_codes()]
+    brackets = await _ids(http, url, [("states[]", "NY"), ("states[]", "NJ"), *zips])
+    plain = await _ids(http, url, [("states", "NY"), ("states", "NJ"), *zips])
     assert brackets == plain == wanted
 
 
@@ -107,9 +119,9 @@ async def test_property_types_filter_and_unknown_type_is_400(
     """property_types filters; a value outside the documented list is a 400."""
     condo = empty.add_kotohomes(state="NY", property_type="condominium")
     empty.add_kotohomes(state="NY", property_type="townhouse")
-    params = [("states", "NY"), ("property_types[]", "condominium")]
+    params = [*_in("NY"), ("property_types[]", "condominium")]
     assert await _ids(http, url, params) == {condo["id"]}
-    status, body = await _get(http, url, [("states", "NY"), ("property_types", "castle")])
+    status, body = await _get(http, url, [*_in("NY"), ("property_types", "castle")])
     assert status == 400
     assert "castle" in body["message"]
 
@@ -137,7 +149,7 @@ async def test_range_filters_are_inclusive(
     on_low = empty.add_kotohomes(state="NY", **{field: low})
     on_high = empty.add_kotohomes(state="NY", **{field: high})
     above = empty.add_kotohomes(state="NY", **{field: high + 1 if high > 100 else high + 0.5})
-    params = [("states", "NY"), (f"{field}_min", str(low)), (f"{field}_max", str(high))]
+    params = [*_in("NY"), (f"{field}_min", str(low)), (f"{field}_max", str(high))]
     found = await _ids(http, url, params)
     assert found == {on_low["id"], on_high["id"]}
     assert below["id"] not in found
@@ -161,7 +173,7 @@ async def test_type_filter_selects_rentals(
     """type=for_rent returns only rentals."""
     rental = empty.add_kotohomes(state="WA", type="for_rent", price=2400)
     empty.add_kotohomes(state="WA", type="for_sale")
-    assert await _ids(http, url, [("states", "WA"), ("type", "for_rent")]) == {rental["id"]}
+    assert await _ids(http, url, [*_in("WA"), ("type", "for_rent")]) == {rental["id"]}
 
 
 async def test_created_min_is_inclusive_and_sort_by_created_at(
@@ -171,11 +183,11 @@ async def test_created_min_is_inclusive_and_sort_by_created_at(
     first = empty.add_kotohomes(state="IL")
     empty.advance(120)
     second = empty.add_kotohomes(state="IL")
-    params = [("states", "IL"), ("sort_by", "created_at"), ("created_min", first["created_at"])]
+    params = [*_in("IL"), ("sort_by", "created_at"), ("created_min", first["created_at"])]
     status, body = await _get(http, url, params)
     assert status == 200
     assert [r["id"] for r in body["data"]] == [second["id"], first["id"]]
-    later = [("states", "IL"), ("created_min", second["created_at"])]
+    later = [*_in("IL"), ("created_min", second["created_at"])]
     assert await _ids(http, url, later) == {second["id"]}
 
 
@@ -188,7 +200,7 @@ async def test_open_houses_only(http: aiohttp.ClientSession, url: str, empty: Ma
     }
     showing = empty.add_kotohomes(state="MA", open_houses=[house])
     empty.add_kotohomes(state="MA", open_houses=[])
-    params = [("states", "MA"), ("open_houses_only", "true")]
+    params = [*_in("MA"), ("open_houses_only", "true")]
     assert await _ids(http, url, params) == {showing["id"]}
 
 
@@ -196,7 +208,7 @@ async def test_limit_caps_the_page_and_must_be_1_to_50(
     http: aiohttp.ClientSession, url: str, market: Market
 ) -> None:
     """limit=50 gives up to 50 records; 0 and 51 are rejected with a hint."""
-    states = [("states", s) for s in sorted({r["state"] for r in market.kotohomes_records()})]
+    states = _in()
     status, body = await _get(http, url, [*states, ("limit", "50")])
     assert status == 200
     assert len(body["data"]) == 50
@@ -209,14 +221,13 @@ async def test_limit_caps_the_page_and_must_be_1_to_50(
 @pytest.mark.parametrize(
     ("params", "hint"),
     [
-        ([("price_min", "100000")], "constrained geographically"),
         ([("latitude", "40.7"), ("longitude", "-74")], "radius"),
-        ([("states", "NY"), ("price_min", "cheap")], "price_min"),
-        ([("states", "NY"), ("sort_by", "price")], "sort_by"),
-        ([("states", "NY"), ("created_min", "last tuesday")], "created_min"),
-        ([("states", "NY"), ("type", "auction")], "type"),
-        ([("states", "NY"), ("state", "NY")], "Unknown parameter"),
-        ([("states", "NY"), ("price_min", "9"), ("price_max", "1")], "price_min"),
+        ([*_in("NY"), ("price_min", "cheap")], "price_min"),
+        ([*_in("NY"), ("sort_by", "price")], "sort_by"),
+        ([*_in("NY"), ("created_min", "last tuesday")], "created_min"),
+        ([*_in("NY"), ("type", "auction")], "type"),
+        ([*_in("NY"), ("state", "NY")], "Unknown parameter"),
+        ([*_in("NY"), ("price_min", "9"), ("price_max", "1")], "price_min"),
     ],
 )
 async def test_bad_parameters_get_400_with_a_hint(
@@ -248,8 +259,60 @@ async def test_request_log_redacts_the_key(
     http: aiohttp.ClientSession, url: str, sim: KotohomesSim
 ) -> None:
     """The request log keeps the query but never the key's value."""
-    await _get(http, url, [("states[]", "NY")])
+    await _get(http, url, [("zip_codes[]", "10001")])
     logged = sim.requests[-1]
-    assert logged.query == [("key", "***"), ("states[]", "NY")]
+    assert logged.query == [("key", "***"), ("zip_codes[]", "10001")]
     assert logged.status == 200
     assert KEY not in repr(sim.requests)
+
+
+async def test_a_search_without_any_geographic_filter_is_400(
+    http: aiohttp.ClientSession, url: str
+) -> None:
+    """Neither version answers a search that names no place at all."""
+    status, body = await _get(http, url, [("price_min", "100000")])
+    assert status == 400
+    assert "latitude" in body["message"]
+
+
+@pytest.mark.parametrize("mode", ["current"])
+async def test_current_api_refuses_states_alone_with_a_hint(
+    http: aiohttp.ClientSession, url: str
+) -> None:
+    """Today's API: states alone is no constraint; the 400 names the ones that are."""
+    status, body = await _get(http, url, [("states", "NY"), ("states", "NJ")])
+    assert status == 400
+    assert "states alone is not a constraint" in body["message"]
+    for constraint in ("latitude/longitude/radius", "territory", "zip_codes", "mls_numbers"):
+        assert constraint in body["message"]
+
+
+@pytest.mark.parametrize("mode", ["seed"])
+async def test_seed_api_answers_states_alone(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """The seed's API: states[]=NY&states[]=NJ (its own example) is a valid search."""
+    wanted = {empty.add_kotohomes(state="NY")["id"], empty.add_kotohomes(state="NJ")["id"]}
+    empty.add_kotohomes(state="CA")
+    assert await _ids(http, url, [("states[]", "NY"), ("states[]", "NJ")]) == wanted
+
+
+@pytest.mark.parametrize("mode", ["current"])
+async def test_territory_selects_the_listings_inside_it(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """territory=<id> is a constraint of its own: only that territory's listings."""
+    inside = empty.add_kotohomes(state="NJ", city="Hoboken", zip_code="07030")
+    empty.add_kotohomes(state="NJ", city="Newark", zip_code="07102")
+    assert await _ids(http, url, [("territory", "hoboken-nj")]) == {inside["id"]}
+    status, body = await _get(http, url, [("territory", "atlantis")])
+    assert status == 400
+    assert "territory" in body["message"].lower()
+
+
+@pytest.mark.parametrize("mode", ["seed"])
+async def test_seed_api_does_not_know_territory(http: aiohttp.ClientSession, url: str) -> None:
+    """territory came after the seed: its API calls it an unknown parameter."""
+    status, body = await _get(http, url, [("territory", "hoboken-nj"), *_in("NJ")])
+    assert status == 400
+    assert "Unknown parameter 'territory'" in body["message"]

@@ -25,7 +25,7 @@ async def test_stack_serves_all_three_apis_on_loopback(http: aiohttp.ClientSessi
     clock = FakeClock()
     async with SimStack(seed=5, clock=clock, kotohomes_count=30, kato_count=10) as sims:
         assert sims.kotohomes_url.startswith("http://127.0.0.1:")
-        params = {"key": sims.kotohomes_key, "states": "NY"}
+        params = {"key": sims.kotohomes_key, "zip_codes": "10001"}
         async with http.get(f"{sims.kotohomes_url}/v1/listings", params=params) as response:
             assert response.status == 200
         form = {
