@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench reliability-long fmt clean lock
+.PHONY: demo test lint typecheck pytest bench reliability-long fmt clean lock image
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock requirements-build.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet -r requirements.lock -r requirements-build.lock
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -37,6 +37,19 @@ reliability-long: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format listingbot tests benchmarks
 	$(BIN)/ruff check --fix listingbot tests benchmarks
+
+# The container image. docker if present, else podman. podman (also behind a `docker`
+# wrapper) and buildah default to the OCI format, which silently drops HEALTHCHECK:
+# --format docker keeps it. Override with ENGINE=podman, IMAGE=name:tag, and pass extra
+# build options in BUILD_FLAGS (e.g. BUILD_FLAGS=--pull).
+IMAGE  ?= listingbot:latest
+ENGINE ?= $(shell command -v docker >/dev/null 2>&1 && echo docker || echo podman)
+
+image:
+	@command -v $(ENGINE) >/dev/null 2>&1 || { echo "make image: $(ENGINE) not found (install docker or podman)" >&2; exit 1; }
+	@if $(ENGINE) --version 2>/dev/null | grep -qi podman; then format="--format docker"; fi; \
+	  set -x; $(ENGINE) build $$format $(BUILD_FLAGS) -t $(IMAGE) .
+	@$(ENGINE) image inspect $(IMAGE) --format '$(IMAGE): {{.Size}} bytes'
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -23,6 +23,8 @@ from listingbot.models import EventType
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "listingbot.example.yaml"
+# Every config file shipped in config/: the example and the container-ready one.
+SHIPPED = [EXAMPLE, ROOT / "config" / "listingbot.container.yaml"]
 BAD = Path(__file__).resolve().parent / "configs" / "bad"
 
 ENV = {
@@ -92,9 +94,10 @@ def kotohomes(**filters: object) -> KotohomesFilters:
 # --------------------------------------------------------------------------- example
 
 
-def test_example_config_loads() -> None:
-    """The shipped example config validates with the documented variables set."""
-    config = load_config(EXAMPLE, env=ENV)
+@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: p.name)
+def test_example_config_loads(shipped: Path) -> None:
+    """A shipped example config validates with the documented variables set."""
+    config = load_config(shipped, env=ENV)
     assert config.chatkitty.client_secret.get_secret_value() == "ck-secret-XYZ"
     assert config.sources.kotohomes is not None
     assert config.sources.kato is not None
@@ -103,9 +106,10 @@ def test_example_config_loads() -> None:
     assert any(not s.local.is_empty() for s in config.subscriptions_for("kato"))
 
 
-def test_example_config_sets_every_secret_through_the_environment() -> None:
-    """No secret is written literally in the example: each is a ${VAR}."""
-    data = yaml.safe_load(EXAMPLE.read_text())
+@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: p.name)
+def test_example_config_sets_every_secret_through_the_environment(shipped: Path) -> None:
+    """No secret is written literally in a shipped example: each is a ${VAR}."""
+    data = yaml.safe_load(shipped.read_text())
     secrets = [
         data["chatkitty"]["client_id"],
         data["chatkitty"]["client_secret"],
