@@ -88,8 +88,10 @@ class App:
         clock: Clock | None = None,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        wait_lock_s: float = 0.0,
     ) -> None:
         self.config = config
+        self.wait_lock_s = wait_lock_s  # how long start() waits for the state file's lock
         self.clock: Clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.rng = rng or random.Random()  # noqa: S311 - jitter only
@@ -113,7 +115,15 @@ class App:
     async def start(self, *, dry_run: bool = False) -> None:
         cfg = self.config
         self.started_at = self.clock.now()
-        self.store = await Store.open(cfg.state.path, self.clock.now)
+        # Service work holds the state file's lock for the process's lifetime (one process
+        # per state file); a dry run changes nothing and needs none.
+        self.store = await Store.open(
+            cfg.state.path,
+            self.clock.now,
+            exclusive=not dry_run,
+            wait_lock_s=self.wait_lock_s,
+            sleep=self.clock.sleep,
+        )
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None),
             headers={"User-Agent": "listingbot/0.1 (+https://github.com/listingbot)"},
@@ -335,11 +345,13 @@ class App:
             delivered = await self.deliver()
             # A transient send failure gets a few retries within this run (bounded, on the
             # backoff schedule) before `once` reports it: exit 1 means "failed after retries".
-            base = self.config.delivery.backoff_base_s
-            for attempt in range(ONCE_DELIVERY_RETRIES):
+            assert self.store is not None
+            for _attempt in range(ONCE_DELIVERY_RETRIES):
                 if delivered.pending == 0:
                     break
-                await self.clock.sleep(min(ONCE_MAX_WAIT_S, base * 2**attempt))
+                due = await self.store.next_due()
+                wait = 0.0 if due is None else (due - self.clock.now()).total_seconds()
+                await self.clock.sleep(min(ONCE_MAX_WAIT_S, max(0.0, wait)))
                 delivered = await self.deliver()
             failed_now = self.totals.failed_messages - failed_before
             ok = ok and failed_now == 0 and delivered.pending == 0
@@ -597,14 +609,31 @@ class App:
                     )
             checks[f"source:{source}"] = check
             ready = ready and fresh
-        pending, oldest = await self.store.open_counts()
-        age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+        outbox = await self.store.outbox_health()
+        age = 0.0 if outbox.oldest_open is None else (now - outbox.oldest_open).total_seconds()
         max_age = self.config.ops.max_outbox_age.total_seconds()
-        outbox_ok = age <= max_age
-        checks["outbox"] = {"ok": outbox_ok, "pending": pending, "oldest_age_s": round(age, 1)}
-        if not outbox_ok:
-            checks["outbox"]["error"] = (
-                f"oldest undelivered message is {age:.0f}s old (limit {max_age:.0f}s)"
+        outbox_ok = age <= max_age and outbox.failed == 0
+        checks["outbox"] = {
+            "ok": outbox_ok,
+            "pending": outbox.open,
+            "failed": outbox.failed,
+            "oldest_age_s": round(age, 1),
+        }
+        problems = []
+        if age > max_age:
+            problems.append(f"oldest undelivered message is {age:.0f}s old (limit {max_age:.0f}s)")
+        if outbox.failed:
+            problems.append(
+                f"{outbox.failed} message(s) could not be delivered: see `listingbot outbox "
+                "list --state failed`, then `outbox retry KEY` or `outbox drop KEY`"
+            )
+        if problems:
+            checks["outbox"]["error"] = "; ".join(problems)
+        if age < 0:
+            # Reported, not clamped: a wall clock stepped back makes the outbox look young.
+            checks["outbox"]["detail"] = (
+                f"the oldest undelivered message is dated {-age:.0f}s in the future: "
+                "the clock stepped back"
             )
         return ready and outbox_ok, checks
 

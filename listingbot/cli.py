@@ -1,6 +1,7 @@
 """The command line: parse, load the config, call the app, map outcomes to exit codes.
 
-Exit codes: 0 ok · 1 a source or delivery failed after retries · 2 bad config or usage.
+Exit codes: 0 ok · 1 a source or delivery failed after retries · 2 bad config or usage, or
+the state file is in use by another listingbot process.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import structlog
 from listingbot import __version__
 from listingbot.app import App
 from listingbot.config import Config, load_config
-from listingbot.errors import ConfigError, ListingBotError, StoreError
+from listingbot.errors import ConfigError, ListingBotError, StateLocked, StoreError
 from listingbot.logs import configure_logging, register_secret
+from listingbot.store import OUTBOX_STATES
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -52,8 +54,23 @@ def _parser() -> argparse.ArgumentParser:
         )
         return p
 
-    with_config(sub.add_parser("run", help="poll and deliver on schedule until stopped"))
-    once = with_config(sub.add_parser("once", help="one poll of every source + one delivery"))
+    def with_wait_lock(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--wait-lock",
+            type=_seconds,
+            default=0.0,
+            metavar="SECONDS",
+            help="when another process holds the state file, wait up to this long for it "
+            "(default: refuse at once, exit 2)",
+        )
+        return p
+
+    with_wait_lock(
+        with_config(sub.add_parser("run", help="poll and deliver on schedule until stopped"))
+    )
+    once = with_wait_lock(
+        with_config(sub.add_parser("once", help="one poll of every source + one delivery"))
+    )
     once.add_argument(
         "--dry-run", action="store_true", help="print the messages it would send; change nothing"
     )
@@ -62,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", help="outbox maintenance")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, parser_class=_Parser)
     with_config(outbox_sub.add_parser("retry-failed", help="put failed messages back in queue"))
+    listing = with_config(outbox_sub.add_parser("list", help="show outbox messages, oldest first"))
+    listing.add_argument("--state", choices=OUTBOX_STATES, default=None, help="only this state")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    retry = with_config(outbox_sub.add_parser("retry", help="queue one failed message again"))
+    retry.add_argument("key", help="its delivery key (see `outbox list`)")
+    drop = with_config(outbox_sub.add_parser("drop", help="give up on one message for good"))
+    drop.add_argument("key", help="its delivery key (see `outbox list`)")
     health = with_config(sub.add_parser("healthcheck", help="exit 0 when /readyz answers 200"))
     health.add_argument("--endpoint", default="readyz", choices=["readyz", "healthz"])
     demo = sub.add_parser("demo", help="run the whole service against local simulators")
@@ -70,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="market seed (default 7)")
     sub.add_parser("sim", help="serve the three simulators standalone", add_help=False)
     return parser
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not 0 <= value < 10**7:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10000000 seconds, got {raw}")
+    return value
 
 
 def config_path(arg: Path | None) -> Path:
@@ -113,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         sys.stderr.write(f"listingbot: configuration error:\n{err}\n")
         return EXIT_USAGE
+    except StateLocked as err:
+        sys.stderr.write(f"listingbot: {err}\n")
+        return EXIT_USAGE
     except StoreError as err:
         sys.stderr.write(f"listingbot: state file error: {err}\n")
         return EXIT_FAILED
@@ -142,23 +179,30 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return print_status(load_config(config_path(args.config)))
     if command == "outbox":
-        from listingbot.status import retry_failed  # noqa: PLC0415
+        from listingbot import status  # noqa: PLC0415
 
-        return retry_failed(load_config(config_path(args.config)))
+        config = load_config(config_path(args.config))
+        if args.outbox_command == "list":
+            return status.outbox_list(config, args.state, args.limit)
+        if args.outbox_command == "retry":
+            return status.outbox_retry(config, args.key)
+        if args.outbox_command == "drop":
+            return status.outbox_drop(config, args.key)
+        return status.retry_failed(config)
     if command == "healthcheck":
         from listingbot.ops import healthcheck  # noqa: PLC0415
 
         return healthcheck(config_path(args.config), args.endpoint)
     config = _load(args.config)
     if command == "once":
-        return asyncio.run(_once(config, dry_run=args.dry_run))
+        return asyncio.run(_once(config, dry_run=args.dry_run, wait_lock_s=args.wait_lock))
     if command == "run":
-        return asyncio.run(_run(config, config_path(args.config)))
+        return asyncio.run(_run(config, config_path(args.config), wait_lock_s=args.wait_lock))
     raise AssertionError(command)  # pragma: no cover - argparse rejects anything else
 
 
-async def _once(config: Config, *, dry_run: bool) -> int:
-    app = App(config)
+async def _once(config: Config, *, dry_run: bool, wait_lock_s: float = 0.0) -> int:
+    app = App(config, wait_lock_s=wait_lock_s)
     try:
         await app.start(dry_run=dry_run)
         ok = await app.once(dry_run=dry_run)
@@ -167,7 +211,7 @@ async def _once(config: Config, *, dry_run: bool) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-async def _run(config: Config, path: Path) -> int:
+async def _run(config: Config, path: Path, *, wait_lock_s: float = 0.0) -> int:
     """Serve until SIGTERM/SIGINT; SIGHUP reloads the config file.
 
     The handlers go in first, so a signal during start-up is honoured too (as PID 1 in a
@@ -180,7 +224,7 @@ async def _run(config: Config, path: Path) -> int:
     started = asyncio.Event()
     reload_lock = asyncio.Lock()
     reloads: set[asyncio.Task[None]] = set()
-    app = App(config)
+    app = App(config, wait_lock_s=wait_lock_s)
 
     def request_stop(signame: str) -> None:
         if stop.is_set():

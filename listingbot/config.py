@@ -426,19 +426,32 @@ class DeliveryConfig(_Model):
     backoff_base_s: PosFloat = 2.0
     backoff_max_s: PosFloat = 600.0
     grace_period_s: NonNegFloat = 10.0
-    reconcile_lookback: Annotated[_Int, Field(ge=1)] = 200  # messages scanned per channel
+    # Most messages one reconciliation reads back through a channel before it gives up
+    # for now (the outcome then stays unknown and is searched for again later).
+    reconcile_lookback: Annotated[_Int, Field(ge=1)] = 10_000
+    give_up_after: Interval = timedelta(hours=24)  # a message undelivered this long fails
+    # How long after the request timeout ChatKitty may still store a send it was handling:
+    # a send of unknown outcome is not concluded "not sent" sooner after its claim.
+    late_store_margin_s: NonNegFloat = 60.0
 
     @model_validator(mode="after")
     def _backoff(self) -> DeliveryConfig:
+        problems = _Problems()
         if self.backoff_max_s < self.backoff_base_s:
-            problems = _Problems()
             problems.add(
                 ("backoff_max_s",),
                 f"must be >= backoff_base_s ({_num(self.backoff_max_s)} < "
                 f"{_num(self.backoff_base_s)})",
                 "must be >= backoff_base_s",
             )
-            problems.raise_if_any()
+        if self.give_up_after.total_seconds() < self.backoff_max_s:
+            problems.add(
+                ("give_up_after",),
+                f"must be at least backoff_max_s ({_num(self.give_up_after.total_seconds())}s"
+                f" < {_num(self.backoff_max_s)}s): a message must get more than one try",
+                "must be >= backoff_max_s",
+            )
+        problems.raise_if_any()
         return self
 
 

@@ -1,21 +1,33 @@
 """Drain the outbox into ChatKitty: in order per channel, exactly once.
 
-ChatKitty has no idempotency key, so exactly-once rests on two rules:
+ChatKitty has no idempotency key, so exactly-once rests on these rules:
 
-1. A row is marked ``sending`` (committed) before its request goes out, and ``sent``
-   after the answer. A crash in between leaves it ``sending``.
-2. Before a ``sending`` row is ever sent again, the channel's recent messages are
-   searched for its delivery key (carried in ``properties.listingbot.key``). Found: it is
-   marked sent. Not found: it goes back to ``pending``.
-
-Any send that fails in a way that may have reached ChatKitty (timeout, dropped
-connection, 5xx: the server may have stored the message before failing) is treated the
-same way as a crash: the row stays ``sending`` until reconciled. Only a definite refusal
-(429, 401/403) is retried without looking, and a permanent one (400, channel gone) marks
-the row failed with its reason without holding up the rows behind it.
+1. One process per state file (the store's :class:`~listingbot.store.StateLock`), and a
+   row is claimed by a compare-and-set (``pending`` -> ``sending``, committed) before its
+   request goes out; a claim that loses is not sent. ``sent`` is written after the answer.
+   A crash in between leaves the row ``sending``.
+2. Any send that may have reached ChatKitty without us hearing the answer (timeout,
+   dropped connection, 5xx: the server may have stored it) is treated like a crash: the
+   row stays ``sending``, its outcome unknown.
+3. A row of unknown outcome is settled by searching its channel for its delivery key
+   (``properties.listingbot.key``), never by sending it again blindly, and only once the
+   search can be conclusive: not before the request timeout plus
+   ``delivery.late_store_margin_s`` has passed since the claim (a server may store a message
+   after the client gave up), and only by paging back through the channel until messages
+   are older than the claim minus :data:`CLOCK_SKEW_MARGIN_S`. Found: sent. Reached that
+   point without finding it: pending again. Could not reach it (a paging error, the
+   ``reconcile_lookback`` cap): still unknown, searched again later. A permanent answer
+   (channel deleted, access denied) fails the row with its reason.
+4. A definite "not processed" (429, 503, a refused or unobtainable token, a connection
+   that never got through) is retried on the backoff schedule
+   without using anything up. A row gives up by age (``delivery.give_up_after``), never
+   by counting refusals; a permanent rejection (400, channel gone) fails it at once.
+   Failed rows stay until an operator retries or drops them (``listingbot outbox``).
 
 Within a channel, messages go out in event order: a row that must wait (backoff or
 reconciliation) holds back the rows after it in the same channel, not other channels.
+A pass is structured: it does not return while any channel worker runs, and a store
+error stops only the channel it happened in (the row stays as the store last had it).
 """
 
 from __future__ import annotations
@@ -23,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -32,6 +46,7 @@ from listingbot.clock import Clock
 from listingbot.config import DeliveryConfig
 from listingbot.errors import (
     ListingBotError,
+    StoreError,
     UpstreamAuthError,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -40,6 +55,13 @@ from listingbot.metrics import Metrics
 from listingbot.store import OutboxRow, Store
 
 log = structlog.get_logger("listingbot.delivery")
+
+# Reconciliation searches back to the claim time minus this: the message's createdTime is
+# ChatKitty's clock, the claim time ours.
+CLOCK_SKEW_MARGIN_S = 300.0
+# Rows read per channel per round; a pass goes on round after round while rows are due
+# and ChatKitty accepts them.
+BATCH_ROWS = 50
 
 
 @dataclass
@@ -50,13 +72,21 @@ class DeliveryOutcome:
     unknown: int = 0
     reconciled_sent: int = 0
     reconciled_requeued: int = 0
+    reconcile_incomplete: int = 0  # searches that could not reach the claim time
+    claims_lost: int = 0
+    store_errors: int = 0
     channels: int = 0
+    rounds: int = 0
     duration_s: float = 0.0
     pending: int = 0
+    oldest_age_s: float | None = None  # negative: the clock stepped back
+    seen_channels: set[int] = field(default_factory=set, repr=False)
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.retried == 0 and self.unknown == 0
+        return (
+            self.failed == 0 and self.retried == 0 and self.unknown == 0 and not self.store_errors
+        )
 
 
 class Deliverer:
@@ -83,49 +113,127 @@ class Deliverer:
         """Finish the sends in flight, start no new ones."""
         self._stopping = True
 
+    # ------------------------------------------------------------------ waits
+    @property
+    def reconcile_wait_s(self) -> float:
+        """How long after a claim a missing key may be taken as "not sent"."""
+        return self.chatkitty.timeout_s + float(self.config.late_store_margin_s)
+
+    @property
+    def max_wait_s(self) -> float:
+        """The longest wait delivery ever schedules. A due time further ahead can only
+        come from the clock stepping back, and counts as due now."""
+        return max(float(self.config.backoff_max_s), self.reconcile_wait_s) + 1.0
+
+    def _backoff(self, attempts: int, retry_after_s: float | None) -> float:
+        """Jittered exponential backoff; a server's ``Retry-After`` wins when longer, up
+        to ``backoff_max_s`` (a server asking for an hour is asked again sooner)."""
+        cfg = self.config
+        growth = float(2 ** max(0, min(attempts, 40) - 1))
+        ceiling = min(float(cfg.backoff_max_s), float(cfg.backoff_base_s) * growth)
+        delay = ceiling * (0.5 + self.rng.random() / 2)
+        asked = min(float(cfg.backoff_max_s), max(0.0, retry_after_s or 0.0))
+        return max(delay, asked)
+
+    def _too_early(self, row: OutboxRow, now: datetime) -> float:
+        """Seconds until a missing key of ``row`` may count as "not sent" (0: now)."""
+        if row.claimed_at is None:
+            return 0.0
+        left = (row.claimed_at - now).total_seconds() + self.reconcile_wait_s
+        if left > self.max_wait_s:
+            return 0.0  # claimed "in the future": the clock stepped back
+        return max(0.0, left)
+
+    def _age_s(self, row: OutboxRow, now: datetime) -> float:
+        return (now - row.age_from).total_seconds()
+
+    # ------------------------------------------------------------------ a pass
     async def run_pass(self) -> DeliveryOutcome:
-        """Reconcile rows of unknown outcome, then send what is due. One pass at a time."""
+        """Reconcile rows of unknown outcome, then send what is due, round after round
+        while rows are due and ChatKitty accepts them. One pass at a time."""
         async with self._lock:
             started = time.perf_counter()
             outcome = DeliveryOutcome()
             if self._stopping:
                 return outcome  # waited on the lock through a shutdown: start nothing new
             await self._reconcile(outcome)
-            due = await self.store.due_messages()
-            outcome.channels = len(due)
             limit = asyncio.Semaphore(self.config.concurrency)
-
-            async def channel_worker(rows: list[OutboxRow]) -> None:
-                async with limit:
-                    await self._send_channel(rows, outcome)
-
-            await asyncio.gather(*(channel_worker(rows) for rows in due.values()))
-            outcome.pending, oldest = await self.store.open_counts()
-            self.metrics.outbox_depth.set(outcome.pending)
-            age = 0.0 if oldest is None else (self.clock.now() - oldest).total_seconds()
-            self.metrics.outbox_oldest_age.set(max(0.0, age))
+            while not self._stopping:
+                try:
+                    due = await self.store.due_messages(BATCH_ROWS, max_wait_s=self.max_wait_s)
+                except StoreError as err:
+                    outcome.store_errors += 1
+                    log.error("delivery_store_failed", during="reading due rows", error=str(err))
+                    break
+                if not due:
+                    break
+                outcome.rounds += 1
+                outcome.seen_channels.update(due)
+                if not await self._send_round(due.values(), limit, outcome):
+                    break
+            outcome.channels = len(outcome.seen_channels)
+            await self._account(outcome)
             outcome.duration_s = time.perf_counter() - started
             return outcome
 
-    async def _send_channel(self, rows: list[OutboxRow], outcome: DeliveryOutcome) -> None:
+    async def _send_round(
+        self,
+        batches: Iterable[list[OutboxRow]],
+        limit: asyncio.Semaphore,
+        outcome: DeliveryOutcome,
+    ) -> bool:
+        """Every channel's batch, channels in parallel; returns once every worker has
+        finished. True when some channel sent a whole full batch (there may be more)."""
+        more = False
+
+        async def channel_worker(rows: list[OutboxRow]) -> None:
+            nonlocal more
+            async with limit:
+                if await self._send_channel(rows, outcome) and len(rows) >= BATCH_ROWS:
+                    more = True
+
+        async with asyncio.TaskGroup() as workers:
+            for rows in batches:
+                workers.create_task(channel_worker(rows))
+        return more
+
+    async def _send_channel(self, rows: list[OutboxRow], outcome: DeliveryOutcome) -> bool:
+        """Send a channel's rows in order; True when all of them went through."""
         for row in rows:
             if self._stopping:
-                return
-            if not await self._send_one(row, outcome):
-                return  # keep this channel's order: nothing after a row that must wait
+                return False
+            try:
+                if not await self._send_one(row, outcome):
+                    return False  # keep this channel's order: nothing after a row that waits
+            except StoreError as err:
+                # The state file refused a write: this channel stops here. The row is as
+                # the store last had it (a claimed row stays `sending` and is reconciled).
+                outcome.store_errors += 1
+                log.error(
+                    "delivery_store_failed", key=row.key, channel=row.channel_id, error=str(err)
+                )
+                return False
+        return True
 
     async def _send_one(self, row: OutboxRow, outcome: DeliveryOutcome) -> bool:
         """Send one row; True when the channel may go on to its next row."""
-        await self.store.mark_sending(row.seq)
+        if not await self.store.claim(row.seq):
+            outcome.claims_lost += 1
+            log.warning("message_claim_lost", key=row.key, channel=row.channel_id)
+            return False  # someone else has it now: look again next pass
         attempts = row.attempts + 1
         try:
             sent = await self.chatkitty.send_message(row.channel_id, row.body, row.properties)
         except UpstreamUnavailable as err:
-            delay = self._backoff(attempts, err.retry_after_s)
-            if err.status == 429:
-                # A rate-limit answer is a definite "not processed": retry without looking.
-                await self._retry_or_fail(row, attempts, delay, str(err), outcome)
+            if not err.ambiguous or err.status == 503:
+                # Definitely not processed: 429, 503 (ChatKitty did not take the request),
+                # or a connection that never got through.
+                delay = self._backoff(attempts, err.retry_after_s)
+                await self._requeue(row, delay, str(err), outcome)
             else:
+                # Look soon (found: done), but "not found" counts only after
+                # reconcile_wait_s since the claim (see _too_early).
+                delay = self._backoff(attempts, err.retry_after_s)
                 await self.store.mark_unknown(row.seq, delay, str(err))
                 outcome.unknown += 1
                 self.metrics.messages_retried.inc()
@@ -138,16 +246,13 @@ class Deliverer:
                 )
             return False
         except UpstreamAuthError as err:
+            # Refused before anything was stored: credentials, or access to the channel.
             log.error("message_auth_failed", key=row.key, channel=row.channel_id, error=str(err))
-            delay = self._backoff(attempts, None)
-            await self._retry_or_fail(row, attempts, delay, str(err), outcome)
+            await self._requeue(row, self._backoff(attempts, None), str(err), outcome)
             return False
         except UpstreamRejected as err:
             reason = f"{err}" + (f" (hint: {err.hint})" if err.hint else "")
-            await self.store.mark_failed(row.seq, reason)
-            outcome.failed += 1
-            self.metrics.messages_failed.inc()
-            log.error("message_failed", key=row.key, channel=row.channel_id, reason=reason)
+            await self._fail(row, reason, outcome)
             return True
         except ListingBotError as err:
             delay = self._backoff(attempts, None)
@@ -160,74 +265,198 @@ class Deliverer:
         log.debug("message_sent", key=row.key, channel=row.channel_id, message_id=sent.id)
         return True
 
-    async def _retry_or_fail(
-        self, row: OutboxRow, attempts: int, delay: float, error: str, outcome: DeliveryOutcome
+    async def _requeue(
+        self, row: OutboxRow, delay: float, error: str, outcome: DeliveryOutcome
     ) -> None:
-        if attempts >= self.config.max_attempts:
-            reason = f"gave up after {attempts} attempts: {error}"
-            await self.store.mark_failed(row.seq, reason)
-            outcome.failed += 1
-            self.metrics.messages_failed.inc()
-            log.error("message_failed", key=row.key, channel=row.channel_id, reason=reason)
+        """Definitely not posted: pending again after ``delay``, unless it is too old."""
+        age = self._age_s(row, self.clock.now())
+        limit = self.config.give_up_after.total_seconds()
+        if age > limit:
+            reason = f"gave up after {_span(age)} undelivered (delivery.give_up_after): {error}"
+            await self._fail(row, reason, outcome)
             return
         await self.store.mark_retry(row.seq, delay, error)
         outcome.retried += 1
         self.metrics.messages_retried.inc()
         log.warning(
-            "message_retry", key=row.key, channel=row.channel_id, error=error, retry_in_s=delay
+            "message_retry",
+            key=row.key,
+            channel=row.channel_id,
+            error=error,
+            retry_in_s=round(delay, 2),
         )
 
-    def _backoff(self, attempts: int, retry_after_s: float | None) -> float:
-        cfg = self.config
-        growth = float(2 ** max(0, attempts - 1))
-        ceiling = min(float(cfg.backoff_max_s), float(cfg.backoff_base_s) * growth)
-        delay = ceiling * (0.5 + self.rng.random() / 2)
-        return max(delay, retry_after_s or 0.0)
+    async def _fail(self, row: OutboxRow, reason: str, outcome: DeliveryOutcome) -> None:
+        await self.store.mark_failed(row.seq, reason)
+        outcome.failed += 1
+        self.metrics.messages_failed.inc()
+        log.error(
+            "message_failed",
+            key=row.key,
+            channel=row.channel_id,
+            reason=reason,
+            action="listingbot outbox retry KEY, or outbox drop KEY",
+        )
 
+    # ------------------------------------------------------------------ reconciliation
     async def _reconcile(self, outcome: DeliveryOutcome) -> None:
-        rows = await self.store.sending_rows()
+        try:
+            rows = await self.store.sending_rows()
+        except StoreError as err:
+            outcome.store_errors += 1
+            log.error("delivery_store_failed", during="reconciliation", error=str(err))
+            return
         now = self.clock.now()
+        horizon = now + timedelta(seconds=self.max_wait_s)
         by_channel: dict[int, list[OutboxRow]] = {}
         for row in rows:
-            if row.next_attempt_at <= now:
+            if row.next_attempt_at <= now or row.next_attempt_at > horizon:
                 by_channel.setdefault(row.channel_id, []).append(row)
-        for channel_id, pending in by_channel.items():
+        for channel_id, waiting in by_channel.items():
             try:
-                recent = await self.chatkitty.recent_messages(
-                    channel_id, limit=self.config.reconcile_lookback
+                await self._reconcile_channel(channel_id, waiting, now, outcome)
+            except StoreError as err:
+                outcome.store_errors += 1
+                log.error(
+                    "delivery_store_failed",
+                    during="reconciliation",
+                    channel=channel_id,
+                    error=str(err),
                 )
-            except ListingBotError as err:
+
+    async def _reconcile_channel(
+        self, channel_id: int, rows: list[OutboxRow], now: datetime, outcome: DeliveryOutcome
+    ) -> None:
+        claims = [r.claimed_at or r.created_at for r in rows]
+        since = min(claims) - timedelta(seconds=CLOCK_SKEW_MARGIN_S)
+        try:
+            recent, complete = await self.chatkitty.messages_back_to(
+                channel_id, since, max_messages=self.config.reconcile_lookback
+            )
+        except (UpstreamRejected, UpstreamAuthError) as err:
+            if isinstance(err, UpstreamAuthError) and err.status != 403:
+                # 401: our credentials, not this channel. Nothing can be concluded.
                 log.warning("reconcile_failed", channel=channel_id, error=str(err))
-                continue
-            found: dict[str, int] = {}
-            for message in recent:
-                props = message.get("properties")
-                meta = props.get("listingbot") if isinstance(props, dict) else None
-                key = meta.get("key") if isinstance(meta, dict) else None
-                if isinstance(key, str):
-                    found.setdefault(key, int(message.get("id") or 0))
-            for row in pending:
-                if row.key in found:
-                    await self.store.mark_sent(row.seq, found[row.key] or None)
+                return
+            # The channel is gone or closed to us: whether these were posted can never be
+            # known, and nothing can be posted there. Fail each with the reason.
+            for row in rows:
+                await self._fail(
+                    row,
+                    f"outcome unknown and channel {channel_id} cannot be searched: {err}",
+                    outcome,
+                )
+            return
+        except ListingBotError as err:
+            outcome.reconcile_incomplete += 1
+            log.warning("reconcile_failed", channel=channel_id, error=str(err))
+            await self._give_up_if_too_old(rows, now, str(err), outcome)
+            return
+        found: dict[str, int] = {}
+        for message in recent:
+            props = message.get("properties")
+            meta = props.get("listingbot") if isinstance(props, dict) else None
+            key = meta.get("key") if isinstance(meta, dict) else None
+            if isinstance(key, str):
+                found.setdefault(key, int(message.get("id") or 0))
+        requeued = waiting = 0
+        for row in rows:
+            if row.key in found:
+                if await self.store.mark_sent(row.seq, found[row.key] or None):
                     outcome.reconciled_sent += 1
                     self.metrics.messages_reconciled.labels("already_sent").inc()
                     self.metrics.messages_sent.inc()
-                elif row.attempts >= self.config.max_attempts:
-                    reason = (
-                        f"gave up after {row.attempts} attempts: "
-                        f"{row.last_error or 'outcome unknown'}"
-                    )
-                    await self.store.mark_failed(row.seq, reason)
-                    outcome.failed += 1
-                    self.metrics.messages_failed.inc()
-                    log.error("message_failed", key=row.key, channel=channel_id, reason=reason)
-                else:
-                    await self.store.mark_retry(row.seq, 0.0, row.last_error or "outcome unknown")
-                    outcome.reconciled_requeued += 1
-                    self.metrics.messages_reconciled.labels("requeued").inc()
-            log.info(
-                "reconciled",
+                continue
+            if not complete:
+                continue  # not found in what could be read: still unknown
+            early = self._too_early(row, now)
+            if early > 0:
+                # The server may still store it: look again once that can no longer be.
+                waiting += 1
+                await self.store.mark_unknown(row.seq, early, row.last_error or "outcome unknown")
+                continue
+            requeued += 1
+            await self._requeue_reconciled(row, now, outcome)
+        if not complete:
+            outcome.reconcile_incomplete += 1
+            log.warning(
+                "reconcile_incomplete",
                 channel=channel_id,
-                rows=len(pending),
-                already_sent=sum(1 for r in pending if r.key in found),
+                scanned=len(recent),
+                limit=self.config.reconcile_lookback,
+                back_to=since.isoformat(),
+                reason="could not page back to the claim time; the outcome stays unknown",
             )
+            await self._give_up_if_too_old(
+                [r for r in rows if r.key not in found], now, "outcome unknown", outcome
+            )
+        log.info(
+            "reconciled",
+            channel=channel_id,
+            rows=len(rows),
+            already_sent=sum(1 for r in rows if r.key in found),
+            requeued=requeued,
+            too_early=waiting,
+            scanned=len(recent),
+            complete=complete,
+        )
+
+    async def _requeue_reconciled(
+        self, row: OutboxRow, now: datetime, outcome: DeliveryOutcome
+    ) -> None:
+        error = row.last_error or "outcome unknown"
+        age = self._age_s(row, now)
+        if age > self.config.give_up_after.total_seconds():
+            reason = f"gave up after {_span(age)} undelivered (delivery.give_up_after): {error}"
+            await self._fail(row, reason, outcome)
+            return
+        if await self.store.mark_retry(row.seq, 0.0, error):
+            outcome.reconciled_requeued += 1
+            self.metrics.messages_reconciled.labels("requeued").inc()
+
+    async def _give_up_if_too_old(
+        self, rows: list[OutboxRow], now: datetime, error: str, outcome: DeliveryOutcome
+    ) -> None:
+        limit = self.config.give_up_after.total_seconds()
+        for row in rows:
+            age = self._age_s(row, now)
+            if age > limit:
+                await self._fail(
+                    row,
+                    f"gave up after {_span(age)} (delivery.give_up_after); whether it was "
+                    f"posted could not be checked: {error}",
+                    outcome,
+                )
+
+    # ------------------------------------------------------------------ accounting
+    async def _account(self, outcome: DeliveryOutcome) -> None:
+        try:
+            health = await self.store.outbox_health()
+        except StoreError as err:
+            outcome.store_errors += 1
+            log.error("delivery_store_failed", during="counting the outbox", error=str(err))
+            return
+        outcome.pending = health.open
+        self.metrics.outbox_depth.set(health.open)
+        self.metrics.outbox_failed.set(health.failed)
+        if health.oldest_open is None:
+            self.metrics.outbox_oldest_age.set(0.0)
+            return
+        age = (self.clock.now() - health.oldest_open).total_seconds()
+        outcome.oldest_age_s = age
+        # Reported as it is: a negative age means the clock stepped back.
+        self.metrics.outbox_oldest_age.set(age)
+        if age < 0:
+            log.warning(
+                "clock_stepped_back",
+                oldest_undelivered_in_future_s=round(-age, 1),
+                detail="the oldest undelivered message is dated in the future",
+            )
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 7200:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

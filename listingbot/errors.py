@@ -5,6 +5,7 @@
     ListingBotError
     ├── ConfigError              bad configuration or usage (exit code 2)
     ├── StoreError               the state file cannot be opened, migrated or written
+    │   └── StateLocked          another process holds the state file (exit code 2)
     └── UpstreamError            a remote API failed (carries the API's name)
         ├── UpstreamUnavailable  retryable: 5xx, 429, timeout, connection error
         ├── UpstreamAuthError    credentials refused (401 after one refresh, 403)
@@ -29,6 +30,10 @@ class ConfigError(ListingBotError):
 
 class StoreError(ListingBotError):
     """The SQLite state file cannot be opened, migrated or written."""
+
+
+class StateLocked(StoreError):
+    """Another process holds the state file's lock; the message names it and since when."""
 
 
 class UpstreamError(ListingBotError):

@@ -119,7 +119,13 @@ class Metrics:
         )
         self.outbox_oldest_age = Gauge(
             "listingbot_outbox_oldest_pending_age_seconds",
-            "Age of the oldest undelivered message (0 when none).",
+            "Age of the oldest undelivered message (0 when none; negative when the clock "
+            "stepped back).",
+            registry=r,
+        )
+        self.outbox_failed = Gauge(
+            "listingbot_outbox_failed",
+            "Messages given up on, waiting for an operator (listingbot outbox retry/drop).",
             registry=r,
         )
         self.source_up = Gauge(

@@ -92,7 +92,7 @@ class OpsServer:
             else:
                 m.outbox_depth.set(pending)
                 age = 0.0 if oldest is None else (self.app.clock.now() - oldest).total_seconds()
-                m.outbox_oldest_age.set(max(0.0, age))
+                m.outbox_oldest_age.set(age)  # negative when the clock stepped back
         return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

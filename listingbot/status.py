@@ -1,4 +1,4 @@
-"""``listingbot status`` and ``listingbot outbox retry-failed``: read (or fix) the state file
+"""``listingbot status`` and ``listingbot outbox …``: read (or fix) the state file
 directly, so they work whether or not the service is running (SQLite WAL allows a reader
 beside the writer)."""
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from listingbot.config import Config
 from listingbot.errors import StoreError
-from listingbot.store import Store
+from listingbot.store import OUTBOX_STATES, Store
 
 
 def _when(value: datetime | None, now: datetime) -> str:
@@ -88,4 +88,79 @@ def retry_failed(config: Config) -> int:
     finally:
         store.close_sync()
     print(f"{count} failed message(s) put back in the queue")
+    return 0
+
+
+# ------------------------------------------------------------------ outbox list/retry/drop
+# None of these takes the state file's lock: each change is one compare-and-set on the
+# row's state, so they work beside a running service (a row it claimed meanwhile is left
+# alone). Exit codes: 0 done, 1 nothing done (unknown key, or a row in another state).
+
+
+def outbox_list(config: Config, state: str | None, limit: int) -> int:
+    store = _open(config)
+    now = datetime.now(UTC)
+    try:
+        rows = store.list_rows_sync(state, limit)
+        summary = store.outbox_summary_sync(failed_limit=0)
+    finally:
+        store.close_sync()
+    counts = " · ".join(f"{s} {summary.counts.get(s, 0)}" for s in OUTBOX_STATES)
+    print(f"outbox: {counts}")
+    if not rows:
+        print(f"no {state} messages" if state else "no messages")
+        return 0
+    for row in rows:
+        print(
+            f"{row.key}\n  {row.state} · channel {row.channel_id} · {row.event} · "
+            f"{row.source} {row.listing_id} · {row.attempts} send(s)"
+        )
+        print(f"  queued {_when(row.created_at, now)}")
+        if row.state in ("pending", "sending"):
+            print(f"  next attempt {_when(row.next_attempt_at, now)}")
+        if row.sent_at is not None:
+            print(f"  {'sent' if row.state == 'sent' else 'closed'} {_when(row.sent_at, now)}")
+        if row.may_be_sent and row.state in ("sending", "failed"):
+            print("  may have been posted: searched for in the channel before any resend")
+        if row.last_error:
+            print(f"  last error: {row.last_error}")
+    total = sum(summary.counts.get(s, 0) for s in ([state] if state else OUTBOX_STATES))
+    if total > len(rows):
+        print(f"({len(rows)} of {total} shown; --limit N shows more)")
+    return 0
+
+
+def outbox_retry(config: Config, key: str) -> int:
+    return _act(config, key, "retry")
+
+
+def outbox_drop(config: Config, key: str) -> int:
+    return _act(config, key, "drop")
+
+
+def _act(config: Config, key: str, action: str) -> int:
+    store = _open(config)
+    try:
+        row = store.row_sync(key)
+        if row is None:
+            print(f"no outbox message with key {key!r} (see `listingbot outbox list`)")
+            return 1
+        done = store.retry_sync(key) if action == "retry" else store.drop_sync(key)
+        after = store.row_sync(key)
+    finally:
+        store.close_sync()
+    if not done:
+        why = {
+            "sending": "its send is in flight or its outcome is being checked in the channel",
+            "sent": "it has been delivered",
+            "dropped": "it was dropped",
+        }.get(row.state, f"it is {row.state}")
+        print(f"{key}: not changed: {why} (only failed or pending messages can be {action}ped)")
+        return 1
+    if action == "drop":
+        print(f"{key}: dropped; it will not be sent")
+    elif after is not None and after.state == "sending":
+        print(f"{key}: queued again; it may have been posted, so its channel is searched first")
+    else:
+        print(f"{key}: queued again; the service sends it on its next delivery pass")
     return 0

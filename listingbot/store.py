@@ -15,18 +15,26 @@ store's thread in one hop, so a poll that writes 10,000 rows costs one thread sw
 Outbox row states::
 
     pending --claim--> sending --ok--> sent
-       ^                  |  \\--permanent error--> failed --retry-failed--> pending
-       |                  |
-       +--retryable error-+   (and rows left ``sending`` by a crash are reconciled:
-                               found in the channel -> sent, otherwise -> pending)
+       ^  ^               |  \\--permanent error, or too old--> failed --retry--> pending
+       |  |               |                                       |  (or sending when it
+       |  +--refusal------+                                       |   may have been posted)
+       |                  |                                       +--drop--> dropped
+       +--reconciled: not in the channel (rows of unknown outcome stay ``sending``
+                      until the channel has been searched back to their claim time)
+
+A claim is a compare-and-set (``... WHERE state = 'pending'``): whoever loses it does not
+send. One process per state file is enforced by :class:`StateLock` on a sidecar file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from listingbot.errors import StoreError
+from listingbot.errors import StateLocked, StoreError
 
 T = TypeVar("T")
 
@@ -144,8 +152,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subscriptions ADD COLUMN last_configured TEXT;
     CREATE INDEX outbox_listing ON outbox (source, listing_id);
     """,
+    # 3: delivery bookkeeping. requeued_at: when an operator last put the row back (its
+    # give-up age counts from then); may_be_sent: the last send's outcome is unknown, so
+    # a retried row is searched for in the channel before it is sent again.
+    """
+    ALTER TABLE outbox ADD COLUMN requeued_at TEXT;
+    ALTER TABLE outbox ADD COLUMN may_be_sent INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
+OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dropped")
 OPEN_STATES = ("pending", "sending")
 
 
@@ -256,6 +272,14 @@ class OutboxRow:
     claimed_at: datetime | None
     message_id: int | None
     last_error: str | None
+    sent_at: datetime | None = None
+    requeued_at: datetime | None = None
+    may_be_sent: bool = False  # the last send's outcome is unknown
+
+    @property
+    def age_from(self) -> datetime:
+        """Where the give-up age counts from: queued, or last put back by an operator."""
+        return self.requeued_at or self.created_at
 
 
 @dataclass
@@ -328,20 +352,151 @@ class OutboxSummary:
     failed: list[tuple[int, str, int, str | None]]  # (seq, key, channel, last_error)
 
 
+@dataclass(frozen=True)
+class OutboxHealth:
+    """What readiness and the metrics say about the outbox."""
+
+    open: int  # pending or sending
+    oldest_open: datetime | None
+    failed: int  # given up on, waiting for an operator (outbox retry / drop)
+
+
+class StateLock:
+    """One process per state file: an exclusive ``flock`` on ``<state file>.lock``.
+
+    The holder writes its pid and start time into the file, so a process that is refused
+    can say who holds it and since when. The kernel drops the lock when its holder exits,
+    however it exits (SIGKILL included), so a crash never leaves a stale lock behind.
+    """
+
+    POLL_S = 0.25  # how often a waiting process tries again
+
+    def __init__(self, state_path: Path) -> None:
+        self.path = state_path.with_name(state_path.name + ".lock")
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self, now: datetime) -> bool:
+        """Take the lock if it is free; True when this object holds it."""
+        if self._fd is not None:
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise StoreError(f"cannot open lock file {self.path}: {err.strerror}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError as err:
+            os.close(fd)
+            raise StoreError(f"cannot lock {self.path}: {err.strerror}") from err
+        stamp = json.dumps({"pid": os.getpid(), "since": _ts(now)})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, stamp.encode() + b"\n", 0)
+        self._fd = fd
+        return True
+
+    async def acquire(
+        self,
+        now: Callable[[], datetime],
+        *,
+        wait_s: float = 0.0,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        """Take the lock, waiting up to ``wait_s`` for it; :class:`StateLocked` if not."""
+        waited = 0.0
+        while not self.try_acquire(now()):
+            if waited >= wait_s or sleep is None:
+                raise StateLocked(self._refusal(waited))
+            step = min(self.POLL_S, wait_s - waited)
+            await sleep(step)
+            waited += step
+
+    def holder(self) -> tuple[int | None, str | None]:
+        """(pid, since) as the current holder wrote them, when readable."""
+        try:
+            raw = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return None, None
+        if not isinstance(raw, dict):
+            return None, None
+        pid, since = raw.get("pid"), raw.get("since")
+        return (
+            pid if isinstance(pid, int) else None,
+            since if isinstance(since, str) else None,
+        )
+
+    def _refusal(self, waited: float) -> str:
+        pid, since = self.holder()
+        who = f"process {pid}" if pid is not None else "another process"
+        when = f" since {since}" if since else ""
+        tail = f" (waited {waited:g}s)" if waited else ""
+        return (
+            f"state file {self.path.with_suffix('')} is in use by {who}{when}{tail}: "
+            "only one listingbot may use a state file at a time. Stop the other process, "
+            "or pass --wait-lock SECONDS to wait for it."
+        )
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the last descriptor releases the flock
+            self._fd = None
+
+
 class Store:
     """The state file. Create with :meth:`open`; every public coroutine is one unit of work."""
 
-    def __init__(self, path: Path, clock_now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, path: Path, clock_now: Callable[[], datetime], *, busy_timeout_ms: int = 5000
+    ) -> None:
         self.path = path
         self._now = clock_now
+        self._busy_timeout_ms = int(busy_timeout_ms)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listingbot-store")
         self._conn: sqlite3.Connection | None = None
+        self.lock: StateLock | None = None
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
-    async def open(cls, path: Path, clock_now: Callable[[], datetime]) -> Store:
-        store = cls(path, clock_now)
-        await store._run(store._open_sync)
+    async def open(
+        cls,
+        path: Path,
+        clock_now: Callable[[], datetime],
+        *,
+        exclusive: bool = False,
+        wait_lock_s: float = 0.0,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        busy_timeout_ms: int = 5000,
+    ) -> Store:
+        """Open (creating and migrating) the state file.
+
+        ``exclusive``: for service work (``run``, ``once``, ``demo``). Take the state
+        file's :class:`StateLock` first, waiting up to ``wait_lock_s`` (with ``sleep``);
+        :class:`StateLocked` when another process keeps it. Read-only commands and the
+        ``outbox`` maintenance commands open without it: their writes are compare-and-set
+        on the row's state, so they are safe beside a running service.
+        """
+        store = cls(path, clock_now, busy_timeout_ms=busy_timeout_ms)
+        if exclusive:
+            if path.parent and not path.parent.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            lock = StateLock(path)
+            await lock.acquire(clock_now, wait_s=wait_lock_s, sleep=sleep)
+            store.lock = lock
+        try:
+            await store._run(store._open_sync)
+        except BaseException:
+            if store.lock is not None:
+                store.lock.release()
+            store._executor.shutdown(wait=False)
+            raise
         return store
 
     @classmethod
@@ -361,7 +516,7 @@ class Store:
             # OS crash or power loss can roll back the last commits, never corrupt the file.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
             self._conn = conn
             self._migrate(conn)
         except sqlite3.Error as err:
@@ -391,8 +546,12 @@ class Store:
         return int(self._c.execute("PRAGMA user_version").fetchone()[0])
 
     async def close(self) -> None:
-        await self._run(self._close_sync)
-        self._executor.shutdown(wait=True)
+        try:
+            await self._run(self._close_sync)
+            self._executor.shutdown(wait=True)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def close_sync(self) -> None:
         self._close_sync()
@@ -410,8 +569,16 @@ class Store:
         return self._conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the store's thread. No ``sqlite3`` error leaves the store: a read
+        or write that fails (locked, I/O error, disk full) is a :class:`StoreError`."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await loop.run_in_executor(self._executor, self._guarded, fn, *args)
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.Error as err:
+            raise StoreError(f"state file {self.path}: {err}") from err
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -422,13 +589,17 @@ class Store:
             raise StoreError(f"cannot start a transaction on {self.path}: {err}") from err
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as err:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(err, sqlite3.Error):
+                raise StoreError(f"cannot write to {self.path}: {err}") from err
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as err:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise StoreError(f"cannot commit to {self.path}: {err}") from err
 
     # ---------------------------------------------------------------- subscriptions
@@ -748,17 +919,22 @@ class Store:
             )
 
     # ---------------------------------------------------------------- delivery
-    async def due_messages(self, limit_per_channel: int = 50) -> dict[int, list[OutboxRow]]:
+    async def due_messages(
+        self, limit_per_channel: int = 50, *, max_wait_s: float | None = None
+    ) -> dict[int, list[OutboxRow]]:
         """Per channel, the pending rows that may be sent now, in event order.
 
         A channel whose oldest open row is not due yet (backing off) or is ``sending``
         (outcome unknown, awaiting reconciliation) yields nothing: messages in a channel go
-        out in the order their events happened.
+        out in the order their events happened. ``failed`` and ``dropped`` rows hold
+        nothing up. A due time more than ``max_wait_s`` ahead (the longest wait delivery
+        ever schedules) can only come from a clock stepped back: it counts as due now.
         """
-        return await self._run(self._due_messages, limit_per_channel)
+        return await self._run(self._due_messages, limit_per_channel, max_wait_s)
 
-    def _due_messages(self, limit: int) -> dict[int, list[OutboxRow]]:
+    def _due_messages(self, limit: int, max_wait_s: float | None) -> dict[int, list[OutboxRow]]:
         now = self._now()
+        horizon = None if max_wait_s is None else now + timedelta(seconds=max_wait_s)
         out: dict[int, list[OutboxRow]] = {}
         blocked: set[int] = set()
         rows = self._c.execute(
@@ -769,7 +945,9 @@ class Store:
             row = _row(raw)
             if row.channel_id in blocked:
                 continue
-            if row.state == "sending" or row.next_attempt_at > now:
+            ahead = row.next_attempt_at > now
+            waiting = ahead and (horizon is None or row.next_attempt_at <= horizon)
+            if row.state == "sending" or waiting:
                 blocked.add(row.channel_id)
                 continue
             batch = out.setdefault(row.channel_id, [])
@@ -779,61 +957,82 @@ class Store:
                 blocked.add(row.channel_id)
         return out
 
-    async def mark_sending(self, seq: int) -> None:
-        await self._run(self._mark_sending, seq)
+    async def claim(self, seq: int) -> bool:
+        """Mark a pending row ``sending`` before its request goes out (compare-and-set).
 
-    def _mark_sending(self, seq: int) -> None:
+        False when the row is no longer pending (another claimer won, or an operator
+        dropped it): the caller must not send it.
+        """
+        return await self._run(self._claim, seq)
+
+    def _claim(self, seq: int) -> bool:
         now = _ts(self._now())
         with self._tx() as conn:
-            # next_attempt_at = now: if we crash mid-send, reconciliation may look at once.
-            conn.execute(
+            # next_attempt_at = now: if we crash mid-send, reconciliation may look at once
+            # (it still waits out the request timeout counted from claimed_at).
+            cur = conn.execute(
                 "UPDATE outbox SET state = 'sending', claimed_at = ?, next_attempt_at = ?,"
-                " attempts = attempts + 1 WHERE seq = ?",
+                " attempts = attempts + 1 WHERE seq = ? AND state = 'pending'",
                 (now, now, seq),
             )
+            return cur.rowcount == 1
 
-    async def mark_unknown(self, seq: int, delay_s: float, error: str) -> None:
+    async def mark_sending(self, seq: int) -> None:
+        """Claim without caring whether the claim won (tests and benchmarks)."""
+        await self.claim(seq)
+
+    async def mark_unknown(self, seq: int, delay_s: float, error: str) -> bool:
         """The send may or may not have reached ChatKitty: keep the row ``sending`` and
         look for it in the channel after ``delay_s`` before sending it again."""
-        await self._run(self._mark_unknown, seq, delay_s, error)
+        return await self._run(self._mark_unknown, seq, delay_s, error)
 
-    def _mark_unknown(self, seq: int, delay_s: float, error: str) -> None:
-        self._reschedule(seq, "sending", delay_s, error)
-
-    def _reschedule(self, seq: int, state: str, delay_s: float, error: str) -> None:
+    def _mark_unknown(self, seq: int, delay_s: float, error: str) -> bool:
         due = _ts(self._now() + timedelta(seconds=delay_s))
         with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ? WHERE seq = ?",
-                (state, due, error[:500], seq),
+            cur = conn.execute(
+                "UPDATE outbox SET next_attempt_at = ?, last_error = ?, may_be_sent = 1"
+                " WHERE seq = ? AND state = 'sending'",
+                (due, error[:500], seq),
             )
+            return cur.rowcount == 1
 
-    async def mark_sent(self, seq: int, message_id: int | None) -> None:
-        await self._run(self._mark_sent, seq, message_id)
+    async def mark_sent(self, seq: int, message_id: int | None) -> bool:
+        return await self._run(self._mark_sent, seq, message_id)
 
-    def _mark_sent(self, seq: int, message_id: int | None) -> None:
+    def _mark_sent(self, seq: int, message_id: int | None) -> bool:
         with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, last_error = NULL"
-                " WHERE seq = ?",
+            cur = conn.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, last_error = NULL,"
+                " may_be_sent = 0 WHERE seq = ? AND state = 'sending'",
                 (_ts(self._now()), message_id, seq),
             )
+            return cur.rowcount == 1
 
-    async def mark_retry(self, seq: int, delay_s: float, error: str) -> None:
-        await self._run(self._mark_retry, seq, delay_s, error)
+    async def mark_retry(self, seq: int, delay_s: float, error: str) -> bool:
+        """Definitely not posted (refused, or not found in the channel): pending again."""
+        return await self._run(self._mark_retry, seq, delay_s, error)
 
-    def _mark_retry(self, seq: int, delay_s: float, error: str) -> None:
-        self._reschedule(seq, "pending", delay_s, error)
-
-    async def mark_failed(self, seq: int, error: str) -> None:
-        await self._run(self._mark_failed, seq, error)
-
-    def _mark_failed(self, seq: int, error: str) -> None:
+    def _mark_retry(self, seq: int, delay_s: float, error: str) -> bool:
+        due = _ts(self._now() + timedelta(seconds=delay_s))
         with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET state = 'failed', last_error = ? WHERE seq = ?",
+            cur = conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?,"
+                " may_be_sent = 0 WHERE seq = ? AND state = 'sending'",
+                (due, error[:500], seq),
+            )
+            return cur.rowcount == 1
+
+    async def mark_failed(self, seq: int, error: str) -> bool:
+        return await self._run(self._mark_failed, seq, error)
+
+    def _mark_failed(self, seq: int, error: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ?"
+                " WHERE seq = ? AND state IN ('pending', 'sending')",
                 (error[:500], seq),
             )
+            return cur.rowcount == 1
 
     async def sending_rows(self) -> list[OutboxRow]:
         """Rows whose send outcome is unknown (a crash or a timeout mid-request)."""
@@ -853,14 +1052,70 @@ class Store:
         ).fetchone()
         return int(n), _parse_ts(oldest)
 
+    async def next_due(self) -> datetime | None:
+        """When the next open row is due (None: nothing open)."""
+        return await self._run(self._next_due)
+
+    def _next_due(self) -> datetime | None:
+        (due,) = self._c.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE state IN ('pending', 'sending')"
+        ).fetchone()
+        return _parse_ts(due)
+
+    async def outbox_health(self) -> OutboxHealth:
+        return await self._run(self.outbox_health_sync)
+
+    def outbox_health_sync(self) -> OutboxHealth:
+        n, oldest = self._open_counts()
+        failed = self._c.execute("SELECT COUNT(*) FROM outbox WHERE state = 'failed'").fetchone()
+        return OutboxHealth(n, oldest, int(failed[0]))
+
+    # ------------------------------------------------ operator actions (sync, beside a service)
+    # Each is one compare-and-set on the row's state, so they are safe while `run` works
+    # the same file: a row the service claimed in between is simply not touched.
+    _REQUEUE = (
+        "UPDATE outbox SET state = CASE WHEN may_be_sent THEN 'sending' ELSE 'pending' END,"
+        " next_attempt_at = ?, requeued_at = ?, attempts = 0"
+    )
+
     def retry_failed_sync(self) -> int:
+        """Every failed row back in the queue (one that may have been posted is searched
+        for in its channel first)."""
+        now = _ts(self._now())
+        with self._tx() as conn:
+            cur = conn.execute(self._REQUEUE + " WHERE state = 'failed'", (now, now))
+            return cur.rowcount
+
+    def row_sync(self, key: str) -> OutboxRow | None:
+        raw = self._c.execute(f"SELECT {_ROW_COLS} FROM outbox WHERE key = ?", (key,)).fetchone()
+        return None if raw is None else _row(raw)
+
+    def retry_sync(self, key: str) -> bool:
+        """Put one failed row back in the queue, or make a waiting pending row due now."""
+        now = _ts(self._now())
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?"
-                " WHERE state = 'failed'",
-                (_ts(self._now()),),
+                self._REQUEUE + " WHERE key = ? AND state IN ('failed', 'pending')",
+                (now, now, key),
             )
-            return cur.rowcount
+            return cur.rowcount == 1
+
+    def drop_sync(self, key: str) -> bool:
+        """Give up on one failed or pending row for good (it stays listed as ``dropped``)."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET state = 'dropped', sent_at = ?,"
+                " last_error = 'dropped by an operator' || COALESCE(': ' || last_error, '')"
+                " WHERE key = ? AND state IN ('failed', 'pending')",
+                (_ts(self._now()), key),
+            )
+            return cur.rowcount == 1
+
+    def list_rows_sync(self, state: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        """Outbox rows, oldest first (all states, or one)."""
+        where, args = ("", []) if state is None else (" WHERE state = ?", [state])
+        sql = f"SELECT {_ROW_COLS} FROM outbox{where} ORDER BY seq LIMIT ?"
+        return [_row(r) for r in self._c.execute(sql, [*args, limit])]
 
     # ---------------------------------------------------------------- housekeeping
     async def prune(self, older_than: datetime) -> Pruned:
@@ -909,8 +1164,11 @@ class Store:
             listings = 0
             for source, ids in orphaned.items():
                 listings += _forget_orphans(conn, source, sorted(ids))
+            # Rows an operator dropped (sent_at: when) go like sent ones; failed rows stay
+            # until an operator retries or drops them.
             sent_deleted = conn.execute(
-                "DELETE FROM outbox WHERE state = 'sent' AND sent_at < ? AND (event != 'new'"
+                "DELETE FROM outbox WHERE state IN ('sent', 'dropped') AND sent_at < ?"
+                " AND (event != 'new'"
                 " OR NOT EXISTS (SELECT 1 FROM matches m WHERE m.source = outbox.source"
                 " AND m.listing_id = outbox.listing_id))",
                 (cutoff,),
@@ -987,7 +1245,8 @@ class Store:
 
 _ROW_COLS = (
     "seq, key, channel_id, source, listing_id, event, subscriptions, body, properties, state,"
-    " attempts, created_at, next_attempt_at, claimed_at, message_id, last_error"
+    " attempts, created_at, next_attempt_at, claimed_at, message_id, last_error, sent_at,"
+    " requeued_at, may_be_sent"
 )
 
 
@@ -1013,6 +1272,9 @@ def _row(r: Sequence[Any]) -> OutboxRow:
         claimed_at=_parse_ts(r[13]),
         message_id=None if r[14] is None else int(r[14]),
         last_error=r[15],
+        sent_at=_parse_ts(r[16]),
+        requeued_at=_parse_ts(r[17]),
+        may_be_sent=bool(r[18]),
     )
 
 

@@ -376,22 +376,26 @@ async def test_time_waiting_out_a_429_is_counted_as_rate_limit_wait(
     assert waited >= 1
 
 
-async def test_message_failing_max_attempts_times_is_marked_failed_with_its_reason(
+async def test_message_refused_past_give_up_after_is_marked_failed_with_its_reason(
     sims: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
-    """After delivery.max_attempts refused sends the row is failed, not retried forever."""
-    text = cfg(sims, tmp_path, extra="delivery:\n  max_attempts: 2\n")
+    """A message refused for longer than delivery.give_up_after is failed, not retried forever."""
+    text = cfg(sims, tmp_path, extra="delivery:\n  give_up_after: 1h\n  backoff_max_s: 60\n")
     async with running(load(tmp_path, text), clock) as app:
         await app.once()
         sims.market.add_kotohomes(state="NY")
         sims.faults.enabled_for = {"chatkitty"}
         sims.faults.set(rate_429=1.0)
         assert not await app.once()
-        for _ in range(2):  # a 429 without Retry-After waits a minute: let time pass
-            clock.advance(120)
-            await app.once()
+        for _ in range(70):  # a 429 without Retry-After waits up to a minute: let time pass
+            clock.advance(60)
+            await app.deliver()
         assert app.store is not None
         (row,) = app.store.all_rows_sync()
+        ready, checks = await app.readiness()
     assert row.state == "failed"
-    assert (row.last_error or "").startswith("gave up after 2 attempts")
+    assert (row.last_error or "").startswith("gave up after 6")  # 60-ish min
+    assert "delivery.give_up_after" in (row.last_error or "")
     assert messages(sims, 702) == []
+    assert not ready
+    assert checks["outbox"]["failed"] == 1

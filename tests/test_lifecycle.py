@@ -92,6 +92,8 @@ def service_config(
         "ops:\n  listen: null\n",
         f"ops:\n  listen: 127.0.0.1:{port}\n"
         f"delivery:\n  interval: 300ms\n  grace_period_s: {grace_s}\n"
+        # a send cut off by shutdown is concluded "not sent" 2.5 s after its claim
+        "  late_store_margin_s: 0.5\n"
         "log:\n  level: info\n  format: json\n",
     )
 

@@ -149,6 +149,8 @@ def run_config(
         f"  backoff_max_s: {backoff_s[1]}\n"
         "  grace_period_s: 2\n"
         f"  reconcile_lookback: {lookback}\n"
+        # a send cut off by a kill is concluded "not sent" timeout_s + 0.5 s after its claim
+        "  late_store_margin_s: 0.5\n"
         "ops:\n  listen: null\n"
         "log:\n  level: info\n  format: json\n"
     )

@@ -201,3 +201,73 @@ async def test_poll_failure_is_recorded_per_source(store: Store) -> None:
     await store.record_poll(PollRecord("kato"))
     (st,) = store.source_statuses_sync()
     assert st.consecutive_failures == 0
+
+
+async def test_sqlite_errors_leave_the_store_only_as_store_errors(
+    store: Store, clock: FakeClock
+) -> None:
+    """A state file damaged under the service (here: pages overwritten by another program)
+    makes reads and writes fail with StoreError, never a raw sqlite3 error."""
+    await store.record_poll(PollRecord("kotohomes", messages=[message(f"k{i}") for i in range(50)]))
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    other.execute("CREATE TABLE scribble (x)")  # the service's page cache is now stale
+    other.close()
+    size = store.path.stat().st_size
+    with store.path.open("r+b") as damaged:
+        damaged.seek(4096)
+        damaged.write(b"\xff" * (size - 4096))
+    with pytest.raises(StoreError, match="malformed"):
+        await store.due_messages()
+    with pytest.raises(StoreError, match="malformed"):
+        await store.record_poll(PollRecord("kotohomes", messages=[message("late")]))
+    with pytest.raises(StoreError, match="malformed"):
+        store.retry_failed_sync()
+
+
+async def test_a_claim_is_compare_and_set(store: Store) -> None:
+    """Claiming a pending row succeeds once; a second claim of it loses (returns False)."""
+    await store.record_poll(PollRecord("kotohomes", messages=[message("a1")]))
+    (row,) = (await store.due_messages())[702]
+    assert await store.claim(row.seq)
+    assert not await store.claim(row.seq)
+    (after,) = store.all_rows_sync()
+    assert (after.state, after.attempts) == ("sending", 1)
+
+
+async def test_a_due_time_beyond_the_longest_wait_counts_as_due_now(
+    store: Store, clock: FakeClock
+) -> None:
+    """A row scheduled further ahead than max_wait_s (the clock stepped back) is due now;
+    one within it still waits."""
+    await store.record_poll(PollRecord("kotohomes", messages=[message("a1")]))
+    (row,) = (await store.due_messages())[702]
+    await store.claim(row.seq)
+    await store.mark_retry(row.seq, 30.0, "429")
+    assert await store.due_messages(max_wait_s=60) == {}
+    clock.advance(-7200)
+    assert [r.key for r in (await store.due_messages(max_wait_s=60))[702]] == ["a1"]
+    assert await store.due_messages() == {}  # without a bound: still waiting
+
+
+async def test_operator_retry_and_drop_act_on_one_row_by_key(store: Store) -> None:
+    """retry KEY puts a failed row back; drop KEY closes it for good; neither touches a row
+    in flight or one already sent."""
+    await store.record_poll(PollRecord("kotohomes", messages=[message("a1"), message("a2")]))
+    first, second = (await store.due_messages())[702]
+    await store.claim(first.seq)
+    await store.mark_failed(first.seq, "HTTP 400")
+    assert store.retry_sync("a1")
+    retried = store.row_sync("a1")
+    assert retried is not None
+    assert retried.state == "pending"
+    await store.claim(second.seq)
+    assert not store.retry_sync("a2")
+    assert not store.drop_sync("a2")
+    assert store.drop_sync("a1")
+    dropped = store.row_sync("a1")
+    assert dropped is not None
+    assert dropped.state == "dropped"
+    assert (dropped.last_error or "").startswith("dropped by an operator")
+    assert not store.retry_sync("nope")
+    assert [r.key for r in store.list_rows_sync("dropped")] == ["a1"]

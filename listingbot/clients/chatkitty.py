@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ API = "chatkitty"
 TOKEN_LIFETIME_S = 3600.0
 TOKEN_EARLY_S = 60.0
 MAX_PAGES = 10_000  # a server that never stops paging is a broken server
+MAX_MESSAGE_PAGE = 100  # the largest message page ChatKitty serves
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,21 @@ def parse_channel(raw: Any) -> Channel | None:
         display_name=display if isinstance(display, str) else None,
         type=kind if isinstance(kind, str) else "UNKNOWN",
     )
+
+
+def _older_than(message: Mapping[str, Any], since: datetime) -> bool:
+    """Whether a message resource says it was created before ``since`` (False when its
+    ``createdTime`` is missing or unreadable: such a message proves nothing)."""
+    raw = message.get("createdTime", message.get("created_time"))
+    if not isinstance(raw, str):
+        return False
+    try:
+        created = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return created < since
 
 
 def hal_link(payload: Mapping[str, Any], rel: str) -> str | None:
@@ -139,6 +156,7 @@ class ChatKittyClient:
             timeout_s=timeout_s,
             retry=retry,
         )
+        self.timeout_s = float(timeout_s)
         self._http = ApiClient(
             api=API,
             base_url=api_url,
@@ -244,6 +262,34 @@ class ChatKittyClient:
             followed.add(href)
             target, params = self._same_host(href), []
         return messages[:limit]
+
+    async def messages_back_to(
+        self, channel_id: int, since: datetime, *, max_messages: int, page_size: int = 100
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The channel's messages, newest first, paging back until they are older than
+        ``since``. Returns (messages, complete): complete when the walk reached a message
+        created before ``since`` or the channel's first message; False when it stopped at
+        ``max_messages`` first. A failing page raises (nothing is concluded from a part).
+        """
+        messages: list[dict[str, Any]] = []
+        target = f"{self.prefix}/channels/{int(channel_id)}/messages"
+        params: list[tuple[str, str]] = [("size", str(max(1, min(page_size, MAX_MESSAGE_PAGE))))]
+        followed: set[str] = set()
+        while True:
+            payload = await self._http.request("GET", target, params=params)
+            items = [item for item in _embedded(payload, "messages") if isinstance(item, dict)]
+            messages.extend(items)
+            if any(_older_than(item, since) for item in items):
+                return messages, True
+            href = hal_link(payload, "next")
+            if href is None or not items:
+                return messages, True  # the channel's first message is in hand
+            if len(messages) >= max_messages:
+                return messages, False
+            if href in followed:
+                raise UpstreamUnavailable(API, f"channel {channel_id} message pages loop")
+            followed.add(href)
+            target, params = self._same_host(href), []
 
     def _same_host(self, href: str) -> str:
         url = yarl.URL(href)

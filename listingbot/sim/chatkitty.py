@@ -139,6 +139,13 @@ class ChatKittySim:
         }
         self.messages.setdefault(id, [])
 
+    def post_as(self, channel_id: int, username: str, body: str) -> JsonDict:
+        """A person (not the application) posts a text message in a channel, as
+        ``POST /channels/{id}/messages`` with a ``user`` does. Returns it as stored."""
+        return self._store(
+            {"type": "TEXT", "body": body, "user": {"username": username}}, channel_id, parent=None
+        )
+
     def remove_channel(self, id: int) -> None:
         """Delete a channel: later calls about it get 404. Its messages stay inspectable."""
         self.channels.pop(id, None)

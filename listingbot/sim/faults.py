@@ -1,5 +1,5 @@
 """Faults the simulators inject on demand: throttling, server errors, resets, timeouts,
-early token expiry, ambiguous sends and hostile records.
+early token expiry, ambiguous sends, late stores and hostile records.
 
 One ``Faults`` object is shared by the three simulators and can be switched at run time.
 Request-level faults are decided by a seeded RNG (reproducible for a sequential client).
@@ -30,12 +30,15 @@ RATE_KEYS: tuple[str, ...] = (
     "rate_token_expiry",
     "rate_commit_then_fail",
     "rate_malformed",
+    "rate_store_late",
 )
 FAULT_NAMES: tuple[str, ...] = tuple(key.removeprefix("rate_") for key in RATE_KEYS)
 SIMS: frozenset[str] = frozenset({"kotohomes", "kato", "chatkitty"})
 
 DEFAULT_TIMEOUT_HOLD_S = 5.0
 DEFAULT_SLOW_S = 0.05
+DEFAULT_STORE_LATE_S = 5.0
+DEFAULT_RETRY_AFTER_S = 1
 
 # Corruptions a client must reject (skip the record) versus ones it must survive and
 # sanitize (post the listing with safe text).
@@ -68,9 +71,12 @@ class Faults:
     """Switchable fault injection shared by the simulators.
 
     Rates are probabilities per request (``rate_malformed``: share of records). The
-    failure modes 429/500/503/reset/timeout exclude each other; ``slow`` and
-    ``token_expiry`` combine with them. ``counts`` says how many of each were injected;
-    ``corrupted`` maps ``(source, listing id)`` to the corruption served for it.
+    failure modes 429/500/503/reset/timeout/store_late exclude each other; ``slow`` and
+    ``token_expiry`` combine with them. ``store_late`` models an overloaded server: the
+    request is handled (a message stored) only ``store_late_s`` after it arrived, when a
+    client with a shorter timeout has long given up; :meth:`settle` waits for those.
+    ``counts`` says how many of each were injected; ``corrupted`` maps ``(source,
+    listing id)`` to the corruption served for it.
     """
 
     def __init__(self, seed: int = 0) -> None:
@@ -78,7 +84,10 @@ class Faults:
         self.rates: dict[str, float] = dict.fromkeys(RATE_KEYS, 0.0)
         self.timeout_hold_s = DEFAULT_TIMEOUT_HOLD_S
         self.slow_s = DEFAULT_SLOW_S
+        self.store_late_s = DEFAULT_STORE_LATE_S
+        self.retry_after_s = DEFAULT_RETRY_AFTER_S  # what a 429 with Retry-After asks for
         self.counts: dict[str, int] = dict.fromkeys(FAULT_NAMES, 0)
+        self._late: set[asyncio.Event] = set()
         self.enabled_for: set[str] = set(SIMS)
         self.corrupted: dict[tuple[str, str], str] = {}
         # hold(): requests to the enabled simulators wait here until release(); ``held``
@@ -97,11 +106,12 @@ class Faults:
             self._gate = None
 
     def set(self, **rates: float) -> None:
-        """Change some rates (``rate_500=0.2``) or the hold times (``timeout_hold_s``,
-        ``slow_s``); 0 disables a fault. Unknown names raise ``ValueError``."""
+        """Change some rates (``rate_500=0.2``), the hold times (``timeout_hold_s``,
+        ``slow_s``, ``store_late_s``) or a 429's ``retry_after_s``; 0 disables a fault.
+        Unknown names raise ``ValueError``."""
         for name, value in rates.items():
             number = float(value)
-            if name in ("timeout_hold_s", "slow_s"):
+            if name in ("timeout_hold_s", "slow_s", "store_late_s", "retry_after_s"):
                 if number < 0:
                     raise ValueError(f"{name} must be >= 0, got {value!r}")
                 setattr(self, name, number)
@@ -110,7 +120,9 @@ class Faults:
                     raise ValueError(f"{name} must be within 0..1, got {value!r}")
                 self.rates[name] = number
             else:
-                known = ", ".join((*RATE_KEYS, "timeout_hold_s", "slow_s"))
+                known = ", ".join(
+                    (*RATE_KEYS, "timeout_hold_s", "slow_s", "store_late_s", "retry_after_s")
+                )
                 raise ValueError(f"unknown fault {name!r}; known: {known}")
 
     def clear(self) -> None:
@@ -118,6 +130,13 @@ class Faults:
         self.rates = dict.fromkeys(RATE_KEYS, 0.0)
         self.timeout_hold_s = DEFAULT_TIMEOUT_HOLD_S
         self.slow_s = DEFAULT_SLOW_S
+        self.store_late_s = DEFAULT_STORE_LATE_S
+        self.retry_after_s = DEFAULT_RETRY_AFTER_S
+
+    async def settle(self) -> None:
+        """Wait until every request held by ``store_late`` has been handled."""
+        while self._late:
+            await next(iter(self._late)).wait()
 
     def rate(self, sim: str, name: str) -> float:
         """The rate of fault ``name`` (``"rate_500"``) as it applies to simulator ``sim``."""
@@ -133,8 +152,15 @@ class Faults:
         note.fault = name if note.fault is None else f"{note.fault}+{name}"
 
     def _pick_failure(self, sim: str) -> str | None:
-        """One of 429/500/503/reset/timeout, or None, with the configured probabilities."""
-        names = ("rate_429", "rate_500", "rate_503", "rate_reset", "rate_timeout")
+        """One of 429/500/503/reset/timeout/store_late, or None, at the configured rates."""
+        names = (
+            "rate_429",
+            "rate_500",
+            "rate_503",
+            "rate_reset",
+            "rate_timeout",
+            "rate_store_late",
+        )
         rates = [self.rate(sim, name) for name in names]
         if not any(rates):
             return None
@@ -205,7 +231,7 @@ class Faults:
                 headers: dict[str, str] = {}
                 # Half the 429s say when to come back, half leave the client to guess.
                 if status == 429 and self._rng.random() < 0.5:
-                    headers["Retry-After"] = "1"
+                    headers["Retry-After"] = f"{self.retry_after_s:g}"
                 return json_response(target.error_body(status), status=status, headers=headers)
             if failure == "reset":
                 self._count("reset")
@@ -213,6 +239,20 @@ class Faults:
             if self._roll(sim, "rate_slow"):
                 self._count("slow")
                 await asyncio.sleep(self.slow_s)
+            if failure == "store_late":
+                # Received now, handled later: by then the client has timed out and gone,
+                # and the message is stored all the same (aiohttp does not cancel a handler
+                # whose client went away).
+                self._count("store_late")
+                done = asyncio.Event()
+                self._late.add(done)
+                try:
+                    await request.read()
+                    await asyncio.sleep(self.store_late_s)
+                    return await handler(request)
+                finally:
+                    self._late.discard(done)
+                    done.set()
             response = await handler(request)
             if failure == "timeout":
                 # Handled first, answered late: for a send the effect has happened by the
