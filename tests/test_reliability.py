@@ -115,7 +115,8 @@ def run_config(
     kato_rpm: int = 6000,
     page_size: int = 50,
     backoff_s: tuple[float, float] = (0.05, 0.5),
-    lookback: int = 200,
+    lookback: int = 10_000,
+    late_margin_s: float = 0.5,
 ) -> str:
     """A config for `listingbot run` on a fast schedule against ``sims``."""
     return (
@@ -149,8 +150,9 @@ def run_config(
         f"  backoff_max_s: {backoff_s[1]}\n"
         "  grace_period_s: 2\n"
         f"  reconcile_lookback: {lookback}\n"
-        # a send cut off by a kill is concluded "not sent" timeout_s + 0.5 s after its claim
-        "  late_store_margin_s: 0.5\n"
+        # a send of unknown outcome is concluded "not sent" only timeout_s + this after
+        # its claim (a kill cuts sends off; the fault run's late stores land within it)
+        f"  late_store_margin_s: {late_margin_s}\n"
         "ops:\n  listen: null\n"
         "log:\n  level: info\n  format: json\n"
     )
@@ -365,13 +367,14 @@ FAULTS = {
     "rate_503": 0.04,
     "rate_reset": 0.035,
     "rate_timeout": 0.005,  # answered after timeout_hold_s, later than the client waits
+    "rate_store_late": 0.005,  # handled (a message stored) after the client gave up
     # ...and these come on top.
     "rate_slow": 0.03,
     "rate_token_expiry": 0.03,
     "rate_commit_then_fail": 0.03,  # ChatKitty stores the message, then fails the answer
     "rate_malformed": 0.04,  # share of records served corrupted
 }
-HOLDS = {"timeout_hold_s": 0.12, "slow_s": 0.005}
+HOLDS = {"timeout_hold_s": 0.12, "slow_s": 0.005, "store_late_s": 0.12}
 # Every 100 cycles, 15 of storm: three times the failure rates, so that whole polls fail
 # (the client's own retries absorb most single failures) and delivery backs off.
 STORM = {name: min(1.0, 3 * rate) for name, rate in FAULTS.items()}
@@ -419,9 +422,8 @@ def fault_config(sims: SimStack, state: Path) -> str:
         kato_rpm=KATO_RPM,
         page_size=50,
         backoff_s=(1, 60),
-        # Only this service posts, and a channel waits while a send is unresolved: the
-        # message looked for is always among the newest few.
-        lookback=20,
+        # Fake seconds (a cycle each): far longer than a late store takes in real time.
+        late_margin_s=10,
     )
 
 
