@@ -1003,7 +1003,7 @@ class Store:
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, last_error = NULL,"
-                " may_be_sent = 0 WHERE seq = ? AND state = 'sending'",
+                " may_be_sent = 0 WHERE seq = ? AND state IN ('pending', 'sending')",
                 (_ts(self._now()), message_id, seq),
             )
             return cur.rowcount == 1
