@@ -168,6 +168,7 @@ class App:
                 session=self.session,
                 clock=self.clock,
                 array_style=k.array_style,
+                created_sort=k.created_sort,
                 timeout_s=k.timeout_s,
                 min_request_interval_s=k.min_request_interval_s,
                 observer=self.metrics,

@@ -322,7 +322,10 @@ class KotohomesConfig(_Model):
     poll_interval: Interval = timedelta(minutes=5)
     poll_jitter: Jitter = timedelta(seconds=10)
     limit: Annotated[_Int, Field(ge=1, le=50)] = 50
-    array_style: Literal["brackets", "repeat"] = "brackets"  # states[]=NY (seed) / states=NY
+    # states=NY (today's form) / states[]=NY (the seed's, deprecated but still accepted)
+    array_style: Literal["brackets", "repeat"] = "repeat"
+    # sort_by of the new-listings search; an explicit direction only today's API knows
+    created_sort: Literal["created_at", "created_at desc", "created_at asc"] = "created_at"
     min_request_interval_s: NonNegFloat = 0.0  # no documented rate limit: pace politely
     timeout_s: PosFloat = 30.0
 

@@ -243,10 +243,18 @@ class Fetcher(Protocol):
 
 
 class KotohomesFetcher:
-    """Two requests per query: the newest by creation (new listings since the high-water
-    mark) and the newest by update (price and status changes). Kotohomes has no paging,
-    so a full page that is entirely newer than the last mark may hide changes: that is
-    reported as a possible gap instead of being passed over in silence."""
+    """Per query: the newest by update (price and status changes), then the listings
+    created since the high-water mark (new ones), read the way the server orders them
+    (``KotohomesClient.new_listings``). Kotohomes has no paging, so where a full page may
+    hide changes it is reported as a possible gap instead of being passed over in silence.
+
+    On a query's first poll there is no mark yet. An ascending server is walked from its
+    oldest listing, so the first run sees the whole query when it fits in the walk; when
+    it does not, the newest creation among the recent updates becomes the mark (the
+    listings in between existed before the first run: nothing new is skipped). A
+    descending server's first page is its newest. Either way the oldest page is never
+    taken for the newest.
+    """
 
     def __init__(self, client: KotohomesClient, *, limit: int) -> None:
         self.client = client
@@ -255,22 +263,22 @@ class KotohomesFetcher:
     async def fetch(self, query: Query, cursor: Cursor | None, reader: Reader) -> Fetched:
         created_hw = _parse(cursor.created_hw) if cursor else None
         updated_hw = _parse(cursor.updated_hw) if cursor else None
-        created = await self.client.search(
-            query.params, sort_by="created_at", created_min=created_hw, limit=self.limit
-        )
-        updated = await self.client.search(query.params, sort_by="updated_at", limit=self.limit)
-        new_created, bad_created = reader.read(created)
-        new_updated, bad_updated = reader.read(updated)
+        updates = await self.client.recent_updates(query.params, limit=self.limit)
+        new_updated, bad_updated = reader.read(updates.records)
+        created = await self.client.new_listings(query.params, since=created_hw, limit=self.limit)
+        new_created, bad_created = reader.read(created.records)
         listings = {o.facts.id: o for o in [*new_created, *new_updated]}
         skipped = len(bad_created | bad_updated)
-        gap = False
-        if created_hw is not None and len(created) >= self.limit:
-            marks = [o.facts.created_at for o in new_created if o.facts.created_at]
-            gap = bool(marks) and min(marks) > created_hw
-        if updated_hw is not None and len(updated) >= self.limit:
+        gap = created.gap or updates.gap
+        if updated_hw is not None and len(updates.records) >= self.limit:
             marks = [o.facts.updated_at for o in new_updated if o.facts.updated_at]
             gap = gap or (bool(marks) and min(marks) > updated_hw)
-        created_marks = [o.facts.created_at for o in listings.values() if o.facts.created_at]
+        # A walk cut short has not reached the newest creations: the mark moves only as
+        # far as it read, and the next poll carries on from there - except on a first
+        # poll, where what lies beyond is older than the first run and the recent
+        # updates show where today's creations are.
+        reached = listings.values() if created.complete or created_hw is None else new_created
+        created_marks = [o.facts.created_at for o in reached if o.facts.created_at]
         updated_marks = [o.facts.updated_at for o in listings.values() if o.facts.updated_at]
         new_cursor = Cursor(
             query.key,
@@ -278,7 +286,13 @@ class KotohomesFetcher:
             _max_iso(created_hw, created_marks),
             _max_iso(updated_hw, updated_marks),
         )
-        return Fetched(list(listings.values()), new_cursor, skipped, gap, requests=2)
+        return Fetched(
+            list(listings.values()),
+            new_cursor,
+            skipped,
+            gap,
+            requests=updates.requests + created.requests,
+        )
 
     async def exists(self, listing_id: str) -> bool:
         """Whether Kotohomes still knows the listing (its single-listing endpoint)."""

@@ -133,9 +133,10 @@ def test_defaults_fill_optional_sections() -> None:
     assert (kato.api_version, kato.requests_per_minute, kato.page_size) == ("v2", 60, 50)
     koto = config.sources.kotohomes
     assert koto is not None
-    assert (koto.limit, koto.array_style, koto.poll_interval) == (
+    assert (koto.limit, koto.array_style, koto.created_sort, koto.poll_interval) == (
         50,
-        "brackets",
+        "repeat",
+        "created_at",
         timedelta(minutes=5),
     )
     sub = config.subscriptions[0]

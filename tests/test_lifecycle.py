@@ -351,7 +351,7 @@ async def test_sighup_with_a_valid_config_adds_a_subscription_without_a_restart(
     await service.until_ready()
 
     def ca_polled() -> bool:
-        return any(("states[]", "CA") in r.query for r in sims.kotohomes.requests)
+        return any(("states", "CA") in r.query for r in sims.kotohomes.requests)
 
     assert not ca_polled()
     path.write_text(service_config(sims, tmp_path, NY_SUB + CA_SUB, port=port))
@@ -464,9 +464,9 @@ async def test_reload_swaps_subscriptions_and_reschedules_only_the_changed_sourc
         stop.set()
         await asyncio.wait_for(runner, DEADLINE_S)
     new_requests = sims.kotohomes.requests[seen:]
-    assert [q for r in new_requests for q in r.query if q[0] == "states[]"] == [
-        ("states[]", "CA"),
-        ("states[]", "CA"),
+    assert [q for r in new_requests for q in r.query if q[0] == "states"] == [
+        ("states", "CA"),
+        ("states", "CA"),
     ]
     assert sims.kato.tokens_issued == tokens  # Kato kept its client (and its token)
     events = [json.loads(line) for line in logs.getvalue().splitlines()]

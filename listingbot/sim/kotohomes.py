@@ -10,14 +10,21 @@ Two modes, because the API's documentation moved on after the seed was written:
 
 - ``"current"`` (the default) follows today's docs: a search must carry
   latitude/longitude/radius, ``territory``, ``zip_codes`` or ``mls_numbers`` (``states``
-  alone is refused with a hint), and ``territory`` is a filter;
-- ``"seed"`` follows the seed: any geographic filter, ``states`` included, is enough,
-  and ``territory`` is an unknown parameter.
+  alone is refused with a hint); ``territory`` is a filter; ``sort_by`` is a repeatable
+  list of fields with an optional direction, a field named without one sorting
+  *ascending*; ``created_min`` takes whole seconds only;
+- ``"seed"`` follows the seed: any geographic filter, ``states`` included, is enough;
+  ``territory`` is an unknown parameter; ``sort_by`` is ``updated_at`` or ``created_at``,
+  always descending; ``created_min`` takes any ISO-8601 time.
+
+Both answer a search without ``sort_by`` newest update first, and both accept the
+deprecated ``states[]=`` names beside the plain ones.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +53,6 @@ FLOAT_RANGES = ("bedrooms", "bathrooms")
 SCALAR_PARAMS = frozenset(
     {
         "key",
-        "sort_by",
         "type",
         "limit",
         "created_min",
@@ -93,7 +99,15 @@ PROPERTY_TYPES = frozenset(
         "waterfront",
     }
 )
-SORT_FIELDS = ("updated_at", "created_at")
+SEED_SORT_FIELDS = ("updated_at", "created_at")
+SORT_FIELDS: tuple[str, ...] = (
+    *("created_at", "updated_at", "price", "living_area", "year_built"),
+    *("bedrooms", "bathrooms"),
+)
+DEFAULT_SORT = (("updated_at", True),)  # (field, descending): both versions' default
+# Today's datetime form: YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z], whole seconds.
+WHOLE_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:\d{2})?")
+TIME_FIELDS = frozenset({"created_at", "updated_at"})
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 50
 EARTH_RADIUS_MILES = 3958.8
@@ -122,7 +136,7 @@ class Search:
     type: str | None = None
     created_min: datetime | None = None
     open_houses_only: bool = False
-    sort_by: str = "updated_at"
+    sort: tuple[tuple[str, bool], ...] = DEFAULT_SORT  # (field, descending), first key first
     limit: int = DEFAULT_LIMIT
 
 
@@ -189,7 +203,7 @@ class KotohomesSim:
         except BadParameter as exc:
             return json_response(error_body(400, exc.message, parameter=exc.parameter), status=400)
         found = [r for r in self.market.live("kotohomes") if _matches(r, search, self.market)]
-        found.sort(key=lambda r: (_time(r.get(search.sort_by)), str(r.get("id"))), reverse=True)
+        found = sort_records(found, search.sort)
         page = self.faults.serve_records(
             "kotohomes",
             "kotohomes",
@@ -229,9 +243,12 @@ def parse_search(pairs: Collection[tuple[str, str]], *, mode: Mode = "current") 
     search = Search()
     scalars: dict[str, str] = {}
     known = SCALAR_PARAMS if mode == "current" else SCALAR_PARAMS - {"territory"}
+    sorts: list[str] = []
     for raw_name, value in pairs:
         name = raw_name.removesuffix("[]")
-        if name in ARRAY_PARAMS:
+        if name == "sort_by":
+            sorts.append(value)
+        elif name in ARRAY_PARAMS:
             if not value.strip():
                 raise BadParameter(name, f"{raw_name} must not be empty.")
             search.arrays.setdefault(name, set()).add(value.strip())
@@ -243,7 +260,7 @@ def parse_search(pairs: Collection[tuple[str, str]], *, mode: Mode = "current") 
             raise BadParameter(
                 raw_name,
                 f"Unknown parameter {raw_name!r}. Known parameters: "
-                + ", ".join(sorted({*known, *ARRAY_PARAMS})),
+                + ", ".join(sorted({*known, *ARRAY_PARAMS, "sort_by"})),
             )
     unknown_types = search.arrays.get("property_types", set()) - PROPERTY_TYPES
     if unknown_types:
@@ -283,22 +300,27 @@ def parse_search(pairs: Collection[tuple[str, str]], *, mode: Mode = "current") 
         if scalars["type"] not in ("for_sale", "for_rent"):
             raise BadParameter("type", "type must be for_sale or for_rent.")
         search.type = scalars["type"]
-    if "sort_by" in scalars:
-        if scalars["sort_by"] not in SORT_FIELDS:
-            raise BadParameter("sort_by", "sort_by must be updated_at or created_at.")
-        search.sort_by = scalars["sort_by"]
+    if sorts:
+        search.sort = _parse_sort(sorts, mode)
     if "limit" in scalars:
         limit = _int(scalars, "limit")
         if limit is None or not 1 <= limit <= MAX_LIMIT:
             raise BadParameter("limit", f"limit must be an integer from 1 to {MAX_LIMIT}.")
         search.limit = limit
     if "created_min" in scalars:
+        text = scalars["created_min"].strip()
+        if mode == "current" and not WHOLE_SECONDS.fullmatch(text):
+            raise BadParameter(
+                "created_min",
+                "created_min must be YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z] in whole seconds, "
+                "e.g. 2021-04-25T17:35:23Z.",
+            )
         try:
-            search.created_min = parse_iso(scalars["created_min"])
+            search.created_min = parse_iso(text)
         except ValueError:
             raise BadParameter(
                 "created_min",
-                "created_min must be an ISO-8601 date-time, e.g. 2021-04-25T17:35:23.809Z.",
+                "created_min must be an ISO-8601 date-time, e.g. 2021-04-25T17:35:23Z.",
             ) from None
     if "open_houses_only" in scalars:
         word = scalars["open_houses_only"].strip().lower()
@@ -312,6 +334,48 @@ def parse_search(pairs: Collection[tuple[str, str]], *, mode: Mode = "current") 
         search.territory = territory
     _check_constraint(search, mode)
     return search
+
+
+def _parse_sort(values: list[str], mode: Mode) -> tuple[tuple[str, bool], ...]:
+    """Seed: one of two fields, descending. Today: fields with an optional direction; a
+    field without one sorts ascending."""
+    if mode == "seed":
+        if len(values) > 1:
+            raise BadParameter("sort_by", "sort_by was given more than once.")
+        if values[0] not in SEED_SORT_FIELDS:
+            raise BadParameter("sort_by", "sort_by must be updated_at or created_at.")
+        return ((values[0], True),)
+    out: list[tuple[str, bool]] = []
+    for value in values:
+        field_name, _, direction = value.strip().partition(" ")
+        direction = direction.strip().lower() or "asc"
+        if field_name not in SORT_FIELDS or direction not in ("asc", "desc"):
+            raise BadParameter(
+                "sort_by",
+                f"sort_by must be one of {', '.join(SORT_FIELDS)}, optionally followed by "
+                f"asc or desc (got {value[:40]!r}).",
+            )
+        out.append((field_name, direction == "desc"))
+    return tuple(out)
+
+
+def sort_records(records: list[JsonDict], keys: tuple[tuple[str, bool], ...]) -> list[JsonDict]:
+    """``records`` sorted by ``keys`` (first key first); records without a key's value
+    come after those with one; ties keep id order."""
+    out = sorted(records, key=lambda r: str(r.get("id")))
+    for name, descending in reversed(keys):
+        present = [r for r in out if _sort_value(r, name) is not None]
+        missing = [r for r in out if _sort_value(r, name) is None]
+        present.sort(key=lambda r: _sort_value(r, name), reverse=descending)
+        out = present + missing
+    return out
+
+
+def _sort_value(record: JsonDict, name: str) -> Any:
+    if name in TIME_FIELDS:
+        moment = _time(record.get(name))
+        return None if moment == OLDEST else moment
+    return _number(record.get(name))
 
 
 def _check_constraint(search: Search, mode: Mode) -> None:

@@ -176,19 +176,110 @@ async def test_type_filter_selects_rentals(
     assert await _ids(http, url, [*_in("WA"), ("type", "for_rent")]) == {rental["id"]}
 
 
-async def test_created_min_is_inclusive_and_sort_by_created_at(
+def _whole(stamp: str) -> str:
+    """A served timestamp in today's created_min form: whole seconds, Z."""
+    return stamp[:19] + "Z"
+
+
+async def test_created_min_is_inclusive(
     http: aiohttp.ClientSession, url: str, empty: Market
 ) -> None:
-    """created_min keeps the listing created at exactly that instant; newest first."""
-    first = empty.add_kotohomes(state="IL")
+    """created_min keeps the listing created at exactly that instant, drops older ones."""
+    empty.add_kotohomes(state="IL")
     empty.advance(120)
     second = empty.add_kotohomes(state="IL")
-    params = [*_in("IL"), ("sort_by", "created_at"), ("created_min", first["created_at"])]
+    empty.advance(120)
+    third = empty.add_kotohomes(state="IL")
+    later = [*_in("IL"), ("created_min", _whole(second["created_at"]))]
+    assert await _ids(http, url, later) == {second["id"], third["id"]}
+
+
+async def _created_order(
+    http: aiohttp.ClientSession, url: str, empty: Market, sort_by: str
+) -> tuple[int, list[str], list[str]]:
+    made = []
+    for _ in range(3):
+        made.append(empty.add_kotohomes(state="IL")["id"])
+        empty.advance(120)
+    status, body = await _get(http, url, [*_in("IL"), ("sort_by", sort_by)])
+    return status, made, [r["id"] for r in body.get("data", [])]
+
+
+@pytest.mark.parametrize("mode", ["current"])
+async def test_current_api_sorts_a_field_named_alone_ascending(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """Today: sort_by=created_at answers oldest first (a field without a direction)."""
+    status, made, served = await _created_order(http, url, empty, "created_at")
+    assert status == 200
+    assert served == made
+
+
+@pytest.mark.parametrize("mode", ["current"])
+async def test_current_api_takes_an_explicit_direction(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """Today: sort_by=created_at desc answers newest first."""
+    status, made, served = await _created_order(http, url, empty, "created_at desc")
+    assert status == 200
+    assert served == made[::-1]
+
+
+@pytest.mark.parametrize("mode", ["current"])
+async def test_current_api_sorts_by_several_fields(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """Today: sort_by is repeatable; the first field decides, the next breaks ties."""
+    a = empty.add_kotohomes(state="IL", price=300_000, bedrooms=2)["id"]
+    b = empty.add_kotohomes(state="IL", price=200_000, bedrooms=3)["id"]
+    c = empty.add_kotohomes(state="IL", price=300_000, bedrooms=4)["id"]
+    params = [*_in("IL"), ("sort_by", "price"), ("sort_by", "bedrooms desc")]
     status, body = await _get(http, url, params)
     assert status == 200
-    assert [r["id"] for r in body["data"]] == [second["id"], first["id"]]
-    later = [*_in("IL"), ("created_min", second["created_at"])]
-    assert await _ids(http, url, later) == {second["id"]}
+    assert [r["id"] for r in body["data"]] == [b, c, a]
+
+
+@pytest.mark.parametrize("mode", ["seed"])
+async def test_seed_api_sorts_created_at_descending(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """The seed: sort_by=created_at answers newest first."""
+    status, made, served = await _created_order(http, url, empty, "created_at")
+    assert status == 200
+    assert served == made[::-1]
+
+
+@pytest.mark.parametrize("mode", ["seed"])
+async def test_seed_api_refuses_an_explicit_direction(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """The seed knows two values of sort_by and nothing else: a direction is a 400."""
+    status, _made, _served = await _created_order(http, url, empty, "created_at desc")
+    assert status == 400
+
+
+@pytest.mark.parametrize("mode", ["current"])
+async def test_current_api_wants_created_min_in_whole_seconds(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """Today: a created_min with a fraction of a second is a 400 that shows the form."""
+    listing = empty.add_kotohomes(state="IL")
+    status, body = await _get(http, url, [*_in("IL"), ("created_min", "2026-01-01T12:00:00.000Z")])
+    assert status == 400
+    assert "whole seconds" in body["message"]
+    assert await _ids(http, url, [*_in("IL"), ("created_min", "2026-01-01T12:00")]) == {
+        listing["id"]
+    }
+
+
+@pytest.mark.parametrize("mode", ["seed"])
+async def test_seed_api_takes_created_min_with_milliseconds(
+    http: aiohttp.ClientSession, url: str, empty: Market
+) -> None:
+    """The seed's simulator reads any ISO-8601 created_min, fractions included."""
+    listing = empty.add_kotohomes(state="IL")
+    params = [*_in("IL"), ("created_min", listing["created_at"])]
+    assert await _ids(http, url, params) == {listing["id"]}
 
 
 async def test_open_houses_only(http: aiohttp.ClientSession, url: str, empty: Market) -> None:
@@ -223,7 +314,7 @@ async def test_limit_caps_the_page_and_must_be_1_to_50(
     [
         ([("latitude", "40.7"), ("longitude", "-74")], "radius"),
         ([*_in("NY"), ("price_min", "cheap")], "price_min"),
-        ([*_in("NY"), ("sort_by", "price")], "sort_by"),
+        ([*_in("NY"), ("sort_by", "colour")], "sort_by"),
         ([*_in("NY"), ("created_min", "last tuesday")], "created_min"),
         ([*_in("NY"), ("type", "auction")], "type"),
         ([*_in("NY"), ("state", "NY")], "Unknown parameter"),

@@ -1,0 +1,84 @@
+"""The service against each source as it behaves today, and as the seed described it.
+
+End to end: the real app, the real clients and SQLite, against the simulators in their
+``current`` mode (today's APIs, the default) and, where the APIs differ, their ``seed``
+mode. Nothing inside listingbot is patched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from listingbot.clock import FakeClock
+from listingbot.sim import SimStack, us_zip_codes
+from tests.harness import config_text, load, make_sims, messages, meta, running, zips
+
+pytestmark = pytest.mark.usefixtures("no_secret_leaks")
+
+NY_ZIPS = f"""\
+- name: ny-zips
+  source: kotohomes
+  channel: 702
+  filters: {{zip_codes: {zips("NY")}}}
+"""
+
+
+def _populate(sims: SimStack, count: int) -> list[str]:
+    """``count`` NY listings created over the last 90 days, oldest first; their ids."""
+    market = sims.market
+    now = market.now
+    zip_codes = us_zip_codes("NY")
+    ids = []
+    for n in range(count):
+        market.now = now - timedelta(days=90) + timedelta(days=90) * n / count
+        ids.append(market.add_kotohomes(state="NY", zip_code=zip_codes[n % len(zip_codes)])["id"])
+    market.now = now
+    return ids
+
+
+def _events(sims: SimStack) -> Counter[tuple[str, str]]:
+    return Counter((meta(m)["event"], meta(m)["listing_id"]) for m in messages(sims, 702))
+
+
+@pytest.mark.parametrize(("mode", "count"), [("current", 120), ("seed", 40)])
+async def test_new_listings_an_old_price_drop_and_an_old_status_change_post_once(
+    tmp_path: Path, clock: FakeClock, mode: str, count: int
+) -> None:
+    """120 listings in a ZIP-code set on today's API (40 on the seed's, which cannot be
+    walked past one page): three new listings, the price drop of the oldest listing and
+    the status change of another old one are each posted once, and nothing else."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=0, kotohomes_mode=mode) as sims:
+        ids = _populate(sims, count)
+        config = load(
+            tmp_path,
+            config_text(
+                sims, NY_ZIPS, state_path=tmp_path / "state.sqlite3", sources=("kotohomes",)
+            ),
+        )
+        async with running(config, clock) as app:
+            assert await app.once()  # the first run: a baseline, nothing posted
+            assert messages(sims, 702) == []
+            sims.market.now += timedelta(minutes=5)
+            fresh = [sims.market.add_kotohomes(state="NY", zip_code="10001")["id"] for _ in "abc"]
+            oldest, old = ids[0], ids[3]
+            price = sims.market.find("kotohomes", oldest)["price"]  # type: ignore[index]
+            sims.market.update_kotohomes(oldest, price=price - 10_000)
+            status = sims.market.find("kotohomes", old)["status"]  # type: ignore[index]
+            sims.market.update_kotohomes(old, status="pending" if status == "active" else "active")
+            assert await app.once()
+            assert await app.once()  # nothing changed since: nothing more is posted
+            gaps = app.metrics.registry.get_sample_value(
+                "listingbot_possible_gaps_total", {"source": "kotohomes"}
+            )
+        assert _events(sims) == Counter(
+            [
+                *(("new", listing_id) for listing_id in fresh),
+                ("price_drop", oldest),
+                ("status_change", old),
+            ]
+        )
+        assert gaps == 0
