@@ -409,11 +409,12 @@ async def test_every_poll_and_every_delivery_pass_logs_one_canonical_line(
     service.send(signal.SIGTERM)
     assert await service.exit_code() == 0
     polls = service.logged("poll_finished")
-    assert len(polls) * 2 == listing_requests(sims)  # one query: two requests a poll
+    # One query: two requests a poll, more while the first poll walks its 60 listings.
+    assert sum(poll["requests"] for poll in polls) == listing_requests(sims)
     for poll in polls:
         assert poll["source"] == "kotohomes"
         assert poll["outcome"] == "ok"
-        assert poll["requests"] == 2
+        assert poll["requests"] >= 2
         assert {"queries", "listings", "events", "duration_s", "timestamp"} <= set(poll)
     passes = service.logged("delivery_finished")
     assert passes
