@@ -38,18 +38,24 @@ fmt: $(STAMP)
 	$(BIN)/ruff format listingbot tests benchmarks
 	$(BIN)/ruff check --fix listingbot tests benchmarks
 
-# The container image. docker if present, else podman. podman (also behind a `docker`
-# wrapper) and buildah default to the OCI format, which silently drops HEALTHCHECK:
-# --format docker keeps it. Override with ENGINE=podman, IMAGE=name:tag, and pass extra
-# build options in BUILD_FLAGS (e.g. BUILD_FLAGS=--pull).
+# The container image: docker when its daemon answers, else podman. podman (also behind a
+# `docker` wrapper) and buildah default to the OCI format, which silently drops
+# HEALTHCHECK: --format docker keeps it. Override with ENGINE=podman, IMAGE=name:tag, and
+# pass extra build options in BUILD_FLAGS (e.g. BUILD_FLAGS=--pull).
 IMAGE  ?= listingbot:latest
-ENGINE ?= $(shell command -v docker >/dev/null 2>&1 && echo docker || echo podman)
+ENGINE ?=
 
 image:
-	@command -v $(ENGINE) >/dev/null 2>&1 || { echo "make image: $(ENGINE) not found (install docker or podman)" >&2; exit 1; }
-	@if $(ENGINE) --version 2>/dev/null | grep -qi podman; then format="--format docker"; fi; \
-	  set -x; $(ENGINE) build $$format $(BUILD_FLAGS) -t $(IMAGE) .
-	@$(ENGINE) image inspect $(IMAGE) --format '$(IMAGE): {{.Size}} bytes'
+	@engine="$(ENGINE)"; \
+	if [ -z "$$engine" ]; then \
+	  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then engine=docker; \
+	  elif command -v podman >/dev/null 2>&1; then engine=podman; \
+	  elif command -v docker >/dev/null 2>&1; then engine=docker; \
+	  else echo "make image: neither docker nor podman is installed" >&2; exit 1; fi; \
+	fi; \
+	format=; if $$engine --version 2>/dev/null | grep -qi podman; then format="--format docker"; fi; \
+	set -ex; $$engine build $$format $(BUILD_FLAGS) -t $(IMAGE) .; \
+	$$engine image inspect $(IMAGE) --format '$(IMAGE): {{.Size}} bytes'
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
