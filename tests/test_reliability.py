@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sys
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
@@ -243,7 +244,64 @@ class _Wired(list[dict[str, Any]]):
 
     def append(self, item: dict[str, Any]) -> None:
         super().append(item)
-        self._wire.trip()
+        if "listingbot" in item.get("properties", {}):  # the bot's, not people's chatter
+            self._wire.trip()
+
+
+class Chatter:
+    """People talking in the channels between (and around) the bot's messages."""
+
+    def __init__(self, sims: SimStack, rng: random.Random) -> None:
+        self.sims = sims
+        self.rng = rng
+        self.posted = 0
+        self.bursts = 0
+
+    def some(self) -> None:
+        for _ in range(self.rng.randint(0, 6)):
+            self._post(self.rng.choice(CHANNELS)[0])
+
+    def burst(self, n: int = 300) -> None:
+        """More messages than a page walk of 250 would see, all in one channel."""
+        channel = self.rng.choice(CHANNELS)[0]
+        for _ in range(n):
+            self._post(channel)
+        self.bursts += 1
+
+    def _post(self, channel: int) -> None:
+        who = self.rng.choice(("ana", "ben", "chidi", "dana"))
+        self.sims.chatkitty.post_as(channel, who, f"{who}: message {self.posted}")
+        self.posted += 1
+
+
+async def second_process_is_refused(service: Service, config: Path) -> None:
+    """`listingbot once` on the same state file while `run` holds it: exit 2, naming the
+    holder, and nothing sent (the soak's duplicate check covers the second half)."""
+    generation = service.generation
+    await wait_for(
+        lambda: any(
+            line.name == "started" and line.generation == generation for line in service.lines
+        ),
+        timeout_s=30,
+        what="the service to hold the state file",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "listingbot.cli",
+        "once",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=service.env,
+        cwd=service.cwd,
+    )
+    out, _ = await proc.communicate()
+    text = out.decode("utf-8", "replace")
+    service.transcript.append(text)
+    assert proc.returncode == 2, text
+    assert f"is in use by process {service.pid} since" in text, text
 
 
 async def _requests_grow(sims: SimStack, names: tuple[str, ...], timeout_s: float) -> bool:
@@ -259,16 +317,32 @@ async def _requests_grow(sims: SimStack, names: tuple[str, ...], timeout_s: floa
 
 
 async def kill_somewhere(
-    service: Service, sims: SimStack, wire: Tripwire, rng: random.Random
+    service: Service,
+    sims: SimStack,
+    wire: Tripwire,
+    rng: random.Random,
+    chatter: Chatter | None = None,
 ) -> list[str]:
     """SIGKILL the service at a moment of the chosen kind (and restart it); returns the
-    kinds of the kills that happened."""
+    kinds of the kills that happened. With ``chatter``, half the kills right after a send
+    are followed by a burst of people's messages, so that the restarted service must page
+    back past them to find what it sent."""
     done: list[str] = []
     mode = rng.choices(
         ("after_send", "during_poll", "during_startup", "anytime"), weights=(4, 3, 1, 2)
     )[0]
     if mode == "after_send":
-        wire.arm(service.kill_now)
+        if chatter is not None and rng.random() < 0.5:
+            burst = chatter.burst
+
+            def kill_then_chat() -> None:
+                service.kill_now()
+                burst()
+
+            wire.arm(kill_then_chat)
+            mode = "after_send_then_chatter"
+        else:
+            wire.arm(service.kill_now)
         try:
             await wait_for(lambda: wire.fired, timeout_s=1.0, what="a message to be stored")
         except AssertionError:
@@ -299,6 +373,8 @@ async def test_kill_at_random_moments_loses_and_repeats_nothing(tmp_path: Path) 
     steps, kills = (400, 300) if LONG else (36, 32)
     rng = random.Random(seed)
     kill_at = set(rng.sample(range(steps), kills))  # some rounds kill twice (startup)
+    burst_at = set(rng.sample(range(steps), 20 if LONG else 3))
+    rival_at = set(rng.sample(range(steps), 20 if LONG else 2))
     async with make_sims(
         market=market(seed), seed=seed, channels=CHANNELS, kato_rpm=100_000
     ) as sims:
@@ -309,13 +385,21 @@ async def test_kill_at_random_moments_loses_and_repeats_nothing(tmp_path: Path) 
         expectation.observe_start()
         assert all(n <= 40 for n in expectation.visible_counts().values())
         service = Service(config, SECRETS, tmp_path)
+        chatter = Chatter(sims, rng)
+        rivals = 0
         modes: Counter[str] = Counter()
         mark = service.mark()
         await service.start()
         try:
             for step in range(steps):
+                chatter.some()
+                if step in burst_at:
+                    chatter.burst()
                 if step in kill_at:
-                    modes.update(await kill_somewhere(service, sims, wire, rng))
+                    modes.update(await kill_somewhere(service, sims, wire, rng, chatter))
+                if step in rival_at:
+                    await second_process_is_refused(service, config)
+                    rivals += 1
                 await wait_for(
                     lambda: all(service.polled_since(mark, s) for s in SOURCES),  # noqa: B023
                     timeout_s=30,
@@ -349,6 +433,9 @@ async def test_kill_at_random_moments_loses_and_repeats_nothing(tmp_path: Path) 
             kills=sum(modes.values()),
             modes=dict(modes),
             restarts=service.generation - 1,
+            chatter=chatter.posted,
+            chatter_bursts_of_300=chatter.bursts,
+            second_processes_refused=rivals,
         )
         assert sum(modes.values()) >= kills
         assert_exactly_once(expectation, found)

@@ -184,6 +184,8 @@ def posted(sims: SimStack) -> Posted:
     for channel, stored in sims.chatkitty.messages.items():
         for message in stored:
             props = message["properties"]
+            if "listingbot" not in props:
+                continue  # people talking in the channel
             meta, listing = props["listingbot"], props["listing"]
             event = meta["event"]
             value: object = None
