@@ -522,3 +522,47 @@ async def test_a_backlog_of_300_in_one_channel_drains_in_one_pass_in_order(bed: 
     out = await bed.deliverer.run_pass()
     assert out.sent == 300
     assert bed.posted() == keys
+
+
+# --------------------------------------------------------------------------- outbox commands (11)
+
+
+async def test_outbox_list_retry_and_drop_from_the_command_line(
+    bed: Bed, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`outbox list --state failed` shows the failed row with its reason; `retry KEY` and
+    `drop KEY` act on it (exit 0) and refuse unknown keys or rows in another state (exit 1),
+    all beside the process holding the state file."""
+    from listingbot import cli  # noqa: PLC0415
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    text = config_text(
+        bed.sims,
+        "- name: ny\n  source: kotohomes\n  channel: 702\n  filters: {zip_codes: ['10001']}\n",
+        state_path=bed.path,
+        sources=("kotohomes",),
+    )
+    config = str(write_config(bed.path.parent, text))
+    first, second = await bed.queue(702, 2)
+    bed.sims.chatkitty.remove_channel(702)
+    await bed.deliverer.run_pass()  # 404 on send: both fail with the reason
+    capsys.readouterr()
+    assert cli.main(["outbox", "list", "--state", "failed", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("outbox: pending 0 · sending 0 · sent 0 · failed 2 · dropped 0\n")
+    assert f"{first}\n  failed · channel 702 · new · kotohomes li_{first} · 1 send(s)" in out
+    assert "last error: chatkitty:" in out
+    assert "404" in out
+    assert cli.main(["outbox", "retry", first, "--config", config]) == 0
+    assert "queued again" in capsys.readouterr().out
+    assert bed.rows()[first].state == "pending"
+    assert cli.main(["outbox", "drop", second, "--config", config]) == 0
+    assert capsys.readouterr().out == f"{second}: dropped; it will not be sent\n"
+    assert cli.main(["outbox", "drop", second, "--config", config]) == 1
+    assert "not changed: it was dropped" in capsys.readouterr().out
+    assert cli.main(["outbox", "retry", "no-such-key", "--config", config]) == 1
+    assert "no outbox message with key 'no-such-key'" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["outbox", "list", "--state", "lost", "--config", config])
+    assert usage.value.code == 2
