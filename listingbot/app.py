@@ -173,7 +173,7 @@ class App:
                 min_request_interval_s=k.min_request_interval_s,
                 observer=self.metrics,
             )
-            fetchers["kotohomes"] = KotohomesFetcher(client, limit=k.limit)
+            fetchers["kotohomes"] = KotohomesFetcher(client, limit=k.limit, metrics=self.metrics)
             intervals["kotohomes"] = k.poll_interval
         if cfg.sources.kato is not None:
             c = cfg.sources.kato
@@ -191,7 +191,7 @@ class App:
                 timeout_s=c.timeout_s,
                 observer=self.metrics,
             )
-            fetchers["kato"] = KatoFetcher(kato)
+            fetchers["kato"] = KatoFetcher(kato, listing_url=c.listing_url, metrics=self.metrics)
             intervals["kato"] = c.poll_interval
         if self.housekeeping is None:
             self.housekeeping = Housekeeping(self.store, self.clock, cfg.state.retention)

@@ -19,7 +19,7 @@ import structlog
 
 from listingbot import __version__
 from listingbot.app import App
-from listingbot.config import Config, load_config
+from listingbot.config import Config, config_warnings, load_config
 from listingbot.errors import ConfigError, ListingBotError, StateLocked, StoreError
 from listingbot.logs import configure_logging, register_secret
 from listingbot.store import OUTBOX_STATES
@@ -169,6 +169,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(run_demo(cycles=None if args.forever else args.cycles, seed=args.seed))
     if command == "check-config":
         config = load_config(config_path(args.config))
+        for warning in config_warnings(config):
+            # Warnings, not errors: the file is valid, the search may still match nothing.
+            sys.stderr.write(f"listingbot: warning: {warning}\n")
         print(
             f"{config_path(args.config)}: ok · {len(config.subscriptions)} subscription(s), "
             f"sources: {', '.join(s for s in ('kotohomes', 'kato') if getattr(config.sources, s))}"

@@ -41,9 +41,13 @@ from pydantic_core import PydanticCustomError
 
 from listingbot.errors import ConfigError
 from listingbot.models import SOURCES, EventType, Source
+from listingbot.normalize import KATO_URL_FIELDS, slug
 
 __all__ = [
+    "KATO_PROPERTY_TYPES",
+    "KATO_STATUSES",
     "KOTOHOMES_PROPERTY_TYPES",
+    "US_STATE_CODES",
     "ChatKittyConfig",
     "Config",
     "DeliveryConfig",
@@ -57,6 +61,7 @@ __all__ = [
     "SourcesConfig",
     "StateConfig",
     "Subscription",
+    "config_warnings",
     "load_config",
     "parse_config",
     "parse_interval",
@@ -73,6 +78,22 @@ KOTOHOMES_PROPERTY_TYPES: frozenset[str] = frozenset(
     recreational_land residential retail senior_community single_family timberland
     townhouse unspecified vacation_home waterfront
     """.split()  # noqa: SIM905 - reads as the documented list
+)
+
+# Kato's values as far as they are known (kato.md, the maintained importer, the sandbox):
+# Kato documents neither list, so a value close to one of these is a typo (refused) and
+# any other value is only warned about.
+KATO_STATUSES: tuple[str, ...] = ("available", "under_offer", "coming_soon", "let", "sold")
+KATO_PROPERTY_TYPES: tuple[str, ...] = (
+    *("office", "retail", "industrial", "warehouse", "leisure", "restaurant"),
+    *("flexible_workspace", "medical", "land"),
+)
+# USPS codes of the states, DC and the territories: anything else matches no listing.
+US_STATE_CODES: frozenset[str] = frozenset(
+    """
+    AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH
+    NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR VI GU AS MP
+    """.split()  # noqa: SIM905 - reads as the list
 )
 
 # Fields whose values are secrets: never echoed, even when written literally in the file.
@@ -343,7 +364,8 @@ class KotohomesConfig(_Model):
 class KatoConfig(_Model):
     """The Kato Client API (UK commercial availability)."""
 
-    api_url: str = "https://client-api.integrations.kato-sandbox.app"
+    # Production (documented default); the sandbox is client-api.integrations.kato-sandbox.app
+    api_url: str = "https://client-api.kato.app"
     api_version: Literal["v1", "v2"] = "v2"
     token_path: str = "/oauth/token"  # noqa: S105 - a URL path, not a secret
     client_id: SecretStr
@@ -352,13 +374,36 @@ class KatoConfig(_Model):
     poll_interval: Interval = timedelta(minutes=10)
     poll_jitter: Jitter = timedelta(seconds=10)
     requests_per_minute: Annotated[_Int, Field(ge=1, le=6000)] = 60
-    page_size: Annotated[_Int, Field(ge=1, le=100)] = 50
+    # The seed's changelog: "Availability: Pagination limit changed to 50" - the maximum.
+    page_size: Annotated[_Int, Field(ge=1, le=50)] = 50
     timeout_s: PosFloat = 30.0
+    # The link posted for a listing (records carry none): a template over {id},
+    # {reference_number} and {external_ref}. Without one: the brochure/particulars file.
+    listing_url: str | None = None
 
     @field_validator("api_url")
     @classmethod
     def _url(cls, value: str) -> str:
         return _http_url(value)
+
+    @field_validator("listing_url")
+    @classmethod
+    def _listing_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        names = re.findall(r"\{([^{}]*)\}", text)
+        unknown = [n for n in names if n not in KATO_URL_FIELDS]
+        if unknown:
+            known = ", ".join("{" + n + "}" for n in KATO_URL_FIELDS)
+            raise _problem(f"unknown placeholder {{{unknown[0]}}} (use {known})")
+        parts = urlsplit(re.sub(r"\{[^{}]*\}", "x", text))
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise _problem(
+                "must be an http(s) URL template, e.g. "
+                "https://agency.example/property/{reference_number}"
+            )
+        return text
 
     @field_validator("token_path")
     @classmethod
@@ -477,10 +522,6 @@ def _casefold_unique(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({v.strip().casefold() for v in values if v.strip()}))
 
 
-def _slug(value: str) -> str:
-    return value.strip().lower().replace("-", "_").replace(" ", "_")
-
-
 def _postcode(value: str) -> str:
     return "".join(value.split()).upper()
 
@@ -511,7 +552,8 @@ class LocalFilters(_Model):
     @field_validator("property_types")
     @classmethod
     def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(sorted({_slug(v) for v in value if v.strip()}))
+        # The one slug normalization gives listings, so "Office/Retail" finds them.
+        return tuple(sorted({slug(v) for v in value if slug(v)}))
 
     @field_validator("postcode_prefixes")
     @classmethod
@@ -580,7 +622,43 @@ def _state(value: str) -> str:
             f"{value!r} is not a 2-letter state code (e.g. NY)",
             "not a 2-letter state code (e.g. NY)",
         )
+    if text not in US_STATE_CODES:
+        raise _ItemError(
+            f"{value!r} is not a US state code (USPS codes such as NY, NJ, CA; DC, PR)",
+            "not a US state code (USPS codes such as NY, NJ, CA; DC, PR)",
+        )
     return text
+
+
+def _keyword(value: str) -> str:
+    text = _nonempty_item(value)
+    if "," in text or ";" in text:
+        words = ", ".join(w.strip() for w in re.split(r"[,;]", text) if w.strip())
+        raise _ItemError(
+            f"{value!r} looks like a list written as one keyword; write a list: [{words}]",
+            "looks like a list written as one keyword; write a list: [first, second]",
+        )
+    return text
+
+
+def _kato_known(kind: str, known: tuple[str, ...]) -> Callable[[str], str]:
+    """A checker for a Kato value: a slug; a near miss of a known value is refused."""
+
+    def check(value: str) -> str:
+        text = slug(_nonempty_item(value))
+        if not text:
+            raise _ItemError(f"{value!r} is not a Kato {kind}", f"not a Kato {kind}")
+        if text not in known:
+            close = difflib.get_close_matches(text, known, n=1, cutoff=0.75)
+            if close:
+                raise _ItemError(
+                    f"unknown Kato {kind} {value!r}; did you mean {close[0]!r}? "
+                    f"(known: {', '.join(known)})",
+                    f"unknown Kato {kind} (known: {', '.join(known)})",
+                )
+        return text
+
+    return check
 
 
 def _zip(value: str) -> str:
@@ -594,7 +672,7 @@ def _zip(value: str) -> str:
 
 
 def _kotohomes_type(value: str) -> str:
-    text = _slug(value)
+    text = slug(value)
     if text not in KOTOHOMES_PROPERTY_TYPES:
         close = difflib.get_close_matches(text, sorted(KOTOHOMES_PROPERTY_TYPES), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else " (see the README for the list)"
@@ -678,10 +756,15 @@ class KotohomesFilters(_Model):
         mode="before",
     )(_as_list)
 
-    @field_validator("mls_numbers", "keywords_any", "keywords_none")
+    @field_validator("mls_numbers")
     @classmethod
     def _nonempty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _check_items(value, _nonempty_item)
+
+    @field_validator("keywords_any", "keywords_none")
+    @classmethod
+    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_items(value, _keyword)
 
     @field_validator("states")
     @classmethod
@@ -774,15 +857,20 @@ class KatoFilters(_Model):
         mode="before",
     )(_as_list)
 
-    @field_validator("status", "keywords_any", "keywords_none")
+    @field_validator("keywords_any", "keywords_none")
     @classmethod
-    def _nonempty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _nonempty_item)
+    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_items(value, _keyword)
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_items(value, _kato_known("status", KATO_STATUSES))
 
     @field_validator("property_types")
     @classmethod
     def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, lambda v: _slug(_nonempty_item(v)))
+        return _check_items(value, _kato_known("property type", KATO_PROPERTY_TYPES))
 
     @field_validator("postcode_prefixes")
     @classmethod
@@ -1002,6 +1090,39 @@ class Config(_Model):
         return tuple(s for s in self.subscriptions if s.source == source)
 
 
+# --------------------------------------------------------------------------- warnings
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What is valid but probably not what was meant, by key path (``check-config``)."""
+    out: list[str] = []
+    for i, sub in enumerate(config.subscriptions):
+        where = f"subscriptions[{i}].filters"
+        filters = sub.filters
+        if isinstance(filters, KotohomesFilters):
+            geo = filters.latitude is not None
+            if filters.states and not (
+                filters.zip_codes or filters.mls_numbers or filters.territory or geo
+            ):
+                out.append(
+                    f"{where}: today's Kotohomes API refuses a search by states alone (400); "
+                    "add zip_codes, territory, mls_numbers or latitude + longitude + radius"
+                )
+            continue
+        for name, values, known in (
+            ("status", filters.status, KATO_STATUSES),
+            ("property_types", filters.property_types, KATO_PROPERTY_TYPES),
+        ):
+            for j, value in enumerate(values):
+                if value not in known:
+                    out.append(
+                        f"{where}.{name}[{j}]: {value!r} is not a value listingbot knows "
+                        f"(known: {', '.join(known)}); Kato does not document the list, so "
+                        "check that your listings carry it"
+                    )
+    return out
+
+
 # --------------------------------------------------------------------------- YAML
 
 
@@ -1131,6 +1252,20 @@ def _substitute(text: str, env: _Env) -> tuple[str, list[str]]:
     return "".join(out), missing
 
 
+def _bare_variable(text: str) -> bool:
+    """True when ``text`` holds ``$NAME`` (not ``${NAME}``, not the escape ``$$``)."""
+    i = 0
+    while i < len(text) - 1:
+        if text[i] == "$":
+            if text[i + 1] == "$":
+                i += 2
+                continue
+            if text[i + 1] == "_" or text[i + 1].isalpha():
+                return True
+        i += 1
+    return False
+
+
 def _interpolate(
     data: Any, env: Mapping[str, str], *, max_nodes: int = _MAX_NODES
 ) -> _Interpolated:
@@ -1146,6 +1281,15 @@ def _interpolate(
             return {str(k): walk(v, (*loc, str(k))) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v, (*loc, i)) for i, v in enumerate(node)]
+        if isinstance(node, str) and loc and loc[-1] in _SECRET_KEYS and _bare_variable(node):
+            # "$KEY" would be taken literally and sent as the secret: refuse it.
+            whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", node.strip())
+            name = whole.group(1) if whole else "NAME"
+            result.problems.append(
+                f"{_fmt_loc(loc)}: looks like an environment variable without braces; "
+                f"write ${{{name}}} (or $$ for a literal $)"
+            )
+            return node
         if isinstance(node, str) and "$" in node:
             try:
                 value, missing = _substitute(node, lookup)

@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 from listingbot.config import LocalFilters
 from listingbot.models import Listing, Price, PriceUnit
+from listingbot.normalize import slug
 
 __all__ = ["SQFT_PER_SQM", "MatchIndex", "local_match", "rent_per_sqft"]
 
@@ -81,11 +82,7 @@ def _types_match(filters: LocalFilters, listing: Listing) -> bool:
     types = listing.property_types
     if listing.property_type is not None:
         types = (*types, listing.property_type)
-    return any(_slug(t) in wanted for t in types)
-
-
-def _slug(value: str) -> str:
-    return value.strip().lower().replace("-", "_").replace(" ", "_")
+    return any(slug(t) in wanted for t in types)
 
 
 def _postcode_match(filters: LocalFilters, listing: Listing) -> bool:
@@ -273,7 +270,7 @@ class _Bands:
 
 
 def _listing_types(listing: Listing) -> set[str]:
-    types = {_slug(t) for t in listing.property_types}
+    types = {slug(t) for t in listing.property_types}
     if listing.property_type is not None:
-        types.add(_slug(listing.property_type))
+        types.add(slug(listing.property_type))
     return types

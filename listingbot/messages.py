@@ -63,6 +63,7 @@ _UNIT_SUFFIX: Final[dict[PriceUnit, str]] = {
     PriceUnit.PER_YEAR: "/yr",
     PriceUnit.PER_SQFT: " per sq ft",
     PriceUnit.PER_SQM: " per sq m",
+    PriceUnit.PER_DESK: " per desk",
 }
 # Rents per area are small numbers quoted to the penny ("£45.00 per sq ft").
 _AREA_UNITS: Final = frozenset({PriceUnit.PER_SQFT, PriceUnit.PER_SQM})

@@ -81,6 +81,13 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.fields_dropped = Counter(
+            "listingbot_record_fields_dropped",
+            "Fields of upstream records that could not be read and were left out (the rest "
+            "of the record is kept), by source and top-level field.",
+            ["source", "field"],
+            registry=r,
+        )
         self.possible_gaps = Counter(
             "listingbot_possible_gaps",
             "Polls whose full result page may have hidden changes (Kotohomes has no paging).",

@@ -27,6 +27,7 @@ class PriceUnit(StrEnum):
     PER_YEAR = "per_year"  # rent for the whole unit, yearly
     PER_SQFT = "per_sqft"  # rent per square foot (per year, UK convention)
     PER_SQM = "per_sqm"  # rent per square metre (per year)
+    PER_DESK = "per_desk"  # rent per desk (flexible workspace; period as the agent quotes)
 
 
 class Price(Frozen):

@@ -1,10 +1,15 @@
 """Raw Kotohomes and Kato records into the one frozen :class:`~listingbot.models.Listing`.
 
-Pure functions: no I/O, no clock. A record that cannot be read without guessing raises
-:class:`MalformedRecord`; the caller skips and counts it. Skipping is preferred to posting
-wrong facts, so a wrong type in an optional field (bedrooms ``"three"``) rejects the record.
-The one leniency is money (and sizes), which both APIs may send as formatted strings
-(``"£45.00"``, ``"1,250,000"``).
+Pure functions: no I/O, no clock. Reading is lenient field by field: a field that cannot
+be read without guessing (bedrooms ``"three"``, a date of February 30th, a negative price)
+is dropped - the listing carries no value for it rather than a wrong one - and reported as
+a :class:`FieldProblem` to the caller's ``problems`` list, which counts and logs it. Only a
+record without a usable id (nothing to know it by) or one that cannot form a listing at
+all raises :class:`MalformedRecord`; the caller skips and counts that.
+
+Kato's API is PHP/Laravel and is read the way the maintained importer reads it: ``[]`` is
+an empty object, booleans arrive as ``0``/``1``/``"1"``, money as ``"£45.00 psf"``,
+``status`` as a string or an object, rent metrics beyond sq ft / sq m.
 
 Text is cleaned here (control characters, bidi overrides, invalid surrogates, runs of
 whitespace, length caps); neutralizing chat mention syntax is the message renderer's job.
@@ -16,9 +21,12 @@ import html
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from functools import wraps
+from typing import Any, NoReturn, ParamSpec, TypeVar
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -42,6 +50,37 @@ _AMOUNT = re.compile(r"-?\d+(?:\.\d+)?")
 _HTML_BREAK = re.compile(r"<\s*(?:br|/p|/div|/li|/h[1-6]|/tr)\b[^<>]*>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>")
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+_FIGURE = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+_UNIT_DIGITS = re.compile(r"(?i)(?:ft|m)[2²]")
+_LETTERS = re.compile(r"[A-Za-z0-9]")
+_BOOL_WORDS = {"1": True, "0": False, "true": True, "false": False, "yes": True, "no": False}
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One field of one record that was dropped, and why (no value from the record)."""
+
+    record_id: str
+    field: str
+    reason: str
+
+    @property
+    def top_field(self) -> str:
+        """The top-level field (``rent`` for ``rent.from``): a bounded metric label."""
+        return re.split(r"[.\[]", self.field, maxsplit=1)[0]
+
+
+# A source's normalizer as the poller calls it: the raw record and where problems go.
+Normalizer = Callable[[Mapping[str, Any], "list[FieldProblem] | None"], "Listing"]
+
+
+class _BadField(ValueError):
+    """A field that cannot be read; caught where the field is read, never escapes."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
 
 
 class MalformedRecord(ValueError):
@@ -110,15 +149,54 @@ def _short(value: Any) -> str:
 # --- typed field readers ----------------------------------------------------------------------
 
 
-class _Reader:
-    """Reads the fields of one record; every problem becomes a MalformedRecord naming it."""
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
-    def __init__(self, record_id: str | None) -> None:
+
+def _lenient(default: Any) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
+    """A reader method that answers ``default`` (and reports the field) when the value
+    cannot be read, instead of failing the record."""
+
+    def wrap(method: Callable[_P, _T]) -> Callable[_P, _T]:
+        @wraps(method)
+        def read(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            try:
+                return method(*args, **kwargs)
+            except _BadField as err:
+                reader = args[0]
+                assert isinstance(reader, _Reader)
+                reader.report(err)
+                result: _T = default
+                return result
+
+        return read
+
+    return wrap
+
+
+class _Reader:
+    """Reads the fields of one record; a field that cannot be read is reported, not kept."""
+
+    def __init__(self, record_id: str, problems: list[FieldProblem] | None) -> None:
         self.record_id = record_id
+        self.problems = problems
 
     def fail(self, name: str, problem: str) -> NoReturn:
-        raise MalformedRecord(self.record_id, f"{name}: {problem}")
+        raise _BadField(name, problem)
 
+    def report(self, err: _BadField) -> None:
+        if self.problems is not None:
+            self.problems.append(FieldProblem(self.record_id, err.name, err.problem[:200]))
+
+    def guard(self, default: _T, read: Callable[[], _T]) -> _T:
+        """``read()``, or ``default`` when a field it reads cannot be read."""
+        try:
+            return read()
+        except _BadField as err:
+            self.report(err)
+            return default
+
+    @_lenient(None)
     def text(self, value: Any, name: str, *, multiline: bool = False) -> str | None:
         if value is None:
             return None
@@ -130,6 +208,7 @@ class _Reader:
             cleaned = cap(cleaned, FIELD_MAX_CHARS)
         return cleaned or None
 
+    @_lenient(None)
     def url(self, value: Any, name: str) -> str | None:
         """An http(s) URL, else None: a link nobody can follow is no fact worth skipping for."""
         if value is None:
@@ -145,12 +224,14 @@ class _Reader:
             return None
         return url
 
+    @_lenient(None)
     def code(self, value: Any, name: str, *, digits: int = 0) -> str | None:
         """An identifier-like value (ZIP, MLS number) that may arrive as a number."""
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value).zfill(digits)
         return self.text(value, name)
 
+    @_lenient(None)
     def number(
         self,
         value: Any,
@@ -175,29 +256,48 @@ class _Reader:
             self.fail(name, f"expected a number, got {type(value).__name__}")
         return self._in_range(number, name, minimum, maximum)
 
+    @_lenient((None, None))
     def amount(
         self, value: Any, name: str, *, maximum: float = MAX_MONEY
     ) -> tuple[float | None, str | None]:
-        """A non-negative amount, also from a formatted string; and the currency its symbol
-        or code implies (``"£45.00"`` -> 45.0, "GBP")."""
-        if isinstance(value, str):
-            text = value.strip()
-            currency = None
-            for symbol, code in _CURRENCY_SYMBOLS.items():
-                if symbol in text:
-                    currency, text = code, text.replace(symbol, "")
-            for code in ("GBP", "USD", "EUR"):
-                if text.upper().startswith(code) or text.upper().endswith(code):
-                    currency = code
-                    text = re.sub(code, "", text, flags=re.IGNORECASE)
-            text = text.replace(",", "").replace(" ", "")
-            if not text:
-                return None, currency
-            if not _AMOUNT.fullmatch(text):
-                self.fail(name, f"expected an amount, got {_short(value)}")
-            return self._in_range(float(text), name, 0.0, maximum), currency
-        return self.number(value, name, minimum=0.0, maximum=maximum), None
+        """A non-negative amount, also from a formatted string, and the currency its symbol
+        or code implies: ``"£45.00 psf"`` -> (45.0, "GBP"), ``"1,250,000"`` -> 1250000.
 
+        As the maintained importer does, everything but the figure is set aside (symbols,
+        codes, unit suffixes); a string with no figure, or two (a range), is not guessed at.
+        """
+        if not isinstance(value, str):
+            return self._plain_amount(value, name, maximum), None
+        text = value.strip()
+        currency = None
+        for symbol, code in _CURRENCY_SYMBOLS.items():
+            if symbol in text:
+                currency = code
+        upper = text.upper()
+        for code in ("GBP", "USD", "EUR"):
+            if re.search(rf"\b{code}\b", upper):
+                currency = code
+        # Units with digits in them (ft2, m2) are no figure.
+        figures = _FIGURE.findall(_UNIT_DIGITS.sub(" ", text))
+        if not figures:
+            if not _LETTERS.search(text):
+                return None, currency  # "", "£", " - ": nothing given
+            self.fail(name, f"expected an amount, got {_short(value)}")
+        if len(figures) > 1:
+            self.fail(name, f"more than one figure in {_short(value)}")
+        if re.search(r"-\s*[\d.]", text) and not re.search(r"\d\s*-", text):
+            self.fail(name, f"{_short(value)} is below 0")
+        number = float(figures[0].replace(",", ""))
+        return self._in_range(number, name, 0.0, maximum), currency
+
+    def _plain_amount(self, value: Any, name: str, maximum: float) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(name, f"expected an amount, got {type(value).__name__}")
+        return self._in_range(float(value), name, 0.0, maximum)
+
+    @_lenient(None)
     def integer(self, value: Any, name: str) -> int | None:
         number = self.number(value, name)
         if number is None:
@@ -206,11 +306,18 @@ class _Reader:
             self.fail(name, f"expected a whole number, got {_short(value)}")
         return int(number)
 
+    @_lenient(None)
     def boolean(self, value: Any, name: str) -> bool | None:
-        if value is not None and not isinstance(value, bool):
-            self.fail(name, f"expected true or false, got {_short(value)}")
-        return value
+        """true/false, and PHP's forms of them: 0/1, "0"/"1", "true"/"false"."""
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.strip().lower()]
+        return self.fail(name, f"expected true or false, got {_short(value)}")
 
+    @_lenient(None)
     def when(self, value: Any, name: str) -> datetime | None:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
@@ -226,16 +333,22 @@ class _Reader:
             self.fail(name, f"implausible date {_short(value)}")
         return parsed
 
+    @_lenient(None)
     def mapping(self, value: Any, name: str) -> Mapping[str, Any] | None:
+        """An object; ``[]`` is how PHP writes an empty one."""
+        if isinstance(value, list) and not value:
+            return {}
         if value is not None and not isinstance(value, Mapping):
             self.fail(name, f"expected an object, got {type(value).__name__}")
         return value
 
+    @_lenient(())
     def items(self, value: Any, name: str) -> Sequence[Any]:
         if value is not None and not isinstance(value, list):
             self.fail(name, f"expected a list, got {type(value).__name__}")
         return value or ()
 
+    @_lenient(None)
     def currency(self, value: Any, name: str) -> str | None:
         text = self.text(value, name)
         if text is None:
@@ -288,21 +401,20 @@ def _capitalized(text: str) -> str:
 # --- Kotohomes ---------------------------------------------------------------------------
 
 
-def normalize_kotohomes(raw: Mapping[str, Any]) -> Listing:
-    """One Kotohomes search record as a Listing; raises MalformedRecord."""
+def normalize_kotohomes(
+    raw: Mapping[str, Any], *, problems: list[FieldProblem] | None = None
+) -> Listing:
+    """One Kotohomes search record as a Listing; fields that cannot be read are dropped
+    and appended to ``problems``. Raises MalformedRecord without a usable id."""
     if not isinstance(raw, Mapping):
         raise MalformedRecord(None, "record is not an object")
     record_id = _record_id(raw)
-    r = _Reader(record_id)
+    r = _Reader(record_id, problems)
 
     created_at = r.when(raw.get("created_at"), "created_at")
     updated_at = r.when(raw.get("updated_at"), "updated_at")
-    if created_at is None and updated_at is None:
-        r.fail("created_at/updated_at", "neither is present")
 
-    kind = r.text(raw.get("type"), "type")
-    if kind is not None and slug(kind) not in ("for_sale", "for_rent"):
-        r.fail("type", f"unknown listing type {_short(kind)}")
+    kind = r.guard(None, lambda: _kotohomes_type(r, raw.get("type")))
     to_let = kind is not None and slug(kind) == "for_rent"
     amount, _ = r.amount(raw.get("price"), "price")
     amount = amount or None  # a price of 0 means "not given", never "free"
@@ -324,9 +436,7 @@ def normalize_kotohomes(raw: Mapping[str, Any]) -> Listing:
     bathrooms = r.number(raw.get("bathrooms"), "bathrooms", minimum=0, maximum=1000)
     living_area = r.number(raw.get("living_area"), "living_area", minimum=0, maximum=1e8)
     lot_size = r.number(raw.get("lot_size"), "lot_size", minimum=0, maximum=1e7)
-    year_built = r.integer(raw.get("year_built"), "year_built")
-    if year_built is not None and year_built > _LATEST_YEAR:
-        r.fail("year_built", f"implausible year {year_built}")
+    year_built = r.guard(None, lambda: _year_built(r, raw.get("year_built")))
     property_type_text = r.text(raw.get("property_type"), "property_type")
     property_type = slug(property_type_text) if property_type_text else None
     status_text = r.text(raw.get("status"), "status")
@@ -386,6 +496,20 @@ def normalize_kotohomes(raw: Mapping[str, Any]) -> Listing:
     )
 
 
+def _kotohomes_type(r: _Reader, value: Any) -> str | None:
+    kind = r.text(value, "type")
+    if kind is not None and slug(kind) not in ("for_sale", "for_rent"):
+        r.fail("type", f"unknown listing type {_short(kind)}")
+    return kind
+
+
+def _year_built(r: _Reader, value: Any) -> int | None:
+    year = r.integer(value, "year_built")
+    if year is not None and year > _LATEST_YEAR:
+        r.fail("year_built", f"implausible year {year}")
+    return year
+
+
 def _kotohomes_title(
     record_id: str,
     *,
@@ -426,16 +550,24 @@ def _summary(text: str | None) -> str | None:
 # --- Kato ------------------------------------------------------------------------------
 
 
-def normalize_kato(raw: Mapping[str, Any], *, web_base: str | None = None) -> Listing:
-    """One Kato availability record as a Listing; raises MalformedRecord.
+def normalize_kato(
+    raw: Mapping[str, Any],
+    *,
+    listing_url: str | None = None,
+    problems: list[FieldProblem] | None = None,
+) -> Listing:
+    """One Kato availability record as a Listing; fields that cannot be read are dropped
+    and appended to ``problems``. Raises MalformedRecord without a usable id.
 
-    ``web_base`` builds a link for records that carry no ``url``/``website_url``: it may
-    contain ``{id}`` (``"https://agent.example/property/{id}"``), else the id is appended.
+    The record has no public link. ``listing_url`` is the operator's template over
+    ``{id}``, ``{reference_number}`` and ``{external_ref}``
+    (``"https://agency.example/property/{reference_number}"``); without one, or when the
+    record lacks a value it names, the brochure (else the particulars) file is the link.
     """
     if not isinstance(raw, Mapping):
         raise MalformedRecord(None, "record is not an object")
     record_id = _record_id(raw)
-    r = _Reader(record_id)
+    r = _Reader(record_id, problems)
 
     address = r.mapping(raw.get("address"), "address") or {}
     name = r.text(address.get("name"), "address.name")
@@ -448,7 +580,8 @@ def normalize_kato(raw: Mapping[str, Any], *, web_base: str | None = None) -> Li
     position = r.mapping(raw.get("position"), "position") or {}
 
     property_types = _kato_property_types(r, raw.get("property_types"))
-    size_from, size_to = _kato_size(r, raw.get("size"))
+    no_size: tuple[float | None, float | None] = (None, None)
+    size_from, size_to = r.guard(no_size, lambda: _kato_size(r, raw.get("size")))
     status = _kato_status(r, raw.get("status"))
 
     parts: list[str] = []
@@ -461,9 +594,9 @@ def normalize_kato(raw: Mapping[str, Any], *, web_base: str | None = None) -> Li
         {
             "source": "kato",
             "id": record_id,
-            "url": _kato_url(r, raw, record_id, web_base),
+            "url": _kato_url(r, raw, record_id, listing_url),
             "title": _kato_title(record_id, name or line1, town, property_types),
-            "summary": _summary(_kato_summary(r, raw.get("marketing"))),
+            "summary": _summary(r.guard(None, lambda: _kato_summary(r, raw.get("marketing")))),
             "address": ", ".join(parts) or None,
             "city": town,
             "region": county,
@@ -474,7 +607,7 @@ def normalize_kato(raw: Mapping[str, Any], *, web_base: str | None = None) -> Li
             "for_sale": bool(r.boolean(raw.get("for_sale"), "for_sale")),
             "to_let": bool(r.boolean(raw.get("to_let"), "to_let")),
             "price": _kato_price(r, raw.get("price")),
-            "rent": _kato_rent(r, raw.get("rent")),
+            "rent": r.guard(None, lambda: _kato_rent(r, raw.get("rent"))),
             "size_sqft": size_from,
             "size_max_sqft": size_to,
             "property_type": property_types[0] if property_types else None,
@@ -500,23 +633,48 @@ def _kato_title(
     return cap(clean_text(title), TITLE_MAX_CHARS)
 
 
+KATO_URL_FIELDS = ("id", "reference_number", "external_ref")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
 def _kato_url(
-    r: _Reader, raw: Mapping[str, Any], record_id: str, web_base: str | None
+    r: _Reader, raw: Mapping[str, Any], record_id: str, template: str | None
 ) -> str | None:
     for field in ("url", "website_url"):
         url = r.url(raw.get(field), field)
         if url:
             return url
-    if not web_base:
+    if template:
+        url = _fill(r, template, raw, record_id)
+        if url:
+            return url
+    files = r.items(raw.get("files"), "files")
+    for wanted in ("brochure", "particulars"):
+        for index, item in enumerate(files):
+            if isinstance(item, Mapping) and str(item.get("type", "")).lower() == wanted:
+                url = r.url(item.get("url"), f"files[{index}].url")
+                if url:
+                    return url
+    return None
+
+
+def _fill(r: _Reader, template: str, raw: Mapping[str, Any], record_id: str) -> str | None:
+    """The template with the record's values (URL-quoted), or None when one is missing."""
+    values: dict[str, str] = {"id": record_id}
+    for name in KATO_URL_FIELDS[1:]:
+        value = r.code(raw.get(name), name)
+        if value:
+            values[name] = value
+    missing = [n for n in _PLACEHOLDER.findall(template) if n not in values]
+    if missing:
         return None
-    if "{id}" in web_base:
-        return web_base.replace("{id}", record_id)
-    return f"{web_base.rstrip('/')}/{record_id}"
+    return _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), template)
 
 
 def _kato_status(r: _Reader, value: Any) -> str | None:
+    """A slug, from a string or from an object under any of the keys Laravel apps use."""
     if isinstance(value, Mapping):
-        for key in ("key", "slug", "name"):
+        for key in ("key", "slug", "value", "code", "name", "label", "title"):
             text = r.text(value.get(key), f"status.{key}")
             if text:
                 return slug(text) or None
@@ -574,7 +732,7 @@ def _kato_rent(r: _Reader, value: Any) -> Price | None:
         r.fail("rent", f"range runs backwards ({low:g} to {high:g})")
     if low is None and not on_application:
         return None
-    metric = r.text(block.get("metric"), "rent.metric")
+    metric = r.text(block.get("metric"), "rent.metric") or _metric_hint(block.get("from"))
     unit = _rent_unit(metric)
     if unit is None:
         r.fail("rent.metric", f"unknown rent metric {_short(metric)}")
@@ -588,6 +746,15 @@ def _kato_rent(r: _Reader, value: Any) -> Price | None:
     )
 
 
+def _metric_hint(value: Any) -> str | None:
+    """The unit a formatted figure names itself (``"£45.00 psf"`` -> ``"psf"``)."""
+    if not isinstance(value, str):
+        return None
+    words = _FIGURE.sub(" ", value).replace("£", " ").replace("$", " ").replace("€", " ")
+    words = re.sub(r"(?i)\b(?:GBP|USD|EUR)\b", " ", words).strip(" -")
+    return words or None
+
+
 def _rent_unit(metric: str | None) -> PriceUnit | None:
     """Kato's rent metric as a unit; no metric means a yearly rent (UK commercial habit)."""
     if metric is None:
@@ -597,6 +764,8 @@ def _rent_unit(metric: str | None) -> PriceUnit | None:
         return PriceUnit.PER_SQFT
     if any(token in key for token in ("sqm", "m2", "psm", "squaremet")):
         return PriceUnit.PER_SQM
+    if "desk" in key or "workstation" in key:
+        return PriceUnit.PER_DESK
     if "month" in key or key in ("pcm", "pm"):
         return PriceUnit.PER_MONTH
     if any(token in key for token in ("annum", "year", "annual")) or key in ("pa", "pax"):

@@ -44,7 +44,13 @@ from listingbot.matching import MatchIndex
 from listingbot.messages import render
 from listingbot.metrics import Metrics
 from listingbot.models import Listing, Source
-from listingbot.normalize import MalformedRecord, normalize_kato, normalize_kotohomes
+from listingbot.normalize import (
+    FieldProblem,
+    MalformedRecord,
+    Normalizer,
+    normalize_kato,
+    normalize_kotohomes,
+)
 from listingbot.store import (
     ChannelState,
     Cursor,
@@ -136,9 +142,20 @@ class Reader:
         self.source = source
         self._memory: dict[bytes, Facts] = {}
         self._fresh: dict[bytes, Facts] = {}
+        self._normalize: Normalizer = _DEFAULT_NORMALIZERS[source]
+        # Fields dropped from the records normalized since the last take_dropped().
+        self._dropped: Counter[str] = Counter()
 
-    def read(self, records: Sequence[Any]) -> tuple[list[Observed], set[str]]:
-        """The records as observations, and an identity for each one that was skipped."""
+    def read(
+        self, records: Sequence[Any], normalize: Normalizer | None = None
+    ) -> tuple[list[Observed], set[str]]:
+        """The records as observations, and an identity for each one that was skipped.
+
+        ``normalize`` is the source's normalizer (the fetcher's, which knows its options);
+        a field it drops is logged once per change of the record and counted.
+        """
+        if normalize is not None:
+            self._normalize = normalize
         out: list[Observed] = []
         bad: set[str] = set()
         for index, raw in enumerate(records):
@@ -149,11 +166,18 @@ class Reader:
                 )
                 continue
             digest = _digest(raw)
-            facts = self._memory.get(digest) if digest is not None else None
+            # Seen last poll, or already in this one (Kotohomes serves a record in both of
+            # a query's answers): normalized, and its dropped fields counted, once.
+            facts = (
+                (self._memory.get(digest) or self._fresh.get(digest))
+                if digest is not None
+                else None
+            )
             listing = None
             if facts is None:
+                problems: list[FieldProblem] = []
                 try:
-                    listing = _normalize_one(self.source, raw)
+                    listing = self._normalize(raw, problems)
                 except MalformedRecord as err:
                     # Without a usable id, the record's content identifies it: Kotohomes
                     # serves one record in both of a query's answers, at different places.
@@ -166,6 +190,7 @@ class Reader:
                         reason=err.reason[:200],
                     )
                     continue
+                self._report(problems)
                 facts = Facts.of(listing)
             if digest is not None:
                 self._fresh[digest] = facts
@@ -176,8 +201,24 @@ class Reader:
         """The normalized listing of an observation (normalized now if it was remembered)."""
         if observed.listing is None:
             # The same bytes normalized cleanly before: normalization is pure, so they do now.
-            observed.listing = _normalize_one(self.source, observed.raw)
+            observed.listing = self._normalize(observed.raw, None)
         return observed.listing
+
+    def take_dropped(self) -> Counter[str]:
+        """Fields dropped since the last call, by top-level field name."""
+        dropped, self._dropped = self._dropped, Counter()
+        return dropped
+
+    def _report(self, problems: list[FieldProblem]) -> None:
+        for problem in problems:
+            self._dropped[problem.top_field] += 1
+            log.warning(
+                "record_field_dropped",
+                source=self.source,
+                record_id=problem.record_id,
+                field=problem.field,
+                reason=problem.reason,
+            )
 
     def forget_older(self) -> None:
         """Keep what this poll read, drop the rest (call once per poll)."""
@@ -256,17 +297,21 @@ class KotohomesFetcher:
     taken for the newest.
     """
 
-    def __init__(self, client: KotohomesClient, *, limit: int) -> None:
+    def __init__(
+        self, client: KotohomesClient, *, limit: int, metrics: Metrics | None = None
+    ) -> None:
         self.client = client
         self.limit = limit
+        self.metrics = metrics
 
     async def fetch(self, query: Query, cursor: Cursor | None, reader: Reader) -> Fetched:
         created_hw = _parse(cursor.created_hw) if cursor else None
         updated_hw = _parse(cursor.updated_hw) if cursor else None
         updates = await self.client.recent_updates(query.params, limit=self.limit)
-        new_updated, bad_updated = reader.read(updates.records)
+        new_updated, bad_updated = reader.read(updates.records, _kotohomes)
         created = await self.client.new_listings(query.params, since=created_hw, limit=self.limit)
-        new_created, bad_created = reader.read(created.records)
+        new_created, bad_created = reader.read(created.records, _kotohomes)
+        _count_dropped(self.metrics, query.source, reader)
         listings = {o.facts.id: o for o in [*new_created, *new_updated]}
         skipped = len(bad_created | bad_updated)
         gap = created.gap or updates.gap
@@ -300,15 +345,30 @@ class KotohomesFetcher:
 
 
 class KatoFetcher:
-    """Kato has no "updated since": every poll sweeps all pages and diffs locally."""
+    """Kato has no "updated since": every poll sweeps all pages and diffs locally.
 
-    def __init__(self, client: KatoClient) -> None:
+    ``listing_url`` is the operator's link template for Kato records (they carry none).
+    """
+
+    def __init__(
+        self,
+        client: KatoClient,
+        *,
+        listing_url: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.client = client
+        self.listing_url = listing_url
+        self.metrics = metrics
+
+    def normalize(self, raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
+        return normalize_kato(raw, listing_url=self.listing_url, problems=problems)
 
     async def fetch(self, query: Query, cursor: Cursor | None, reader: Reader) -> Fetched:
         del cursor
         sweep = await self.client.sweep(query.params)
-        observed, bad = reader.read(sweep.records)
+        observed, bad = reader.read(sweep.records, self.normalize)
+        _count_dropped(self.metrics, query.source, reader)
         listings = {o.facts.id: o for o in observed}
         marks = [o.facts.updated_at for o in listings.values() if o.facts.updated_at]
         return Fetched(
@@ -321,8 +381,22 @@ class KatoFetcher:
         )
 
 
-def _normalize_one(source: str, raw: Mapping[str, Any]) -> Listing:
-    return normalize_kotohomes(raw) if source == "kotohomes" else normalize_kato(raw)
+def _kotohomes(raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
+    return normalize_kotohomes(raw, problems=problems)
+
+
+def _kato(raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
+    return normalize_kato(raw, problems=problems)
+
+
+_DEFAULT_NORMALIZERS: dict[Source, Normalizer] = {"kotohomes": _kotohomes, "kato": _kato}
+
+
+def _count_dropped(metrics: Metrics | None, source: str, reader: Reader) -> None:
+    dropped = reader.take_dropped()
+    if metrics is not None:
+        for field_name, count in dropped.items():
+            metrics.fields_dropped.labels(source, field_name).inc(count)
 
 
 def _parse(value: str | None) -> datetime | None:

@@ -253,21 +253,23 @@ async def test_kotohomes_403_stops_that_source_loudly_while_kato_works(
     assert sum(1 for r in sims.kotohomes.requests if r.status == 403) == 1
 
 
-async def test_malformed_record_is_skipped_and_counted_and_the_rest_posted(
+async def test_a_malformed_field_costs_the_field_not_the_record(
     sims: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
-    """A record that fails validation is skipped and counted; the good one is posted."""
+    """bedrooms "three": the listing is posted without a bedroom count, the field is
+    counted as dropped, nothing is skipped."""
     config = load(tmp_path, cfg(sims, tmp_path))
     async with running(config, clock) as app:
         await app.once()
-        bad = sims.market.add_kotohomes(state="NY", bedrooms="three", price=300_000)
+        odd = sims.market.add_kotohomes(state="NY", bedrooms="three", price=300_000)
         good = sims.market.add_kotohomes(state="NY", price=310_000)
         assert await app.once()
         skipped = app.metrics.records_skipped.labels("kotohomes")._value.get()
-    posted = [meta(m)["listing_id"] for m in messages(sims, 702)]
-    assert posted == [good["id"]]
-    assert bad["id"] not in posted
-    assert skipped >= 1
+        dropped = app.metrics.fields_dropped.labels("kotohomes", "bedrooms")._value.get()
+    posted = {meta(m)["listing_id"]: m for m in messages(sims, 702)}
+    assert sorted(posted) == sorted([odd["id"], good["id"]])
+    assert "three" not in posted[odd["id"]]["body"]
+    assert (skipped, dropped) == (0, 1)
 
 
 async def test_unknown_channel_is_a_config_error_naming_the_subscription(

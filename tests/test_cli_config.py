@@ -127,3 +127,20 @@ async def test_real_process_refuses_an_unknown_channel(
         path = _unknown_channel_config(sims, tmp_path)
         code, out, err = await _run("once", "--config", str(path), env=world, cwd=tmp_path)
     assert_refused(code, out, err, "ChatKitty has no channel with id 999")
+
+
+@pytest.mark.usefixtures("world")
+def test_check_config_warns_about_a_states_only_search_and_still_accepts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check-config` on a states-only Kotohomes search: exit 0, and a warning on stderr
+    saying today's API refuses it and which constraint to add."""
+    text = (BAD / "bad_state_code.yaml").read_text().replace("[NY, New Jersey]", "[NY, NJ]")
+    path = tmp_path / "states_only.yaml"
+    path.write_text(text)
+    code = main(["check-config", "--config", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert ": ok" in out
+    assert "warning: subscriptions[0].filters: today's Kotohomes API refuses" in err
+    assert "add zip_codes, territory, mls_numbers or latitude + longitude + radius" in err

@@ -14,6 +14,7 @@ from listingbot.config import (
     KotohomesFilters,
     LocalFilters,
     Subscription,
+    config_warnings,
     load_config,
     parse_config,
     parse_interval,
@@ -884,3 +885,150 @@ def test_an_alias_bomb_is_refused() -> None:
     text = "\n".join(levels) + "\nstate: *a6\n"
     with pytest.raises(ConfigError, match="expands too much"):
         parse_config(text, env={})
+
+
+# --------------------------------------------------------------------------- fidelity
+
+
+def test_office_retail_is_one_slug_in_config_normalization_and_matching() -> None:
+    """`property_types: [Office/Retail]` matches a Kato listing typed "Office/Retail": the
+    config, the normalizer and the matcher share one slug function."""
+    from listingbot.matching import local_match  # noqa: PLC0415 - this test only
+    from listingbot.normalize import normalize_kato, slug  # noqa: PLC0415
+
+    config = parse(with_filters("{property_types: [Office/Retail]}", source="kato"))
+    filters = config.subscriptions[0].local
+    assert filters.property_types == (slug("Office/Retail"),) == ("office_retail",)
+    record = {"id": 7, "property_types": [{"key": "Office/Retail"}], "to_let": True}
+    listing = normalize_kato(record)
+    assert listing.property_types == ("office_retail",)
+    assert local_match(filters, listing)
+
+
+def test_a_states_only_kotohomes_search_is_valid_but_warned_about() -> None:
+    """states alone loads (the seed's API took it) and gets a warning naming the fix."""
+    config = parse(with_filters("{states: [NY, NJ]}"))
+    (warning,) = config_warnings(config)
+    assert warning.startswith("subscriptions[0].filters: today's Kotohomes API refuses")
+    assert "add zip_codes, territory, mls_numbers or latitude + longitude + radius" in warning
+    assert config_warnings(parse(with_filters("{states: [NY], zip_codes: ['10001']}"))) == []
+
+
+def test_an_unknown_kato_value_far_from_every_known_one_is_a_warning() -> None:
+    """Kato documents neither list: a value unlike every known one loads, with a warning
+    that shows the known values."""
+    config = parse(with_filters("{status: withdrawn, property_types: [hotel]}", source="kato"))
+    warnings = config_warnings(config)
+    assert [w.split(":")[0] for w in warnings] == [
+        "subscriptions[0].filters.status[0]",
+        "subscriptions[0].filters.property_types[0]",
+    ]
+    assert "known: available, under_offer" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("filters", "phrase"),
+    [
+        ("{property_types: [offices]}", "did you mean 'office'?"),
+        ("{status: availble}", "did you mean 'available'?"),
+        ("{status: [available, 'under offr']}", "did you mean 'under_offer'?"),
+    ],
+)
+def test_a_near_miss_of_a_known_kato_value_is_refused_with_the_list(
+    filters: str, phrase: str
+) -> None:
+    """A typo of a known Kato value would silently match nothing: refused, list shown."""
+    message = error_of(with_filters(filters, source="kato"))
+    assert phrase in message
+    assert "(known: " in message
+
+
+def test_kato_statuses_are_sent_as_slugs() -> None:
+    """`status: Under Offer` is sent upstream as under_offer."""
+    config = parse(with_filters("{status: [Under Offer, available]}", source="kato"))
+    assert config.subscriptions[0].upstream_params() == (
+        ("status", "available"),
+        ("status", "under_offer"),
+    )
+
+
+@pytest.mark.parametrize("source", ["kotohomes", "kato"])
+@pytest.mark.parametrize("key", ["keywords_any", "keywords_none"])
+def test_a_keyword_string_that_looks_like_a_list_is_refused(source: str, key: str) -> None:
+    """`keywords_any: "balcony, terrace"` is one phrase nobody writes: refused, with the
+    list to write instead."""
+    geo = "zip_codes: ['10001'], " if source == "kotohomes" else ""
+    message = error_of(with_filters(f'{{{geo}{key}: "balcony, terrace"}}', source=source))
+    assert f"subscriptions[0].filters.{key}[0]:" in message
+    assert "write a list: [balcony, terrace]" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("$KOTOHOMES_API_KEY", "${KOTOHOMES_API_KEY}"), ("abc$KEYdef", "${NAME}")],
+)
+def test_a_secret_with_a_bare_dollar_variable_is_refused(value: str, shown: str) -> None:
+    """`key: $VAR` would be sent literally as the key: refused, suggesting ${VAR}; a
+    secret that merely contains one is refused without being echoed."""
+    message = error_of(edit("key: ${KOTOHOMES_API_KEY}", f"key: {value}"))
+    assert (
+        f"sources.kotohomes.key: looks like an environment variable without braces; write {shown}"
+        in message
+    )
+    if value != "$KOTOHOMES_API_KEY":
+        assert value not in message
+
+
+def test_a_literal_dollar_in_a_secret_is_written_twice() -> None:
+    """`$$` is a literal $, so a secret containing one still loads."""
+    config = parse(edit("key: ${KOTOHOMES_API_KEY}", "key: ab$$cd"))
+    assert config.sources.kotohomes is not None
+    assert config.sources.kotohomes.key.get_secret_value() == "ab$cd"
+
+
+@pytest.mark.parametrize("code", ["XX", "QQ", "UK"])
+def test_unknown_us_state_codes_are_refused(code: str) -> None:
+    """A 2-letter code that is no US state matches nothing: refused."""
+    message = error_of(with_filters(f"{{states: [NY, {code}], zip_codes: ['10001']}}"))
+    assert f"subscriptions[0].filters.states[1]: '{code}' is not a US state code" in message
+
+
+def test_dc_and_territories_are_state_codes() -> None:
+    """DC and the territories are valid codes."""
+    config = parse(with_filters("{states: [DC, PR], zip_codes: ['20001']}"))
+    assert config.subscriptions[0].filters.upstream_params()[:2] == (
+        ("states", "DC"),
+        ("states", "PR"),
+    )
+
+
+def test_kato_defaults_to_production_and_pages_of_50() -> None:
+    """The documented default host is production; page size defaults to the maximum."""
+    kato = parse().sources.kato
+    assert kato is not None
+    assert (kato.api_url, kato.page_size, kato.listing_url) == (
+        "https://client-api.kato.app",
+        50,
+        None,
+    )
+
+
+def test_kato_listing_url_template_is_checked() -> None:
+    """Known placeholders pass; the template must be an http(s) URL."""
+    ok = "    client_secret: ${KATO_CLIENT_SECRET}\n    listing_url: https://a.example/p/{reference_number}?r={external_ref}&i={id}\n"
+    config = parse(edit("    client_secret: ${KATO_CLIENT_SECRET}\n", ok))
+    assert config.sources.kato is not None
+    assert (
+        config.sources.kato.listing_url
+        == "https://a.example/p/{reference_number}?r={external_ref}&i={id}"
+    )
+    bad = "    client_secret: ${KATO_CLIENT_SECRET}\n    listing_url: agency/{id}\n"
+    message = error_of(edit("    client_secret: ${KATO_CLIENT_SECRET}\n", bad))
+    assert "sources.kato.listing_url: must be an http(s) URL template" in message
+
+
+def test_territory_is_a_kotohomes_constraint() -> None:
+    """territory alone constrains a Kotohomes search and is sent upstream."""
+    config = parse(with_filters("{territory: hoboken-nj}"))
+    assert config.subscriptions[0].upstream_params() == (("territory", "hoboken-nj"),)
+    assert config_warnings(config) == []

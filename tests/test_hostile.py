@@ -1,5 +1,6 @@
-"""Hostile upstream data: every kind of corrupted record the simulators can serve is either
-skipped and counted or posted sanitized, and never stops the rest of the poll.
+"""Hostile upstream data: every kind of corrupted record the simulators can serve is
+skipped and counted (no usable id), posted without its unreadable fields (each counted),
+or posted sanitized, and never stops the rest of the poll.
 
 The simulators corrupt a record by a hash of its id (``listingbot.sim.faults``), so a
 test picks ids that get the corruption it wants.
@@ -21,7 +22,12 @@ from listingbot.clock import FakeClock
 from listingbot.messages import MESSAGE_MAX_CHARS
 from listingbot.models import SOURCES
 from listingbot.sim import SimStack
-from listingbot.sim.faults import REJECTABLE_VARIANTS, SURVIVABLE_VARIANTS, hostile_variant
+from listingbot.sim.faults import (
+    FIELD_DROPPING_VARIANTS,
+    REJECTABLE_VARIANTS,
+    SURVIVABLE_VARIANTS,
+    hostile_variant,
+)
 from tests.harness import SECRETS, LogCapture, config_text, load, make_sims, meta, running, zips
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
@@ -121,6 +127,37 @@ async def test_rejectable_record_is_skipped_and_counted_and_the_rest_posted(
     assert [line["source"] for line in skips] == [source] * len(skips) != []
     if variant != "missing_id":
         assert {line["record_id"] for line in skips} == {bad}
+
+
+def dropped(app: App, source: str) -> float:
+    return sum(
+        sample.value
+        for metric in app.metrics.registry.collect()
+        if metric.name == "listingbot_record_fields_dropped"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["source"] == source
+    )
+
+
+@pytest.mark.parametrize("source", ["kotohomes", "kato"])
+@pytest.mark.parametrize("variant", sorted(FIELD_DROPPING_VARIANTS))
+async def test_a_record_with_unreadable_fields_is_posted_without_them_and_counted(
+    sims: SimStack, tmp_path: Path, clock: FakeClock, source: str, variant: str
+) -> None:
+    """Wrong types, impossible prices or dates cost those fields, not the listing: it is
+    posted once, safely, with each dropped field counted; nothing is skipped."""
+    (odd,) = ids_with(source, variant)
+    good = ids_with(source, None, 2)
+    for listing_id in (good[0], odd, good[1]):
+        add(sims, source, listing_id)
+    app = await poll_once(sims, tmp_path, clock)
+    assert sims.faults.corrupted == {(source, odd): variant}
+    by_id = posted(sims, source)
+    assert sorted(by_id) == sorted([*good, odd])
+    assert all(len(messages) == 1 for messages in by_id.values())
+    assert skipped(app, source) == 0
+    assert dropped(app, source) >= 1
+    assert_safe(by_id[odd][0]["body"])
 
 
 @pytest.mark.parametrize("source", ["kotohomes", "kato"])

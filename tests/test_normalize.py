@@ -14,6 +14,7 @@ from listingbot.models import PriceUnit
 from listingbot.normalize import (
     SUMMARY_MAX_CHARS,
     TITLE_MAX_CHARS,
+    FieldProblem,
     MalformedRecord,
     clean_text,
     normalize_kato,
@@ -235,20 +236,20 @@ def test_long_title_is_capped() -> None:
         ({"bedrooms": True}, "bedrooms"),
     ],
 )
-def test_kotohomes_wrong_values_make_the_record_malformed(
-    changes: dict[str, Any], field: str
-) -> None:
-    """A wrong type or impossible value in any field rejects the record, naming the field."""
-    with pytest.raises(MalformedRecord) as caught:
-        normalize_kotohomes(koto(**changes))
-    assert caught.value.record_id == "li_2hAk61Qi6hFGw6nfrRmG"
-    assert caught.value.reason.startswith(field)
+def test_a_kotohomes_wrong_value_costs_that_field_only(changes: dict[str, Any], field: str) -> None:
+    """A wrong type or impossible value drops that field (reported, naming it); the
+    listing keeps every other field, exactly as if the field had been left out."""
+    problems: list[FieldProblem] = []
+    listing = normalize_kotohomes(koto(**changes), problems=problems)
+    assert [(p.record_id, p.field) for p in problems] == [("li_2hAk61Qi6hFGw6nfrRmG", field)]
+    without = koto(**dict.fromkeys(changes))
+    assert listing == normalize_kotohomes(without)
 
 
-def test_kotohomes_without_any_timestamp_is_malformed() -> None:
-    """Neither created_at nor updated_at: not usable for an incremental poll."""
-    with pytest.raises(MalformedRecord, match="created_at/updated_at"):
-        normalize_kotohomes(koto(created_at=None, updated_at=None))
+def test_kotohomes_without_any_timestamp_is_still_a_listing() -> None:
+    """Neither created_at nor updated_at: the listing is kept, with no times."""
+    listing = normalize_kotohomes(koto(created_at=None, updated_at=None))
+    assert (listing.created_at, listing.updated_at) == (None, None)
 
 
 @pytest.mark.parametrize("bad_id", [None, "", "   ", True, 3.5, {"id": 1}, "x" * 201, "a\x00b"])
@@ -389,15 +390,53 @@ def test_kato_size_in_an_unknown_unit_is_left_out() -> None:
     assert listing.size_sqft is None
 
 
-def test_kato_url_comes_from_the_record_or_web_base() -> None:
-    """url / website_url when present; else a web_base link; else none."""
-    assert normalize_kato(kato(url="https://a.example/1")).url == "https://a.example/1"
+def test_kato_url_comes_from_the_record_when_it_has_one() -> None:
+    """url / website_url in the record win over any template; without both, no files and
+    no template, there is no link."""
+    template = "https://agency.example/property/{id}"
+    url = normalize_kato(kato(url="https://a.example/1"), listing_url=template).url
+    assert url == "https://a.example/1"
     assert normalize_kato(kato(website_url="https://b.example/1")).url == "https://b.example/1"
     assert normalize_kato(KATO_RECORD).url is None
-    templated = normalize_kato(KATO_RECORD, web_base="https://agent.example/p/{id}?src=bot")
-    assert templated.url == "https://agent.example/p/1042?src=bot"
-    appended = normalize_kato(KATO_RECORD, web_base="https://agent.example/p/")
-    assert appended.url == "https://agent.example/p/1042"
+
+
+@pytest.mark.parametrize(
+    ("template", "url"),
+    [
+        ("https://agency.example/property/{id}", "https://agency.example/property/1042"),
+        ("https://agency.example/p/{reference_number}", "https://agency.example/p/AV2024-1042"),
+        (
+            "https://agency.example/x?ref={external_ref}&src=bot",
+            "https://agency.example/x?ref=EXT-1&src=bot",
+        ),
+    ],
+)
+def test_kato_listing_url_template_fills_each_placeholder(template: str, url: str) -> None:
+    """sources.kato.listing_url over {id}, {reference_number}, {external_ref}."""
+    record = kato(reference_number="AV2024-1042")
+    assert normalize_kato(record, listing_url=template).url == url
+
+
+def test_kato_link_falls_back_to_the_brochure_then_the_particulars() -> None:
+    """Without a template (or when the record lacks the value it names), the brochure is
+    the link; without a brochure, the particulars."""
+    files = [
+        {"type": "floor_plan", "url": "https://f.example/plan.pdf"},
+        {"type": "particulars", "url": "https://f.example/particulars.pdf"},
+        {"type": "brochure", "url": "https://f.example/brochure.pdf"},
+    ]
+    assert normalize_kato(kato(files=files)).url == "https://f.example/brochure.pdf"
+    no_ref = kato(files=files, external_ref=None)
+    linked = normalize_kato(no_ref, listing_url="https://a.example/{external_ref}")
+    assert linked.url == "https://f.example/brochure.pdf"
+    assert normalize_kato(kato(files=files[:2])).url == "https://f.example/particulars.pdf"
+
+
+def test_kato_reference_values_are_quoted_into_the_link() -> None:
+    """A reference with spaces or slashes cannot break out of its place in the URL."""
+    record = kato(reference_number="AV 12/3?x")
+    url = normalize_kato(record, listing_url="https://a.example/p/{reference_number}").url
+    assert url == "https://a.example/p/AV%2012%2F3%3Fx"
 
 
 def test_kato_summary_html_is_reduced_to_text() -> None:
@@ -429,7 +468,7 @@ def test_kato_string_property_types_are_accepted() -> None:
         ({"rent": {"from": -1, "metric": "sqft"}}, "rent.from"),
         ({"price": {"value": 2e11}}, "price.value"),
         ({"price": {"value": 5, "currency": "pounds"}}, "price.currency"),
-        ({"for_sale": "yes"}, "for_sale"),
+        ({"for_sale": "maybe"}, "for_sale"),
         ({"address": "1 King St"}, "address"),
         ({"status": 7}, "status"),
         ({"property_types": "office"}, "property_types"),
@@ -438,12 +477,15 @@ def test_kato_string_property_types_are_accepted() -> None:
         ({"position": {"lat": "north", "lng": 0}}, "position.lat"),
     ],
 )
-def test_kato_wrong_values_make_the_record_malformed(changes: dict[str, Any], field: str) -> None:
-    """A wrong type or impossible value rejects the Kato record, naming the field."""
-    with pytest.raises(MalformedRecord) as caught:
-        normalize_kato(kato(**changes))
-    assert caught.value.record_id == "1042"
-    assert caught.value.reason.startswith(field)
+def test_a_kato_wrong_value_costs_that_field_only(changes: dict[str, Any], field: str) -> None:
+    """A wrong type or impossible value drops what it belongs to (reported, naming the
+    field); the rest of the Kato record is kept."""
+    problems: list[FieldProblem] = []
+    listing = normalize_kato(kato(**changes), problems=problems)
+    assert [(p.record_id, p.field) for p in problems] == [("1042", field)]
+    assert listing.title == "The Works, Leeds" or field == "address"
+    assert listing.agent == "Ann Lee, Leeds"
+    assert listing.photo_url == "https://img.example/1.jpg"
 
 
 def test_printable_ascii_fast_path_gives_the_same_text_as_the_general_path() -> None:
@@ -457,3 +499,120 @@ def test_printable_ascii_fast_path_gives_the_same_text_as_the_general_path() -> 
             assert clean_text(text, multiline=multiline) == clean_text(
                 text + "\x00", multiline=multiline
             ), repr(text)
+
+
+# --- Kato's PHP/Laravel shapes: each one read, nothing dropped ---------------------------
+
+
+def _clean(record: dict[str, Any], **kwargs: Any) -> Any:
+    problems: list[FieldProblem] = []
+    listing = normalize_kato(record, problems=problems, **kwargs)
+    assert problems == []
+    return listing
+
+
+def test_kato_empty_object_as_empty_list_is_an_empty_object() -> None:
+    """PHP writes an empty object as []: no price, no position, no address - no problem."""
+    listing = _clean(kato(price=[], position=[], size=[], marketing=[]))
+    assert (listing.price, listing.latitude, listing.size_sqft, listing.summary) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert listing.rent is not None
+
+
+@pytest.mark.parametrize(("yes", "no"), [(1, 0), ("1", "0"), ("true", "false")])
+def test_kato_booleans_as_0_and_1(yes: Any, no: Any) -> None:
+    """0/1, "1"/"0" and "true"/"false" are booleans, wherever a boolean is expected."""
+    record = kato(
+        for_sale=yes,
+        to_let=no,
+        price={"value": None, "currency": "GBP", "price_on_application": yes},
+    )
+    listing = _clean(record)
+    assert (listing.for_sale, listing.to_let) == (True, False)
+    assert listing.price is not None
+    assert listing.price.on_application
+
+
+@pytest.mark.parametrize(
+    ("text", "amount", "unit"),
+    [
+        ("£45.00 psf", 45.0, PriceUnit.PER_SQFT),
+        ("45.00", 45.0, PriceUnit.PER_SQFT),
+        ("£12.50 per sq ft", 12.5, PriceUnit.PER_SQFT),
+        ("GBP 1,250.75", 1250.75, PriceUnit.PER_SQFT),
+        ("£30 per ft2", 30.0, PriceUnit.PER_SQFT),
+    ],
+)
+def test_kato_money_strings_with_symbols_and_suffixes(
+    text: str, amount: float, unit: PriceUnit
+) -> None:
+    """Money as formatted text: the figure is read, symbols and suffixes set aside."""
+    listing = _clean(kato(rent={"from": text, "metric": "sqft", "currency": "GBP"}))
+    assert listing.rent is not None
+    assert (listing.rent.amount, listing.rent.unit, listing.rent.currency) == (
+        amount,
+        unit,
+        "GBP",
+    )
+
+
+def test_kato_sale_price_as_formatted_text() -> None:
+    """A sale price of "£1,250,000" is 1,250,000 GBP."""
+    record = kato(for_sale=1, price={"value": "£1,250,000", "price_on_application": 0})
+    listing = _clean(record)
+    assert listing.price is not None
+    assert (listing.price.amount, listing.price.currency) == (1_250_000, "GBP")
+
+
+def test_kato_unit_named_only_in_the_figure_is_used() -> None:
+    """No metric, but "£45.00 psf": per sq ft, not the default yearly rent."""
+    listing = _clean(kato(rent={"from": "£45.00 psf"}))
+    assert listing.rent is not None
+    assert listing.rent.unit is PriceUnit.PER_SQFT
+
+
+@pytest.mark.parametrize(
+    ("metric", "unit"),
+    [
+        ("per_annum", PriceUnit.PER_YEAR),
+        ("pa", PriceUnit.PER_YEAR),
+        ("pcm", PriceUnit.PER_MONTH),
+        ("per_month", PriceUnit.PER_MONTH),
+        ("per_desk", PriceUnit.PER_DESK),
+        ("per_sq_m", PriceUnit.PER_SQM),
+        ("psf", PriceUnit.PER_SQFT),
+    ],
+)
+def test_kato_rent_metrics_beyond_sqft_and_sqm(metric: str, unit: PriceUnit) -> None:
+    """Whole-unit yearly or monthly rents and per-desk rents keep their unit."""
+    listing = _clean(kato(rent={"from": 450, "metric": metric, "currency": "GBP"}))
+    assert listing.rent is not None
+    assert (listing.rent.amount, listing.rent.unit) == (450, unit)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"key": "under_offer"},
+        {"id": 3, "value": "under_offer", "label": "Under Offer"},
+        {"label": "Under Offer"},
+        {"name": "Under offer", "colour": "#fa0"},
+        "Under Offer",
+    ],
+)
+def test_kato_status_as_a_string_or_an_object_with_other_keys(status: Any) -> None:
+    """status as a slug, a label, or an object under any of the usual keys."""
+    assert _clean(kato(status=status)).status == "under_offer"
+
+
+def test_a_rent_metric_nobody_knows_costs_the_rent_not_the_listing() -> None:
+    """An unknown metric drops the rent (a figure without a unit is no fact) and reports
+    it; the listing is still read."""
+    problems: list[FieldProblem] = []
+    listing = normalize_kato(kato(rent={"from": 9, "metric": "per_fortnight"}), problems=problems)
+    assert listing.rent is None
+    assert [(p.field, p.top_field) for p in problems] == [("rent.metric", "rent")]

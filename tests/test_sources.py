@@ -82,3 +82,87 @@ async def test_new_listings_an_old_price_drop_and_an_old_status_change_post_once
             ]
         )
         assert gaps == 0
+
+
+UK_ALL = """\
+- name: uk-all
+  source: kato
+  channel: 704
+  filters: {}
+  first_run: post
+"""
+
+
+@pytest.mark.parametrize("mode", ["current", "seed"])
+async def test_every_kato_listing_is_posted_once_with_a_link_whatever_its_shape(
+    tmp_path: Path, clock: FakeClock, mode: str
+) -> None:
+    """Today's PHP-shaped records and the seed's clean ones: each listing is posted once,
+    nothing of it is dropped, and each message links the listing_url template."""
+    template = "https://agency.example/property/{reference_number}"
+    async with make_sims(clock, kotohomes_count=0, kato_count=40, kato_mode=mode) as sims:
+        config = load(
+            tmp_path,
+            config_text(
+                sims,
+                UK_ALL,
+                state_path=tmp_path / "state.sqlite3",
+                sources=("kato",),
+                kato=f"listing_url: {template}\n",
+            ),
+        )
+        async with running(config, clock) as app:
+            assert await app.once()
+            dropped = [
+                s
+                for metric in app.metrics.registry.collect()
+                if metric.name == "listingbot_record_fields_dropped"
+                for s in metric.samples
+                if s.name.endswith("_total")
+            ]
+        live = {str(r["id"]): r for r in sims.market.live("kato")}
+        posted = messages(sims, 704)
+        assert sorted(meta(m)["listing_id"] for m in posted) == sorted(live)
+        for message in posted:
+            record = live[meta(message)["listing_id"]]
+            link = template.format(reference_number=record["reference_number"])
+            assert link in message["body"]
+        assert sum(s.value for s in dropped) == 0
+
+
+async def test_a_kato_record_without_a_template_links_its_brochure(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """No sources.kato.listing_url: the message links the record's brochure file."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
+        record = sims.market.add_kato()
+        config = load(
+            tmp_path,
+            config_text(sims, UK_ALL, state_path=tmp_path / "state.sqlite3", sources=("kato",)),
+        )
+        async with running(config, clock) as app:
+            assert await app.once()
+        (message,) = messages(sims, 704)
+        brochure = next(f["url"] for f in record["files"] if f["type"] == "brochure")
+        assert brochure in message["body"]
+
+
+async def test_several_kato_statuses_post_the_listings_of_each(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """status: [available, let] posts the listings of both statuses (one request per
+    status upstream; Laravel would keep only the last repeated name)."""
+    subs = UK_ALL.replace("filters: {}", "filters: {status: [available, let]}")
+    async with make_sims(clock, kotohomes_count=0, kato_count=60) as sims:
+        config = load(
+            tmp_path,
+            config_text(sims, subs, state_path=tmp_path / "state.sqlite3", sources=("kato",)),
+        )
+        async with running(config, clock) as app:
+            assert await app.once()
+        wanted = {
+            str(r["id"]) for r in sims.market.live("kato") if r["status"] in ("available", "let")
+        }
+        statuses = {r["status"] for r in sims.market.live("kato") if str(r["id"]) in wanted}
+        assert statuses == {"available", "let"}
+        assert sorted(meta(m)["listing_id"] for m in messages(sims, 704)) == sorted(wanted)

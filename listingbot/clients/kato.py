@@ -24,6 +24,8 @@ from listingbot.ratelimit import SlidingWindowLimiter
 API = "kato"
 DEFAULT_TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a credential
 TOKEN_LIFETIME_S = 14 * 86400  # documented; used when the token answer has no expires_in
+# The seed's changelog: "Availability: Pagination limit changed to 50" - a maximum.
+MAX_PAGE_SIZE = 50
 # Requests granted at the edges of our window can land inside one server window after
 # network jitter; a second of slack keeps the server's count at the limit, not above it.
 WINDOW_SLACK_S = 1.0
@@ -79,8 +81,8 @@ class KatoClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         observer: RequestObserver | None = None,
     ) -> None:
-        if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1 to {MAX_PAGE_SIZE}")
         self.api_version = api_version.strip("/")
         self.page_size = page_size
         base = base_url.rstrip("/")
@@ -118,9 +120,33 @@ class KatoClient:
     async def sweep(self, params: Sequence[tuple[str, str]] = ()) -> KatoSweep:
         """Every page of availability matching ``params``, or an error: never a part.
 
-        Pages are requested by number (the ``links`` in the answer drop filter params)
-        until ``current_page >= total_pages``. An empty first page is an empty result.
+        Laravel keeps only the last of repeated ``status=`` names, so several statuses
+        are one sweep per status, merged by id: the union, as the filter means.
         """
+        statuses = list(dict.fromkeys(v for n, v in params if n == "status"))
+        if len(statuses) <= 1:
+            return await self._sweep(params)
+        others = [(n, v) for n, v in params if n != "status"]
+        records: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        pages = 0
+        total = 0
+        for status in statuses:
+            part = await self._sweep([*others, ("status", status)])
+            pages += part.pages
+            total += part.total or 0
+            for record in part.records:
+                key = record.get("id")
+                if key is None:
+                    records.append(record)  # no id to merge by: the poller judges it
+                elif str(key) not in seen:
+                    seen.add(str(key))
+                    records.append(record)
+        return KatoSweep(records, pages, total)
+
+    async def _sweep(self, params: Sequence[tuple[str, str]]) -> KatoSweep:
+        """Pages are requested by number (the ``links`` in the answer drop filter params)
+        until ``current_page >= total_pages``. An empty first page is an empty result."""
         path = f"/{self.api_version}/availability"
         filters = [(name, value) for name, value in params if name not in ("limit", "page")]
         records: list[dict[str, Any]] = []

@@ -26,6 +26,7 @@ from listingbot.sim.chatkitty import ChatKittySim
 from listingbot.sim.faults import Faults
 from listingbot.sim.kato import DEFAULT_CLIENTS as KATO_CLIENTS
 from listingbot.sim.kato import KatoSim
+from listingbot.sim.kato import Mode as KatoMode
 from listingbot.sim.kotohomes import DEFAULT_KEY as KOTOHOMES_KEY
 from listingbot.sim.kotohomes import KotohomesSim
 from listingbot.sim.kotohomes import Mode as KotohomesMode
@@ -41,6 +42,7 @@ __all__ = [
     "TERRITORIES",
     "ChatKittySim",
     "Faults",
+    "KatoMode",
     "KatoSim",
     "KotohomesMode",
     "KotohomesSim",
@@ -69,8 +71,8 @@ class SimStack:
 
     The market starts at ``clock.now()`` when a clock is given, else at the fixed
     ``market.DEFAULT_START`` (so a default stack is fully deterministic).
-    ``kotohomes_mode`` picks today's Kotohomes API (``"current"``) or the seed's
-    (``"seed"``); see ``listingbot.sim.kotohomes``. URLs are roots
+    ``kotohomes_mode`` and ``kato_mode`` pick today's APIs (``"current"``) or the seed's
+    (``"seed"``); see ``listingbot.sim.kotohomes`` and ``listingbot.sim.kato``. URLs are roots
     without a path: Kotohomes serves ``/v1/listings``, Kato ``/v2/availability``,
     ChatKitty ``{chatkitty_prefix}/channels`` and its token at ``chatkitty_token_url``.
     """
@@ -86,6 +88,7 @@ class SimStack:
         channels: Sequence[tuple[int, str, str]] = DEFAULT_CHANNELS,
         kato_rpm: int = 60,
         kotohomes_mode: KotohomesMode = "current",
+        kato_mode: KatoMode = "current",
         host: str = "127.0.0.1",
         kotohomes_port: int = 0,
         kato_port: int = 0,
@@ -102,7 +105,11 @@ class SimStack:
         self.faults = faults if faults is not None else Faults(seed)
         self.kotohomes = KotohomesSim(self.market, faults=self.faults, mode=kotohomes_mode)
         self.kato = KatoSim(
-            self.market, requests_per_minute=kato_rpm, clock=self.clock, faults=self.faults
+            self.market,
+            requests_per_minute=kato_rpm,
+            clock=self.clock,
+            faults=self.faults,
+            mode=kato_mode,
         )
         self.chatkitty = ChatKittySim(
             channels=channels, prefix=chatkitty_prefix, clock=self.clock, faults=self.faults

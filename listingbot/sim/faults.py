@@ -40,10 +40,12 @@ DEFAULT_SLOW_S = 0.05
 DEFAULT_STORE_LATE_S = 5.0
 DEFAULT_RETRY_AFTER_S = 1
 
-# Corruptions a client must reject (skip the record) versus ones it must survive and
+# Corruptions a client must reject (skip the record: nothing identifies it), ones whose
+# bad fields it must leave out while keeping the listing, and ones it must survive and
 # sanitize (post the listing with safe text).
-REJECTABLE_VARIANTS: frozenset[str] = frozenset(
-    {"missing_id", "wrong_types", "negative_price", "absurd_price", "invalid_dates"}
+REJECTABLE_VARIANTS: frozenset[str] = frozenset({"missing_id"})
+FIELD_DROPPING_VARIANTS: frozenset[str] = frozenset(
+    {"wrong_types", "negative_price", "absurd_price", "invalid_dates"}
 )
 SURVIVABLE_VARIANTS: frozenset[str] = frozenset(
     {"null_fields", "huge_description", "bad_surrogates", "mentions", "control_chars"}

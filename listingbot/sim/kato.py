@@ -7,16 +7,26 @@ at a time. v2 puts the pagination block under ``meta.pagination``, v1 at the top
 (the seed's wording), so a client must read both. The pagination links leave out the
 filters, as the documentation warns. Every request, token requests included, counts
 against one sliding 60-second window; beyond it the answer is 429 with ``Retry-After``.
+
+Two modes. ``"current"`` (the default) serves records the way the PHP/Laravel API does,
+as the maintained importer reads it: a stable share of records (``php_share``, by id)
+comes with ``[]`` for an empty object, ``0``/``1`` booleans, money as text with symbols
+and suffixes (``"£45.00 psf"``), other spellings of the rent metric and ``status`` as an
+object. ``"seed"`` serves every record in the clean shape. Both allow at most 50 records
+a page (the seed's changelog) and, like Laravel, keep only the last of repeated
+``status=`` names.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import secrets
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -26,6 +36,7 @@ from listingbot.sim._http import (
     JsonDict,
     RequestLog,
     base_url,
+    copy_record,
     json_errors_middleware,
     json_response,
     request_log_middleware,
@@ -38,7 +49,10 @@ DEFAULT_CLIENTS: Mapping[str, str] = {"test-kato-id": "test-kato-secret"}
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a secret
 WINDOW_S = 60.0
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 50
+Mode = Literal["current", "seed"]
+MODES: tuple[Mode, ...] = ("current", "seed")
+DEFAULT_PHP_SHARE = 0.3
 SORT_FIELDS = frozenset({"id", "created_at", "updated_at"})
 TRUE_WORDS = frozenset({"true", "1"})
 FALSE_WORDS = frozenset({"false", "0"})
@@ -81,7 +95,13 @@ class KatoSim:
         requests_per_minute: int = 60,
         clock: Clock | None = None,
         faults: Faults | None = None,
+        mode: Mode = "current",
+        php_share: float = DEFAULT_PHP_SHARE,
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.mode: Mode = mode
+        self.php_share = php_share if mode == "current" else 0.0
         self.market = market
         self.clients = dict(clients)
         self.token_lifetime_s = token_lifetime_s
@@ -225,7 +245,9 @@ class KatoSim:
                 f"The limit field must not be greater than {MAX_PAGE_SIZE}."
             )
         page = _positive_int(query.get("page"), "page", 1, errors)
-        statuses = _statuses(query.getall("status", []) + query.getall("status[]", []), errors)
+        # PHP keeps the last of repeated plain names; status[]= is read as a list.
+        plain = query.getall("status", [])[-1:]
+        statuses = _statuses(plain + query.getall("status[]", []), errors)
         published = _boolean(query.get("published_to_website"), "published_to_website", errors)
         api_controlled = _boolean(query.get("api_controlled"), "api_controlled", errors)
         sort_by = query.get("sort_by")
@@ -254,7 +276,9 @@ class KatoSim:
         total = len(selected)
         total_pages = max(1, math.ceil(total / limit))
         chunk = selected[(page - 1) * limit : page * limit]
-        data = self.faults.serve_records("kato", "kato", chunk, base_rate=self.market.hostile_rate)
+        data = self.faults.serve_records(
+            "kato", "kato", self._shaped(chunk), base_rate=self.market.hostile_rate
+        )
         block = _pagination(
             request, page=page, limit=limit, total=total, total_pages=total_pages, count=len(chunk)
         )
@@ -270,9 +294,17 @@ class KatoSim:
         if record is None:
             return json_response(error_body(404), status=404)
         served = self.faults.serve_records(
-            "kato", "kato", [record], base_rate=self.market.hostile_rate
+            "kato", "kato", self._shaped([record]), base_rate=self.market.hostile_rate
         )
         return json_response({"data": served[0]})
+
+    def _shaped(self, records: list[JsonDict]) -> list[JsonDict]:
+        if self.php_share <= 0:
+            return records
+        return [
+            php_shape(r, variant) if (variant := php_variant(r, self.php_share)) else r
+            for r in records
+        ]
 
 
 def _invalid_client() -> web.Response:
@@ -303,13 +335,86 @@ def _positive_int(text: str | None, name: str, default: int, errors: dict[str, l
 def _statuses(values: list[str], errors: dict[str, list[str]]) -> set[str]:
     wanted: set[str] = set()
     for value in values:
-        for part in value.split(","):
-            slug = part.strip().lower()
-            if slug not in KATO_STATUSES:
-                errors.setdefault("status", []).append("The selected status is invalid.")
-                continue
-            wanted.add(slug)
+        slug = value.strip().lower()
+        if slug not in KATO_STATUSES:
+            errors.setdefault("status", []).append("The selected status is invalid.")
+            continue
+        wanted.add(slug)
     return wanted
+
+
+# --------------------------------------------------------------------- PHP shapes
+
+PHP_VARIANTS: tuple[int, ...] = (0, 1, 2, 3)
+_METRIC_SPELLINGS = {"sqft": ("per_sq_ft", "psf", "sq ft"), "sqm": ("per_sq_m", "m2", "sq m")}
+_STATUS_LABELS = {
+    "available": "Available",
+    "under_offer": "Under Offer",
+    "coming_soon": "Coming Soon",
+    "let": "Let",
+    "sold": "Sold",
+}
+
+
+def php_variant(record: JsonDict, share: float) -> int | None:
+    """Which PHP shaping a record gets at this share (None: clean), stable per id."""
+    digest = hashlib.sha256(f"php:{record.get('id')}".encode()).digest()
+    if int.from_bytes(digest[:8], "big") / 2**64 >= share:
+        return None
+    return PHP_VARIANTS[digest[8] % len(PHP_VARIANTS)]
+
+
+def php_shape(record: JsonDict, variant: int) -> JsonDict:
+    """The record as Laravel would serialize it; the same facts in another shape.
+
+    Every variant writes booleans as 0/1 (or "1"/"0"), a missing price or rent object as
+    ``[]``, money as text and ``status`` as an object; the variants differ in which
+    spellings they use, so that together they cover what the importer copes with.
+    """
+    r = copy_record(record)
+    as_text = variant % 2 == 1
+    for name in ("for_sale", "to_let", "api_controlled", "fitted_space"):
+        if isinstance(r.get(name), bool):
+            r[name] = ("1" if r[name] else "0") if as_text else int(r[name])
+    for name in ("price", "rent"):
+        if r.get(name) is None:
+            r[name] = []
+    price = r.get("price")
+    if isinstance(price, dict):
+        if isinstance(price.get("price_on_application"), bool):
+            price["price_on_application"] = int(price["price_on_application"])
+        if _number(price.get("value")):
+            price["value"] = f"£{price['value']:,.0f}" if variant < 2 else f"{price['value']:.2f}"
+    rent = r.get("rent")
+    if isinstance(rent, dict):
+        if isinstance(rent.get("rent_on_application"), bool):
+            rent["rent_on_application"] = int(rent["rent_on_application"])
+        metric = rent.get("metric")
+        suffix = {"sqft": " psf", "sqm": " psm"}.get(str(metric), "")
+        for end in ("from", "to"):
+            if _number(rent.get(end)):
+                rent[end] = f"£{rent[end]:,.2f}{suffix}" if variant < 2 else f"{rent[end]:.2f}"
+        if metric in _METRIC_SPELLINGS:
+            rent["metric"] = _METRIC_SPELLINGS[metric][variant % 3]
+    status = r.get("status")
+    if isinstance(status, str):
+        label = _STATUS_LABELS.get(status, status)
+        shapes: list[Any] = [
+            {"key": status, "name": label},
+            {
+                "id": KATO_STATUSES.index(status) + 1 if status in KATO_STATUSES else 0,
+                "value": status,
+                "label": label,
+            },
+            {"label": label},
+            {"slug": status, "colour": "#2a7"},
+        ]
+        r["status"] = shapes[variant]
+    return r
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _boolean(text: str | None, name: str, errors: dict[str, list[str]]) -> bool | None:

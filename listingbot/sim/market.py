@@ -9,6 +9,7 @@ same seed and the same calls give the same data and the same ``history``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import random
 import string
@@ -303,6 +304,8 @@ class Market:
             fmt = iso_us
         for key, value in overrides.items():
             self._apply(source, record, key, value, fmt)
+        if source == "kato" and not overrides.keys() & {"rent", "size", "property_types"}:
+            _other_rent_metric(record)
         key = str(record.get("id"))
         if source == "kato" and isinstance(record.get("id"), int):
             self._next_kato_id = max(self._next_kato_id, record["id"])
@@ -714,6 +717,27 @@ def _round_us_price(value: float, *, rent: bool) -> int:
 def _round_gbp_price(value: float) -> int:
     step = 25_000 if value >= 1_000_000 else 5_000
     return max(step, int(round(value / step) * step))
+
+
+OTHER_METRIC_SHARE = 0.12  # Kato records whose rent is quoted per annum or per desk
+
+
+def _other_rent_metric(record: JsonDict) -> None:
+    """Quote a share of rents the other ways agents do: a whole-unit yearly rent, or per
+    desk for flexible workspace. Chosen by a hash of the id, so the market's random stream
+    (and every other record) stays as it was."""
+    rent, size = record.get("rent"), record.get("size")
+    if not isinstance(rent, dict) or not _is_number(rent.get("from")):
+        return
+    digest = hashlib.sha256(f"metric:{record.get('id')}".encode()).digest()
+    if int.from_bytes(digest[:8], "big") / 2**64 >= OTHER_METRIC_SHARE:
+        return
+    types = [t.get("key") for t in record.get("property_types") or [] if isinstance(t, dict)]
+    if "flexible_workspace" in types:
+        rent.update({"from": 250 + digest[8] % 40 * 10, "to": None, "metric": "per_desk"})
+    elif isinstance(size, dict) and size.get("metric") == "sqft" and _is_number(size.get("from")):
+        yearly = round(rent["from"] * size["from"], -2)
+        rent.update({"from": yearly, "to": None, "metric": "per_annum"})
 
 
 def _kato_rent(low: float | None, high: float | None, *, on_application: bool = False) -> JsonDict:

@@ -237,3 +237,46 @@ async def test_never_more_than_requests_per_minute_in_any_window(
     await make(server, session, clock, requests_per_minute=5).sweep()
     assert len(times) == 20
     assert max(sum(1 for t in times if start <= t < start + 60.0) for start in times) <= 5
+
+
+async def test_several_statuses_are_one_sweep_each_merged_by_id(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """status [available, let]: Laravel would keep only the last repeated name, so each
+    status is swept on its own (one status per request) and the answers merged."""
+    stock = {
+        "available": [{"id": 1, "status": "available"}, {"id": 2, "status": "available"}],
+        "let": [{"id": 3, "status": "let"}, {"id": 1, "status": "let"}],
+    }
+
+    def handle(seen: Seen) -> Reply:
+        statuses = [v for n, v in seen.query if n == "status"]
+        assert len(statuses) == 1, "more than one status in a request"
+        return paged(stock[statuses[0]], per_page=2)(seen)
+
+    server.script("GET", "/v2/availability", handle)
+    client = make(server, session, clock)
+    sweep = await client.sweep(
+        [("published_to_website", "true"), ("status", "available"), ("status", "let")]
+    )
+    assert [r["id"] for r in sweep.records] == [1, 2, 3]
+    sent = [dict(r.query) for r in server.seen("GET", "/v2/availability")]
+    assert [(q["status"], q["published_to_website"]) for q in sent] == [
+        ("available", "true"),
+        ("let", "true"),
+    ]
+    assert sweep.pages == 2
+
+
+def test_page_size_above_50_is_refused(session: aiohttp.ClientSession, clock: FakeClock) -> None:
+    """50 is Kato's maximum page size (the seed's changelog)."""
+    with pytest.raises(ValueError, match="page_size"):
+        KatoClient(
+            base_url="http://h",
+            api_version="v2",
+            client_id=SecretStr(CLIENT_ID),
+            client_secret=SecretStr(CLIENT_SECRET),
+            session=session,
+            clock=clock,
+            page_size=51,
+        )

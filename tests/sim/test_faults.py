@@ -15,6 +15,7 @@ from listingbot.clock import FakeClock
 from listingbot.sim import us_zip_codes
 from listingbot.sim.chatkitty import ChatKittySim
 from listingbot.sim.faults import (
+    FIELD_DROPPING_VARIANTS,
     HUGE_TEXT_CHARS,
     REJECTABLE_VARIANTS,
     SURVIVABLE_VARIANTS,
@@ -133,7 +134,7 @@ def test_each_kotohomes_corruption_does_what_its_name_says(market: Market, varia
         "control_chars": lambda r: "\x00" in r["description"] and "\x1b" in r["description"],
     }
     assert checks[variant](bad)
-    assert variant in REJECTABLE_VARIANTS | SURVIVABLE_VARIANTS
+    assert variant in REJECTABLE_VARIANTS | FIELD_DROPPING_VARIANTS | SURVIVABLE_VARIANTS
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

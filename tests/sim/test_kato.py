@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from listingbot.clock import FakeClock
-from listingbot.sim.kato import KatoSim
+from listingbot.sim.kato import MODES, KatoSim, Mode
 from listingbot.sim.market import Market
 from tests.sim.helpers import Serve, bearer
 
@@ -22,9 +22,16 @@ CREDENTIALS = {
 }
 
 
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> Mode:
+    """Today's PHP-shaped answers and the seed's clean ones: every test runs on both."""
+    mode: Mode = request.param
+    return mode
+
+
 @pytest.fixture
-def sim(market: Market, clock: FakeClock) -> KatoSim:
-    return KatoSim(market, clock=clock, token_lifetime_s=3600)
+def sim(market: Market, clock: FakeClock, mode: Mode) -> KatoSim:
+    return KatoSim(market, clock=clock, token_lifetime_s=3600, mode=mode)
 
 
 @pytest.fixture
@@ -219,7 +226,7 @@ async def test_filters_select_status_publication_and_api_control(
         ({"status": "vacant"}, "status"),
         ({"published_to_website": "yes please"}, "published_to_website"),
         ({"api_controlled": "maybe"}, "api_controlled"),
-        ({"limit": "101"}, "limit"),
+        ({"limit": "51"}, "limit"),
         ({"page": "0"}, "page"),
     ],
 )
@@ -275,3 +282,78 @@ async def test_show_availability_and_404(
         assert str((await r.json())["data"]["id"]) == listing_id
     async with http.get(f"{url}/v2/availability/1", headers=bearer(token)) as r:
         assert r.status == 404
+
+
+async def _all(http: aiohttp.ClientSession, url: str, params: dict[str, str]) -> list[Any]:
+    _, body = await _list(http, url, await _token(http, url), {**params, "limit": "50"})
+    records: list[Any] = body["data"]
+    return records
+
+
+async def test_page_size_is_at_most_50(http: aiohttp.ClientSession, url: str) -> None:
+    """limit=50 is served (the seed's changelog makes 50 the maximum); 51 is a 422."""
+    token = await _token(http, url)
+    status, body = await _list(http, url, token, {"limit": "50"})
+    assert status == 200
+    assert len(body["data"]) == 50
+
+
+async def test_repeated_status_names_keep_only_the_last_like_laravel(
+    http: aiohttp.ClientSession, url: str, market: Market
+) -> None:
+    """status=available&status=let is, to PHP, status=let: the first value is lost."""
+    token = await _token(http, url)
+    path = f"{url}/v2/availability?status=available&status=let&limit=50"
+    async with http.get(path, headers=bearer(token)) as response:
+        body = await response.json()
+    served = {_status_slug(r["status"]) for r in body["data"]}
+    assert served == {"let"}
+    assert any(r["status"] == "available" for r in market.kato_records())
+
+
+def _status_slug(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("key", "value", "slug", "label"):
+            if key in value:
+                return str(value[key]).lower().replace(" ", "_")
+    return str(value)
+
+
+@pytest.mark.parametrize("mode", ["current"])
+async def test_current_api_serves_a_share_of_records_in_php_shapes(
+    http: aiohttp.ClientSession, url: str, market: Market
+) -> None:
+    """Today: some records come with 0/1 booleans, status objects, money as text with a
+    symbol and a suffix and [] for an empty object; the others as they always were."""
+    records = await _all(http, url, {})
+    shaped = [r for r in records if isinstance(r["status"], dict)]
+    clean = [r for r in records if isinstance(r["status"], str)]
+    assert shaped
+    assert clean
+    assert all(r["for_sale"] in (0, 1, "0", "1") for r in shaped)
+    assert all(isinstance(r["for_sale"], bool) for r in clean)
+    texts = [r["rent"]["from"] for r in shaped if isinstance(r["rent"], dict) and r["rent"]["from"]]
+    assert any(isinstance(t, str) and t.startswith("£") and " ps" in t for t in texts)
+    assert any(r["price"] == [] or r["rent"] == [] for r in shaped)
+
+
+@pytest.mark.parametrize("mode", ["seed"])
+async def test_seed_api_serves_every_record_in_the_clean_shape(
+    http: aiohttp.ClientSession, url: str
+) -> None:
+    """The seed's shape: booleans are booleans, status is a string, absent objects null."""
+    records = await _all(http, url, {})
+    assert all(isinstance(r["for_sale"], bool) for r in records)
+    assert all(isinstance(r["status"], str) for r in records)
+    assert all(r["price"] != [] and r["rent"] != [] for r in records)
+
+
+async def test_some_rents_are_quoted_per_annum_or_per_desk(
+    http: aiohttp.ClientSession, url: str
+) -> None:
+    """Rent metrics beyond sq ft and sq m are served (in either mode)."""
+    metrics: set[str] = set()
+    for page in ("1", "2"):
+        _, body = await _list(http, url, await _token(http, url), {"limit": "50", "page": page})
+        metrics |= {r["rent"]["metric"] for r in body["data"] if isinstance(r["rent"], dict)}
+    assert metrics & {"per_annum", "per_desk"}
