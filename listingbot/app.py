@@ -321,6 +321,10 @@ class App:
             failed=outcome.failed,
             reconciled_sent=outcome.reconciled_sent,
             reconciled_requeued=outcome.reconciled_requeued,
+            reconcile_incomplete=outcome.reconcile_incomplete,
+            claims_lost=outcome.claims_lost,
+            store_errors=outcome.store_errors,
+            rounds=outcome.rounds,
             pending=outcome.pending,
             duration_s=round(outcome.duration_s, 3),
         )
