@@ -350,7 +350,7 @@ class Deliverer:
         except ListingBotError as err:
             outcome.reconcile_incomplete += 1
             log.warning("reconcile_failed", channel=channel_id, error=str(err))
-            await self._give_up_if_too_old(rows, now, str(err), outcome)
+            await self._search_again_later(rows, now, str(err), outcome)
             return
         found: dict[str, int] = {}
         for message in recent:
@@ -387,7 +387,7 @@ class Deliverer:
                 back_to=since.isoformat(),
                 reason="could not page back to the claim time; the outcome stays unknown",
             )
-            await self._give_up_if_too_old(
+            await self._search_again_later(
                 [r for r in rows if r.key not in found], now, "outcome unknown", outcome
             )
         log.info(
@@ -414,9 +414,11 @@ class Deliverer:
             outcome.reconciled_requeued += 1
             self.metrics.messages_reconciled.labels("requeued").inc()
 
-    async def _give_up_if_too_old(
+    async def _search_again_later(
         self, rows: list[OutboxRow], now: datetime, error: str, outcome: DeliveryOutcome
     ) -> None:
+        """The search concluded nothing: look again after a backoff (a long walk is not
+        repeated every pass), or fail the rows that are past give_up_after."""
         limit = self.config.give_up_after.total_seconds()
         for row in rows:
             age = self._age_s(row, now)
@@ -427,6 +429,9 @@ class Deliverer:
                     f"posted could not be checked: {error}",
                     outcome,
                 )
+            else:
+                delay = self._backoff(row.attempts, None)
+                await self.store.mark_unknown(row.seq, delay, row.last_error or error)
 
     # ------------------------------------------------------------------ accounting
     async def _account(self, outcome: DeliveryOutcome) -> None:

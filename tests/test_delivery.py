@@ -566,3 +566,36 @@ async def test_outbox_list_retry_and_drop_from_the_command_line(
     with pytest.raises(SystemExit) as usage:
         cli.main(["outbox", "list", "--state", "lost", "--config", config])
     assert usage.value.code == 2
+
+
+async def test_readiness_shows_a_clock_step_back_and_stays_red_while_a_message_is_failed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """/readyz: a negative outbox age appears as a detail (not hidden as 0); a failed
+    message keeps readiness red, naming the outbox commands, until an operator acts."""
+    from tests.harness import load, running  # noqa: PLC0415
+
+    async with make_sims(clock) as sims:
+        sub = "- name: ny\n  source: kotohomes\n  channel: 702\n  filters: {zip_codes: ['10001']}\n"
+        text = config_text(sims, sub, state_path=tmp_path / "s.sqlite3", sources=("kotohomes",))
+        async with running(load(tmp_path, text), clock) as app:
+            assert app.store is not None
+            await app.store.record_poll(PollRecord("kotohomes", messages=[message("k1")]))
+            sims.faults.enabled_for = {"chatkitty"}
+            sims.faults.set(rate_429=1.0)
+            clock.advance(-3600)
+            await app.deliver()
+            _ready, checks = await app.readiness()
+            assert checks["outbox"]["oldest_age_s"] < -3000
+            assert "the clock stepped back" in checks["outbox"]["detail"]
+            sims.faults.clear()
+            sims.chatkitty.remove_channel(702)
+            clock.advance(120)  # past the 429's backoff
+            await app.deliver()
+            ready, checks = await app.readiness()
+            assert not ready
+            assert checks["outbox"]["failed"] == 1
+            assert "listingbot outbox list --state failed" in checks["outbox"]["error"]
+            assert app.store.drop_sync("k1")
+            _ready, checks = await app.readiness()
+            assert checks["outbox"]["ok"]
