@@ -53,6 +53,7 @@ _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 _FIGURE = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 _UNIT_DIGITS = re.compile(r"(?i)(?:ft|m)[2²]")
 _LETTERS = re.compile(r"[A-Za-z0-9]")
+_ON_APPLICATION = re.compile(r"(?i)\bpoa\b|on application|upon request")
 _BOOL_WORDS = {"1": True, "0": False, "true": True, "false": False, "yes": True, "no": False}
 
 
@@ -280,8 +281,8 @@ class _Reader:
         # Units with digits in them (ft2, m2) are no figure.
         figures = _FIGURE.findall(_UNIT_DIGITS.sub(" ", text))
         if not figures:
-            if not _LETTERS.search(text):
-                return None, currency  # "", "£", " - ": nothing given
+            if not _LETTERS.search(text) or _ON_APPLICATION.search(text):
+                return None, currency  # "", "£", "POA": no figure given, none to read
             self.fail(name, f"expected an amount, got {_short(value)}")
         if len(figures) > 1:
             self.fail(name, f"more than one figure in {_short(value)}")

@@ -616,3 +616,12 @@ def test_a_rent_metric_nobody_knows_costs_the_rent_not_the_listing() -> None:
     listing = normalize_kato(kato(rent={"from": 9, "metric": "per_fortnight"}), problems=problems)
     assert listing.rent is None
     assert [(p.field, p.top_field) for p in problems] == [("rent.metric", "rent")]
+
+
+@pytest.mark.parametrize("text", ["POA", "Price on application", "£ on application"])
+def test_kato_price_on_application_as_text_is_no_figure_and_no_problem(text: str) -> None:
+    """ "POA" in the figure's place says there is no figure: nothing to drop or report."""
+    record = kato(for_sale=True, price={"value": text, "price_on_application": True})
+    listing = _clean(record)
+    assert listing.price is not None
+    assert (listing.price.amount, listing.price.on_application) == (None, True)

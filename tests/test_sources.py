@@ -166,3 +166,26 @@ async def test_several_kato_statuses_post_the_listings_of_each(
         statuses = {r["status"] for r in sims.market.live("kato") if str(r["id"]) in wanted}
         assert statuses == {"available", "let"}
         assert sorted(meta(m)["listing_id"] for m in messages(sims, 704)) == sorted(wanted)
+
+
+async def test_a_first_poll_too_big_to_walk_never_takes_the_oldest_page_for_the_newest(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """1,100 listings on today's API (oldest first): the first poll walks as far as it
+    may, then marks where today's creations are; the next poll posts the one listing
+    created since - not the old listings the first walk did not reach."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
+        _populate(sims, 1100)
+        config = load(
+            tmp_path,
+            config_text(
+                sims, NY_ZIPS, state_path=tmp_path / "state.sqlite3", sources=("kotohomes",)
+            ),
+        )
+        async with running(config, clock) as app:
+            first = await app.poll("kotohomes")
+            sims.market.now += timedelta(minutes=1)
+            fresh = sims.market.add_kotohomes(state="NY", zip_code="10001")["id"]
+            assert await app.once()
+        assert first.requests == 1 + 20  # the update search, then the walk's 20 pages
+        assert _events(sims) == Counter([("new", fresh)])

@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         help='ChatKitty path prefix: "/v1" (default), "" or "/v1/applications/<id>"',
     )
     parser.add_argument("--kato-rpm", type=int, default=60, help="Kato requests per minute")
+    for api in ("kotohomes", "kato"):
+        parser.add_argument(
+            f"--{api}-mode",
+            choices=("current", "seed"),
+            default="current",
+            help=f"{api.capitalize()} as its API behaves today (default) or as the seed "
+            "documents it",
+        )
     parser.add_argument(
         "--fault",
         type=_fault,
@@ -124,6 +132,8 @@ async def serve(
         faults=faults,
         chatkitty_prefix=args.chatkitty_prefix,
         kato_rpm=args.kato_rpm,
+        kotohomes_mode=args.kotohomes_mode,
+        kato_mode=args.kato_mode,
         host=args.host,
         kotohomes_port=args.kotohomes_port,
         kato_port=args.kato_port,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -127,3 +128,18 @@ def test_cli_rejects_an_unknown_fault() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--fault", "rate_teapot=1"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(("argv", "status"), [([], 400), (["--kotohomes-mode", "seed"], 200)])
+async def test_cli_serves_todays_kotohomes_or_the_seeds(
+    http: aiohttp.ClientSession, argv: list[str], status: int
+) -> None:
+    """By default `listingbot sim` is today's Kotohomes (states alone refused);
+    --kotohomes-mode seed serves the seed's (states alone answered)."""
+    async with sim_command(argv) as out:
+        banner = out.getvalue()
+        url = re.search(r"api_url: (http://127\.0\.0\.1:\d+)\s+key:", banner)
+        assert url is not None, banner
+        params = {"key": "test-kotohomes-key", "states": "NY"}
+        async with http.get(f"{url.group(1)}/v1/listings", params=params) as response:
+            assert response.status == status
