@@ -117,6 +117,10 @@ def _load(arg: Path | None) -> Config:
     config = load_config(config_path(arg))
     _register_secrets(config)
     configure_logging(level=config.log.level, fmt=config.log.format)
+    for warning in config_warnings(config):
+        # Valid, so the service runs; said once at start so an operator who skipped
+        # check-config still learns why a subscription may never match.
+        log.warning("config_warning", detail=warning)
     return config
 
 

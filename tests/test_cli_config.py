@@ -144,3 +144,23 @@ def test_check_config_warns_about_a_states_only_search_and_still_accepts_it(
     assert ": ok" in out
     assert "warning: subscriptions[0].filters: today's Kotohomes API refuses" in err
     assert "add zip_codes, territory, mls_numbers or latitude + longitude + radius" in err
+
+
+@pytest.mark.usefixtures("world")
+async def test_once_logs_each_config_warning_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A states-only Kotohomes search on the seed's API still runs (exit 0) and the
+    warning that today's API refuses it is logged once at start."""
+    async with make_sims(channels=CHANNELS, kotohomes_mode="seed") as sims:
+        subs = "- name: ny-homes\n  source: kotohomes\n  channel: 702\n  filters: {states: [NY]}\n"
+        text = config_text(
+            sims, subs, state_path=tmp_path / "state.sqlite3", sources=("kotohomes",)
+        )
+        path = write_config(tmp_path, text)
+        code = await asyncio.to_thread(main, ["once", "--config", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = [line for line in (out + err).splitlines() if "config_warning" in line]
+    assert len(lines) == 1
+    assert "today's Kotohomes API refuses a search by states alone" in lines[0]
