@@ -12,7 +12,8 @@ filters accept):
 - a subscription in its first run looks at every listing its query returns, changed or
   not; with ``first_run: baseline`` (and after a filter edit) it records the listings
   that are new to it without reporting them, while the listings it already follows keep
-  their change events.
+  their change events. A first run that began with an empty answer announces the
+  listings created after that answer (they did not exist when it looked).
 
 The match state always moves to what was observed, whether or not the subscription
 wants to hear about that kind of event, so a later change is measured from the last
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from listingbot.models import EventType, Listing, Price
 from listingbot.store import ChannelState, MatchState
@@ -43,6 +45,15 @@ class SubSpec:
     baselining: bool  # in its first run, not announcing listings new to it
     accepts: Callable[[Listing], bool]
     first_run: bool = False  # in its first run (either mode): it looks at every listing
+    # A first run that began with an empty answer at this moment: a listing created
+    # after it is new to the subscription even while baselining (it did not exist then).
+    new_after: datetime | None = None
+
+    def announces_new(self, listing: Listing) -> bool:
+        if not self.baselining:
+            return True
+        created = listing.created_at
+        return self.new_after is not None and created is not None and created > self.new_after
 
     @property
     def looks_at_everything(self) -> bool:
@@ -91,7 +102,7 @@ def detect(
             before = previous.get((sub.name, listing.id))
             if before is None:
                 matches.append(state)
-                if not sub.baselining and EventType.NEW in sub.notify:
+                if EventType.NEW in sub.notify and sub.announces_new(listing):
                     events.append(Event(sub.name, sub.channel_id, listing, EventType.NEW))
                 continue
             if (before.last_price, before.last_status) == (state.last_price, state.last_status):

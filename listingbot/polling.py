@@ -571,6 +571,7 @@ class Poller:
         outcome = PollOutcome(self.source, queries=len(plan.queries))
         stages = outcome.stages = dict.fromkeys(("fetch", "detect", "render", "commit"), 0.0)
         first_run = await self._first_run(plan, dry_run)
+        empty_since = await self.store.empty_since(sorted(first_run)) if first_run else {}
         cursors = await self.store.load_cursors(q.key for q in plan.queries)
         record = PollRecord(
             self.source,
@@ -624,7 +625,7 @@ class Poller:
                         "some changes may be missed",
                     )
                 mark = time.perf_counter()
-                await self._detect(plan, query, fetched, first_run, record, events)
+                await self._detect(plan, query, fetched, (first_run, empty_since), record, events)
                 stages["detect"] += time.perf_counter() - mark
         finally:
             for _query, task in ahead:
@@ -727,7 +728,7 @@ class Poller:
         plan: Plan,
         query: Query,
         fetched: Fetched,
-        first_run: set[str],
+        starts: tuple[set[str], Mapping[str, datetime]],
         record: PollRecord,
         events: list[Event],
     ) -> None:
@@ -738,6 +739,7 @@ class Poller:
         listings) are matched through the query's index, and detection runs for just the
         subscriptions whose local filters accept each one.
         """
+        first_run, empty_since = starts
         observed = fetched.listings
         old_prints = await self.store.load_fingerprints(query.key, [o.facts.id for o in observed])
         specs = [
@@ -748,6 +750,7 @@ class Poller:
                 baselining=s.name in first_run and s.first_run == "baseline",
                 accepts=_accept_all,
                 first_run=s.name in first_run,
+                new_after=empty_since.get(s.name),
             )
             for s in query.subscriptions
         ]
@@ -784,7 +787,8 @@ class Poller:
             record.baselined.extend(starting)
         else:
             # An empty first answer is not a baseline: were it one, everything a later
-            # answer holds would be announced as new.
+            # answer holds would be announced as new. Until one that is not empty, the
+            # listings created after it are announced (see SubSpec.new_after).
             record.empty_answers.extend(starting)
         if fetched.complete:
             unreadable = fetched.unreadable

@@ -159,6 +159,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN requeued_at TEXT;
     ALTER TABLE outbox ADD COLUMN may_be_sent INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: subscriptions.empty_since: when a first run's query first answered nothing.
+    # Listings created after that moment are new to the subscription whatever the
+    # first-run mode: the empty answer saw the area before they existed.
+    """
+    ALTER TABLE subscriptions ADD COLUMN empty_since TEXT;
+    """,
 )
 
 OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dropped")
@@ -631,7 +637,7 @@ class Store:
                 elif prev[0] != source or prev[1] != fhash:
                     conn.execute(
                         "UPDATE subscriptions SET source = ?, filter_hash = ?, baselined_at = NULL,"
-                        " empty_answers = 0 WHERE name = ?",
+                        " empty_answers = 0, empty_since = NULL WHERE name = ?",
                         (source, fhash, name),
                     )
             conn.executemany(
@@ -658,6 +664,24 @@ class Store:
             for name, source, fhash in subs
             if known.get(name) is None or known[name][:2] != (source, fhash) or not known[name][2]
         }
+
+    async def empty_since(self, names: Sequence[str]) -> dict[str, datetime]:
+        """For subscriptions in their first run: when their query first answered nothing."""
+        return await self._run(self._empty_since, list(names))
+
+    def _empty_since(self, names: list[str]) -> dict[str, datetime]:
+        out: dict[str, datetime] = {}
+        for chunk in _chunks(names, 900):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT name, empty_since FROM subscriptions"
+                f" WHERE name IN ({marks}) AND empty_since IS NOT NULL"
+            )
+            for name, since in self._c.execute(sql, chunk):
+                stamp = _parse_ts(since)
+                if stamp is not None:
+                    out[str(name)] = stamp
+        return out
 
     # ---------------------------------------------------------------- polling
     async def load_cursors(self, query_keys: Iterable[str]) -> dict[str, Cursor]:
@@ -839,9 +863,10 @@ class Store:
             )
             conn.executemany(
                 "UPDATE subscriptions SET empty_answers = empty_answers + 1,"
+                " empty_since = COALESCE(empty_since, ?),"
                 " baselined_at = CASE WHEN empty_answers + 1 >= ? THEN ? ELSE NULL END"
                 " WHERE name = ? AND baselined_at IS NULL",
-                [(rec.empty_answers_to_baseline, now, name) for name in rec.empty_answers],
+                [(now, rec.empty_answers_to_baseline, now, name) for name in rec.empty_answers],
             )
             conn.executemany(
                 "INSERT INTO channel_listings (channel_id, source, listing_id, price_seq,"

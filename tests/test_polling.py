@@ -13,6 +13,7 @@ from listingbot.app import App
 from listingbot.clock import FakeClock
 from listingbot.polling import FETCH_AHEAD, PRUNE_EVERY, prune_due
 from listingbot.sim import SimStack
+from listingbot.sim.market import iso_ms
 from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running, zips
 
 UK_SUB = """\
@@ -403,17 +404,35 @@ async def test_first_run_post_replacing_a_subscription_with_the_same_query_posts
 async def test_an_empty_first_answer_does_not_complete_the_baseline(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    """A first run whose query answers nothing stays a first run: the listings of the next
-    answer are taken in silently, not announced as new; later listings are."""
+    """A first run whose query answers nothing stays a first run: listings that already
+    existed when it answered nothing (a glitch) are taken in silently, not as new."""
     async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
         text = config_text(sims, ASTORIA, state_path=tmp_path / "s.sqlite3", sources=("kotohomes",))
         async with running(load(tmp_path, text), clock) as app:
             await app.once()  # empty
             tick(sims, clock, 60)
-            for _ in range(4):
-                sims.market.add_kotohomes(state="NY", zip_code="11101")
+            earlier = iso_ms(clock.now() - timedelta(days=2))
+            for _ in range(4):  # there all along, missing from the empty answer
+                sims.market.add_kotohomes(
+                    state="NY", zip_code="11101", created_at=earlier, updated_at=earlier
+                )
             await app.once()  # the first real answer: the baseline
             assert messages(sims, 702) == []
+            tick(sims, clock, 60)
+            fresh = sims.market.add_kotohomes(state="NY", zip_code="11101")
+            await app.once()
+        assert [meta(m)["listing_id"] for m in messages(sims, 702)] == [fresh["id"]]
+
+
+async def test_after_an_empty_first_answer_listings_created_since_are_new(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Listings created after a first run's empty answer did not exist when it looked:
+    they are announced, in either first-run mode."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
+        text = config_text(sims, ASTORIA, state_path=tmp_path / "s.sqlite3", sources=("kotohomes",))
+        async with running(load(tmp_path, text), clock) as app:
+            await app.once()  # empty
             tick(sims, clock, 60)
             fresh = sims.market.add_kotohomes(state="NY", zip_code="11101")
             await app.once()
