@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from listingbot.models import EventType, Listing, Price
@@ -68,12 +68,16 @@ class Event:
     type: EventType
     old_price: Price | None = None
     old_status: str | None = None
+    # False for a change the subscription does not want to hear about: no message, but
+    # the channel has seen the listing change (see ``sequence``).
+    wanted: bool = True
 
 
 @dataclass(frozen=True)
 class Detection:
     events: list[Event]
     matches: list[MatchState]
+    unwanted: list[Event] = field(default_factory=list)  # changes of kinds not in `notify`
 
 
 def detect(
@@ -89,6 +93,7 @@ def detect(
     only subscriptions in their first run look at it (nothing else can have changed).
     """
     events: list[Event] = []
+    unwanted: list[Event] = []
     matches: list[MatchState] = []
     baselining = [s for s in subs if s.looks_at_everything]
     for listing in listings:
@@ -108,8 +113,9 @@ def detect(
             if (before.last_price, before.last_status) == (state.last_price, state.last_status):
                 continue
             matches.append(state)
-            events.extend(_changes(sub, listing, before))
-    return Detection(events, matches)
+            for event in _changes(sub, listing, before):
+                (events if event.wanted else unwanted).append(event)
+    return Detection(events, matches, unwanted)
 
 
 def _changes(sub: SubSpec, listing: Listing, before: MatchState) -> list[Event]:
@@ -125,13 +131,15 @@ def _changes(sub: SubSpec, listing: Listing, before: MatchState) -> list[Event]:
             kind = EventType.PRICE_DROP
         elif new_amount > old_amount + _PRICE_EPSILON:
             kind = EventType.PRICE_INCREASE
-        if kind is not None and kind in sub.notify:
-            out.append(Event(sub.name, sub.channel_id, listing, kind, old_price=old_price))
+        if kind is not None:
+            wanted = kind in sub.notify
+            out.append(
+                Event(sub.name, sub.channel_id, listing, kind, old_price=old_price, wanted=wanted)
+            )
     if (
         listing.status is not None
         and before.last_status is not None
         and listing.status != before.last_status
-        and EventType.STATUS_CHANGE in sub.notify
     ):
         out.append(
             Event(
@@ -140,6 +148,7 @@ def _changes(sub: SubSpec, listing: Listing, before: MatchState) -> list[Event]:
                 listing,
                 EventType.STATUS_CHANGE,
                 old_status=before.last_status,
+                wanted=EventType.STATUS_CHANGE in sub.notify,
             )
         )
     return out
@@ -161,6 +170,10 @@ class Grouped:
     old_price: Price | None
     old_status: str | None
     state: ChannelState
+    # No message: only unwanted events (the channel's state still moves on), or a change
+    # the channel was already told of (its key was used once and is never used again).
+    silent: bool = False
+    duplicate: bool = False
 
 
 def delivery_key(
@@ -181,46 +194,64 @@ def delivery_key(
 
 
 def sequence(
-    state: ChannelState | None, channel_id: int, listing: Listing, event: EventType
-) -> tuple[int, ChannelState]:
-    """The change sequence number of ``event`` in the channel, and the channel's new state.
+    state: ChannelState | None,
+    channel_id: int,
+    listing: Listing,
+    event: EventType,
+    *,
+    tell: bool = True,
+) -> tuple[int, ChannelState, bool]:
+    """The change sequence number of ``event`` in the channel, the channel's new state,
+    and whether the channel was already told of this change.
 
-    A change to the figure (status) the channel was told last is the change it was told
-    last, seen again through another subscription: same number. Any other is the next.
+    The sequence moves on with every change a subscription in the channel observes,
+    told or not (an unwanted price increase in between makes the next drop to an earlier
+    figure a new change). A change to the figure (status) the channel observed last is
+    that change, seen again through another subscription: same number, and if it was
+    told already, a duplicate. So a key is used for at most one message, ever: no value
+    can bring an old key back, even after its sent row was pruned.
     """
     if state is None:
         state = ChannelState(channel_id, listing.source, listing.id)
     if event is EventType.NEW:
         if state.last_price is None and state.last_status is None:
             state = replace(state, last_price=listing.asking_amount, last_status=listing.status)
-        return 0, state
+        return 0, state, False
     if event is EventType.STATUS_CHANGE:
         if state.status_seq and state.last_status == listing.status:
-            return state.status_seq, state
-        state = replace(state, status_seq=state.status_seq + 1, last_status=listing.status)
-        return state.status_seq, state
+            told = state.status_told
+            return state.status_seq, replace(state, status_told=told or tell), told and tell
+        state = replace(
+            state,
+            status_seq=state.status_seq + 1,
+            last_status=listing.status,
+            status_told=tell,
+        )
+        return state.status_seq, state, False
     amount = listing.asking_amount
-    told = state.last_price
+    last = state.last_price
     if (
         state.price_seq
-        and told is not None
+        and last is not None
         and amount is not None
-        and abs(told - amount) <= _PRICE_EPSILON
+        and abs(last - amount) <= _PRICE_EPSILON
     ):
-        return state.price_seq, state
-    state = replace(state, price_seq=state.price_seq + 1, last_price=amount)
-    return state.price_seq, state
+        told = state.price_told
+        return state.price_seq, replace(state, price_told=told or tell), told and tell
+    state = replace(state, price_seq=state.price_seq + 1, last_price=amount, price_told=tell)
+    return state.price_seq, state, False
 
 
 def group_events(
     events: Iterable[Event], states: Mapping[tuple[int, str], ChannelState] | None = None
 ) -> list[Grouped]:
-    """One entry per (channel, listing, event), naming every subscription that matched,
+    """One entry per (channel, listing, event), naming every subscription that wants it,
     keyed from the channel's change sequence (``states``: the channel state loaded from
-    the store, by (channel, listing id); missing means the channel was told nothing yet).
+    the store, by (channel, listing id); missing means the channel saw nothing yet).
 
-    Order is kept: the first event of a group fixes the group's position, so messages go
-    out in the order their events were detected.
+    Unwanted events (``wanted=False``) make ``silent`` entries: no message, but the
+    channel's sequence moves on. Order is kept: the first event of a group fixes the
+    group's position, so messages go out in the order their events were detected.
     """
     groups: dict[tuple[int, str, str, EventType], list[Event]] = {}
     for event in events:
@@ -230,8 +261,13 @@ def group_events(
     out: list[Grouped] = []
     for (channel_id, source, listing_id, etype), members in groups.items():
         first = members[0]
-        seq, state = sequence(
-            current.get((channel_id, listing_id)), channel_id, first.listing, etype
+        wanted = [m for m in members if m.wanted]
+        seq, state, duplicate = sequence(
+            current.get((channel_id, listing_id)),
+            channel_id,
+            first.listing,
+            etype,
+            tell=bool(wanted),
         )
         current[(channel_id, listing_id)] = state
         out.append(
@@ -240,10 +276,12 @@ def group_events(
                 channel_id=channel_id,
                 listing=first.listing,
                 type=etype,
-                subscriptions=tuple(sorted({m.subscription for m in members})),
-                old_price=first.old_price,
-                old_status=first.old_status,
+                subscriptions=tuple(sorted({m.subscription for m in wanted or members})),
+                old_price=(wanted or members)[0].old_price,
+                old_status=(wanted or members)[0].old_status,
                 state=state,
+                silent=not wanted,
+                duplicate=duplicate,
             )
         )
     return out

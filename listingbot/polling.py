@@ -636,7 +636,7 @@ class Poller:
             outcome.ok = False
         outcome.error = "; ".join(errors) or None
         mark = time.perf_counter()
-        record.messages, record.channel_states = await self._messages(events)
+        record.messages, record.channel_states, told_before = await self._messages(events)
         stages["render"] = time.perf_counter() - mark
         record.listings = outcome.listings
         outcome.events = record.events
@@ -644,6 +644,7 @@ class Poller:
         mark = time.perf_counter()
         if not dry_run and (outcome.ok or record.seen):
             outcome.queued = await self.store.record_poll(record)
+            record.duplicates[:0] = told_before
             outcome.pruned = record.forgotten
             self._report_duplicates(record)
         if not dry_run and outcome.error:
@@ -777,10 +778,12 @@ class Poller:
         for listing, accepted in work:
             result = detect(accepted, (listing,), previous)
             found.extend(result.events)
+            found.extend(result.unwanted)  # no message, but the channel's sequence moves
             record.matches.extend(result.matches)
-        for kind, count in Counter(event.type.value for event in found).items():
+        wanted = Counter(event.type.value for event in found if event.wanted)
+        for kind, count in wanted.items():
             self.metrics.events.labels(kind).inc(count)
-        record.events += len(found)
+        record.events += wanted.total()
         record.cursors.append(fetched.cursor)
         starting = [s.name for s in query.subscriptions if s.name in first_run]
         if observed or fetched.skipped:
@@ -807,12 +810,16 @@ class Poller:
         )
         events.extend(found)
 
-    async def _messages(self, events: list[Event]) -> tuple[list[NewMessage], list[ChannelState]]:
-        """One message per (channel, listing, event) across every query of this poll, and
-        what each channel has been told once they are queued."""
+    async def _messages(
+        self, events: list[Event]
+    ) -> tuple[list[NewMessage], list[ChannelState], list[str]]:
+        """One message per (channel, listing, event) across every query of this poll, what
+        each channel has seen once they are queued, and the keys of changes the channel
+        was already told of (not queued again)."""
         out: list[NewMessage] = []
         if not events:
-            return out, []
+            return out, [], []
+        duplicates: list[str] = []
         pairs = {(e.channel_id, e.listing.id) for e in events}
         states = await self.store.load_channel_states(self.source, sorted(pairs))
         told: dict[tuple[int, str], ChannelState] = {}
@@ -821,6 +828,10 @@ class Poller:
         for grouped in group_events(events, states):
             listing = grouped.listing
             told[(grouped.channel_id, listing.id)] = grouped.state
+            if grouped.duplicate:
+                duplicates.append(grouped.key)
+            if grouped.silent or grouped.duplicate:
+                continue
             body = render(
                 listing,
                 grouped.type,
@@ -852,7 +863,8 @@ class Poller:
                     },
                 )
             )
-        return out, [state for key, state in told.items() if states.get(key) != state]
+        changed = [state for key, state in told.items() if states.get(key) != state]
+        return out, changed, duplicates
 
     def _observe(self, outcome: PollOutcome) -> None:
         m = self.metrics

@@ -162,8 +162,13 @@ MIGRATIONS: tuple[str, ...] = (
     # 4: subscriptions.empty_since: when a first run's query first answered nothing.
     # Listings created after that moment are new to the subscription whatever the
     # first-run mode: the empty answer saw the area before they existed.
+    # channel_listings.price_told/status_told: whether the change at the current sequence
+    # number was told to the channel (the sequence also counts changes nobody in the
+    # channel wanted to hear about).
     """
     ALTER TABLE subscriptions ADD COLUMN empty_since TEXT;
+    ALTER TABLE channel_listings ADD COLUMN price_told INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE channel_listings ADD COLUMN status_told INTEGER NOT NULL DEFAULT 1;
     """,
 )
 
@@ -223,6 +228,8 @@ class ChannelState:
     last_price: float | None = None
     status_seq: int = 0
     last_status: str | None = None
+    price_told: bool = True  # the change at price_seq was told to the channel
+    status_told: bool = True
 
 
 @dataclass(frozen=True)
@@ -753,12 +760,17 @@ class Store:
         for chunk in _chunks(ids, 900):
             marks = ",".join("?" * len(chunk))
             sql = (
-                "SELECT channel_id, listing_id, price_seq, last_price, status_seq, last_status"
+                "SELECT channel_id, listing_id, price_seq, last_price, status_seq, last_status,"
+                " price_told, status_told"
                 f" FROM channel_listings WHERE source = ? AND listing_id IN ({marks})"
             )
-            for ch, lid, pseq, price, sseq, status in self._c.execute(sql, [source, *chunk]):
+            for ch, lid, pseq, price, sseq, status, ptold, stold in self._c.execute(
+                sql, [source, *chunk]
+            ):
                 if (ch, lid) in wanted:
-                    out[(ch, lid)] = ChannelState(ch, source, lid, pseq, price, sseq, status)
+                    out[(ch, lid)] = ChannelState(
+                        ch, source, lid, pseq, price, sseq, status, bool(ptold), bool(stold)
+                    )
         return out
 
     async def long_unseen(
@@ -870,10 +882,12 @@ class Store:
             )
             conn.executemany(
                 "INSERT INTO channel_listings (channel_id, source, listing_id, price_seq,"
-                " last_price, status_seq, last_status) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " last_price, status_seq, last_status, price_told, status_told)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (channel_id, source, listing_id) DO UPDATE SET"
                 " price_seq = excluded.price_seq, last_price = excluded.last_price,"
-                " status_seq = excluded.status_seq, last_status = excluded.last_status",
+                " status_seq = excluded.status_seq, last_status = excluded.last_status,"
+                " price_told = excluded.price_told, status_told = excluded.status_told",
                 [
                     (
                         c.channel_id,
@@ -883,6 +897,8 @@ class Store:
                         c.last_price,
                         c.status_seq,
                         c.last_status,
+                        c.price_told,
+                        c.status_told,
                     )
                     for c in rec.channel_states
                 ],

@@ -150,3 +150,34 @@ def test_the_same_change_seen_again_by_another_subscription_keeps_its_key() -> N
     later = Event("sub-b", 702, lst, EventType.PRICE_DROP, old_price=Price(amount=500_000))
     (again,) = group_events([later], {(702, lst.id): first.state})
     assert again.key == first.key
+
+
+def test_an_unwanted_change_in_between_still_moves_the_sequence() -> None:
+    """Drop to 2,350 (told), increase to 2,425 (nobody in the channel wants increases),
+    drop to 2,350 again: the second drop is a new change with a new key."""
+    sub = "deals"
+    states: dict[tuple[int, str], ChannelState] = {}
+    keys: list[str] = []
+    for price, kind, wanted in (
+        (2350.0, EventType.PRICE_DROP, True),
+        (2425.0, EventType.PRICE_INCREASE, False),
+        (2350.0, EventType.PRICE_DROP, True),
+    ):
+        lst = listing(price=Price(amount=price))
+        (grouped,) = group_events([Event(sub, 702, lst, kind, wanted=wanted)], states)
+        states[(702, lst.id)] = grouped.state
+        if not grouped.silent:
+            keys.append(grouped.key)
+    assert len(keys) == len(set(keys)) == 2
+
+
+def test_a_change_already_told_to_the_channel_is_a_duplicate() -> None:
+    """The same change seen again through another subscription of the channel is marked
+    a duplicate (no second message), whether or not its first row is still stored."""
+    lst = listing(price=Price(amount=450_000))
+    (first,) = group_events([Event("a", 702, lst, EventType.PRICE_DROP)], {})
+    (again,) = group_events(
+        [Event("b", 702, lst, EventType.PRICE_DROP)], {(702, lst.id): first.state}
+    )
+    assert not first.duplicate
+    assert again.duplicate

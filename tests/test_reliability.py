@@ -28,7 +28,7 @@ from listingbot.models import SOURCES
 from listingbot.sim import RequestLog, SimStack
 from listingbot.sim.market import Market
 from tests.harness import SECRETS, load, make_sims, running, zips
-from tests.reliability.expect import Expectation, Message, Named, Posted, Sub, posted
+from tests.reliability.expect import Deployment, Expectation, Message, Named, Posted, Sub, posted
 from tests.reliability.memory import retained_bytes, traced_bytes
 from tests.reliability.service import Service, wait_for
 
@@ -159,7 +159,9 @@ def run_config(
     )
 
 
-def report(title: str, expectation: Expectation, found: Posted, **figures: object) -> None:
+def report(
+    title: str, expectation: Expectation | Deployment, found: Posted, **figures: object
+) -> None:
     lost = expectation.messages - found.messages
     extra = found.messages - expectation.messages
     parts = [f"{name}={value}" for name, value in figures.items()]
@@ -174,7 +176,7 @@ def report(title: str, expectation: Expectation, found: Posted, **figures: objec
     print(f"\n[{title}] " + " ".join(parts))
 
 
-def assert_exactly_once(expectation: Expectation, found: Posted) -> None:
+def assert_exactly_once(expectation: Expectation | Deployment, found: Posted) -> None:
     lost = expectation.messages - found.messages
     extra = found.messages - expectation.messages
     assert not lost, f"lost {sum(lost.values())}: {sorted(lost.items(), key=str)[:10]}"
@@ -687,3 +689,174 @@ async def test_kato_limit_holds_when_connections_drop(tmp_path: Path) -> None:
     assert sims.faults.counts["reset"] > 0
     assert sims.kato.max_requests_in_any_window <= KATO_RPM
     assert sims.kato.throttled == 0
+
+
+# --------------------------------------------------------------------------- 90 days
+
+DAY_S = 86_400
+# CI: a poll every 6 h for 90 days; long: hourly.
+CYCLE_S = 3_600 if LONG else 6 * 3_600
+DAYS = 90
+RELOAD_EVERY = 24 if LONG else 5  # cycles between reloads (each during a Kotohomes poll)
+# Every Kotohomes query matches well over 50 listings, so a listing can stay out of view
+# (outside the 50 newest by creation and by update) for weeks and come back unchanged.
+DEPLOY_SUBS = (
+    Sub(
+        "us-all",
+        "kotohomes",
+        702,
+        "{zip_codes: " + zips("NY", "NJ", "CA", "WA") + "}",
+        _states("NY", "NJ", "CA", "WA"),
+        first_run="baseline",
+    ),
+    Sub("east", "kotohomes", 702, "{zip_codes: " + zips("NY", "NJ") + "}", _states("NY", "NJ")),
+    Sub(
+        "east-deals",
+        "kotohomes",
+        703,
+        "{zip_codes: " + zips("NY", "NJ") + "}",
+        _states("NY", "NJ"),
+        frozenset({"new", "price_drop"}),
+    ),
+    Sub("west", "kotohomes", 703, "{zip_codes: " + zips("CA", "WA") + "}", _states("CA", "WA")),
+    Sub("uk-all", "kato", 704, "{}", lambda _record: True, first_run="baseline"),
+    Sub(
+        "uk-changes",
+        "kato",
+        705,
+        "{}",
+        lambda _record: True,
+        frozenset({"price_drop", "price_increase", "status_change"}),
+    ),
+)
+
+
+def deployment_market(seed: int, clock: FakeClock) -> Market:
+    """A steady, churning market: as many listings come as go, a few changes a poll."""
+    return Market(
+        seed,
+        start=clock.now(),
+        tick_s=CYCLE_S,
+        kotohomes_count=300,
+        kato_count=40,
+        new_rate=2.0 * CYCLE_S / 21_600,
+        removal_rate=2.0 * CYCLE_S / 21_600,
+        price_change_rate=3.0 * CYCLE_S / 21_600,
+        status_change_rate=1.0 * CYCLE_S / 21_600,
+    )
+
+
+def deployment_config(sims: SimStack, state: Path, subs: list[Sub]) -> str:
+    return run_config(sims, state, tuple(subs), timeout_s=2, kato_rpm=6000, page_size=50)
+
+
+class Reloads:
+    """The config edits of the run: reorder everything, add a subscription (first_run:
+    post) sharing a query with one that stays, remove the last one added."""
+
+    def __init__(self) -> None:
+        self.subs: list[Sub] = list(DEPLOY_SUBS)
+        self.added = 0
+        self.counts: Counter[str] = Counter()
+
+    def next(self, index: int, expectation: Deployment) -> list[Sub]:
+        kind = ("reorder", "add", "remove")[index % 3]
+        extras = [s for s in self.subs if s.name.startswith("extra-")]
+        if kind == "remove" and extras:
+            gone = extras[-1]
+            self.subs.remove(gone)
+            expectation.remove(gone.name)
+        elif kind == "add":
+            self.added += 1
+            base = DEPLOY_SUBS[1] if self.added % 2 else DEPLOY_SUBS[3]
+            channel = (702, 703, 705)[self.added % 3]
+            sub = Sub(f"extra-{self.added}", base.source, channel, base.filters, base.selects)
+            self.subs.append(sub)
+            expectation.add(sub)
+        else:
+            kind = "reorder"
+        self.subs.reverse()
+        self.counts[kind] += 1
+        return list(self.subs)
+
+
+@pytest.mark.timeout(3600 if LONG else 240)
+async def test_ninety_days_of_a_real_deployment_then_exactly_once(tmp_path: Path) -> None:
+    """90 simulated days with retention on, Kotohomes queries with more than 50 matches,
+    and reloads (reorder, add, remove) landing while a poll is mid-fetch: every event the
+    queries could see is posted exactly once, to the right channel, and the state file
+    stays bounded."""
+    seed = 9090
+    clock = FakeClock()
+    state = tmp_path / "state.sqlite3"
+    async with make_sims(
+        clock, market=deployment_market(seed, clock), seed=seed, channels=CHANNELS
+    ) as sims:
+        reloads = Reloads()
+        config = load(tmp_path, deployment_config(sims, state, reloads.subs))
+        expectation = Deployment(sims.market, DEPLOY_SUBS)
+        assert min(n for s, n in expectation.visible_counts().items() if "uk" not in s) > 60
+        expectation.observe_start()
+        app = App(config, clock=clock)
+        await app.start()
+        cycles = DAYS * DAY_S // CYCLE_S
+        sizes: dict[int, int] = {}
+        try:
+            for cycle in range(1, cycles + 1):
+                assert (await app.poll("kato")).ok
+                if cycle % RELOAD_EVERY == 0:
+                    subs = reloads.next(cycle // RELOAD_EVERY, expectation)
+                    new = load(tmp_path, deployment_config(sims, state, subs))
+                    sims.faults.enabled_for = {"kotohomes"}
+                    sims.faults.hold()
+                    poll = asyncio.create_task(app.poll("kotohomes"))
+                    await wait_for(lambda: sims.faults.held > 0, timeout_s=10, what="mid-fetch")
+                    await app.reload(new)
+                    sims.faults.release()
+                    outcome = await poll
+                else:
+                    outcome = await app.poll("kotohomes")
+                assert outcome.ok, outcome.error
+                await app.deliver()
+                expectation.step()
+                clock.advance(CYCLE_S)
+                clock.sleeps.clear()
+                sims.kotohomes.requests.clear()
+                sims.kato.requests.clear()
+                sims.chatkitty.requests.clear()
+                day = cycle * CYCLE_S // DAY_S
+                if cycle * CYCLE_S % DAY_S == 0 and day in (30, 60, 90):
+                    sizes[day] = _file_bytes(state)
+            for _ in range(20):
+                for source in SOURCES:
+                    assert (await app.poll(source)).ok
+                if (await app.deliver()).pending == 0:
+                    break
+                clock.advance(60)
+            assert app.store is not None
+            counts = app.store.counts_sync()
+        finally:
+            await app.close()
+    found = posted(sims)
+    live = sum(len(sims.market.ids(s)) for s in SOURCES)
+    report(
+        "90 days",
+        expectation,
+        found,
+        cycles=cycles,
+        polls=2 * cycles,
+        reloads=dict(reloads.counts),
+        live_listings=live,
+        state_rows=counts,
+        state_bytes=sizes,
+    )
+    assert_exactly_once(expectation, found)
+    news = Counter(m[:3] for m in found.messages.elements() if m[3] == "new")
+    assert max(news.values()) == 1
+    # Bounded: rows follow the live market, not the 90 days of history behind it.
+    assert counts["listings"] < 4 * live
+    assert sizes[90] < 1.3 * sizes[60], sizes
+
+
+def _file_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from listingbot.models import SOURCES
@@ -42,6 +43,7 @@ class Sub:
     filters: str  # YAML flow mapping, sent upstream as is
     selects: Callable[[dict[str, Any]], bool]  # the same filter, on a market record
     notify: frozenset[str] = ALL_EVENTS
+    first_run: str = "post"  # Expectation models "post" only; Deployment models both
 
     def yaml(self) -> str:
         notify = ", ".join(sorted(self.notify))
@@ -51,7 +53,7 @@ class Sub:
             f"    channel: {self.channel}\n"
             f"    filters: {self.filters}\n"
             f"    notify: [{notify}]\n"
-            "    first_run: post\n"
+            f"    first_run: {self.first_run}\n"
         )
 
 
@@ -164,6 +166,143 @@ class Expectation:
             self.named[(*message, tuple(sorted(names)))] += 1
 
 
+KOTOHOMES_LIMIT = 50  # a Kotohomes answer holds at most this many listings
+
+
+class Deployment:
+    """The expectation for what a real deployment can see, one observation per step.
+
+    Unlike :class:`Expectation` it does not assume every live listing is in view:
+
+    - a Kato query sees every listing it matches (a sweep is complete);
+    - a Kotohomes query sees the 50 newest it matches by ``updated_at`` and, on its
+      first poll, the 50 newest by ``created_at`` (later: those created since). A
+      listing can leave that view and come back, unchanged, weeks later;
+    - a listing in a query's view is looked at by the query's subscriptions in their
+      first run, and by the others only when the query saw it change (or never saw it);
+    - ``first_run: baseline`` records without posting; ``post`` announces;
+    - ``new`` is once per (channel, listing); changes are measured per subscription
+      against what it was last told, one message per (channel, listing, event, value)
+      per observation naming every subscription in the channel that saw it;
+    - subscriptions are added (``add``: their first run is the next observation) and
+      removed (``remove``: from the next observation on).
+
+    Filters must be upstream-only (one query per distinct ``filters``), and the market
+    must change fewer than 50 listings a step per query (so every change is in view).
+    """
+
+    def __init__(self, market: Market, subs: Sequence[Sub]) -> None:
+        self.market = market
+        self.subs: list[Sub] = list(subs)
+        self.messages: Counter[Message] = Counter()
+        self.named: Counter[Named] = Counter()
+        self.market_events = 0
+        self._first: set[str] = {s.name for s in subs}
+        self._told: dict[tuple[str, str, str], tuple[float | None, str | None]] = {}
+        self._query_saw: dict[tuple[str, str, str], tuple[float | None, str | None]] = {}
+        self._polled: set[str] = set()
+        self._announced: set[tuple[int, str, str]] = set()
+
+    def observe_start(self) -> None:
+        self._observe(set())
+
+    def step(self) -> list[MarketEvent]:
+        events = self.market.step()
+        self.market_events += len(events)
+        created = {(e.source, e.listing_id) for e in events if e.kind == "created"}
+        self._observe(created)
+        return events
+
+    def add(self, sub: Sub) -> None:
+        self.subs.append(sub)
+        self._first.add(sub.name)
+
+    def remove(self, name: str) -> None:
+        self.subs = [s for s in self.subs if s.name != name]
+
+    def visible_counts(self) -> dict[str, int]:
+        """How many live listings each subscription's query matches now (in view or not)."""
+        return {
+            sub.name: sum(1 for r in self.market.live(sub.source) if sub.selects(r))
+            for sub in self.subs
+        }
+
+    def _view(
+        self, query: str, source: str, matching: list[dict[str, Any]], created: set[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        if source == "kato":
+            return matching
+
+        def newest(field: str) -> list[dict[str, Any]]:
+            ordered = sorted(
+                matching, key=lambda r: (_when(r.get(field)), str(r.get("id"))), reverse=True
+            )
+            return ordered[:KOTOHOMES_LIMIT]
+
+        view = {str(r["id"]): r for r in newest("updated_at")}
+        if query not in self._polled:
+            view.update((str(r["id"]), r) for r in newest("created_at"))
+        else:
+            view.update((str(r["id"]), r) for r in matching if (source, str(r["id"])) in created)
+        return list(view.values())
+
+    def _observe(self, created: set[tuple[str, str]]) -> None:
+        batch: dict[Message, set[str]] = {}
+        queries: dict[tuple[str, str], list[Sub]] = {}
+        for sub in self.subs:
+            queries.setdefault((sub.source, sub.filters), []).append(sub)
+        for (source, query), subs in queries.items():
+            matching = [r for r in self.market.live(source) if subs[0].selects(r)]
+            for record in self._view(query, source, matching, created):
+                key = (source, str(record["id"]))
+                status = record.get("status")
+                state = (asking_of(source, record), status if isinstance(status, str) else None)
+                changed = self._query_saw.get((query, *key)) != state
+                self._query_saw[(query, *key)] = state
+                for sub in subs:
+                    first = sub.name in self._first
+                    if not (changed or first):
+                        continue
+                    told = self._told.get((sub.name, *key))
+                    self._told[(sub.name, *key)] = state
+                    for event, value in _found(
+                        told, state, quiet=first and sub.first_run == "baseline"
+                    ):
+                        if event in sub.notify:
+                            message = (sub.channel, key[0], key[1], event, value)
+                            batch.setdefault(message, set()).add(sub.name)
+            self._polled.add(query)
+        self._first.clear()
+        for message, names in batch.items():
+            if message[3] == "new":
+                if message[:3] in self._announced:
+                    continue  # `new` is once per channel and listing
+                self._announced.add(message[:3])
+            self.messages[message] += 1
+            self.named[(*message, tuple(sorted(names)))] += 1
+
+
+def _found(
+    told: tuple[float | None, str | None] | None,
+    state: tuple[float | None, str | None],
+    *,
+    quiet: bool,
+) -> list[tuple[str, object]]:
+    if told is None:
+        return [] if quiet else [("new", None)]
+    out: list[tuple[str, object]] = []
+    (old_asking, old_status), (asking, status) = told, state
+    if asking is not None and old_asking is not None and asking != old_asking:
+        out.append(("price_drop" if asking < old_asking else "price_increase", asking))
+    if status is not None and old_status is not None and status != old_status:
+        out.append(("status_change", status))
+    return out
+
+
+def _when(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value)) if value else datetime.min.replace(tzinfo=UTC)
+
+
 @dataclass
 class Posted:
     """What the ChatKitty simulator holds, in the model's terms."""
@@ -183,7 +322,7 @@ def posted(sims: SimStack) -> Posted:
     keys: Counter[str] = Counter()
     for channel, stored in sims.chatkitty.messages.items():
         for message in stored:
-            props = message["properties"]
+            props = message.get("properties") or {}
             if "listingbot" not in props:
                 continue  # people talking in the channel
             meta, listing = props["listingbot"], props["listing"]
