@@ -53,6 +53,11 @@ class FakeClock:
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
 
+    def jump(self, seconds: float) -> None:
+        """The wall clock is set (NTP, an operator), either way: ``now()`` moves by
+        ``seconds``, monotonic time does not."""
+        self._now += timedelta(seconds=seconds)
+
     async def sleep(self, seconds: float) -> None:
         seconds = max(0.0, seconds)
         self.sleeps.append(seconds)

@@ -698,6 +698,8 @@ DAY_S = 86_400
 CYCLE_S = 3_600 if LONG else 6 * 3_600
 DAYS = 90
 RELOAD_EVERY = 24 if LONG else 5  # cycles between reloads (each during a Kotohomes poll)
+CLOCK_STEP_S = 2 * 3_600
+PEOPLE = ("alice", "bob", "chen")
 # Every Kotohomes query matches well over 50 listings, so a listing can stay out of view
 # (outside the 50 newest by creation and by update) for weeks and come back unchanged.
 DEPLOY_SUBS = (
@@ -783,10 +785,12 @@ class Reloads:
 @pytest.mark.timeout(3600 if LONG else 240)
 async def test_ninety_days_of_a_real_deployment_then_exactly_once(tmp_path: Path) -> None:
     """90 simulated days with retention on, Kotohomes queries with more than 50 matches,
-    and reloads (reorder, add, remove) landing while a poll is mid-fetch: every event the
-    queries could see is posted exactly once, to the right channel, and the state file
-    stays bounded."""
+    reloads (reorder, add, remove) landing while a poll is mid-fetch, people chatting in
+    the channels and the wall clock stepped back and forward: every event the queries
+    could see is posted exactly once, to the right channel, and the state file stays
+    bounded."""
     seed = 9090
+    rng = random.Random(seed)
     clock = FakeClock()
     state = tmp_path / "state.sqlite3"
     async with make_sims(
@@ -800,9 +804,19 @@ async def test_ninety_days_of_a_real_deployment_then_exactly_once(tmp_path: Path
         app = App(config, clock=clock)
         await app.start()
         cycles = DAYS * DAY_S // CYCLE_S
+        # The wall clock steps back two hours a third of the way in, forward two hours
+        # two thirds of the way in (monotonic time runs on, as it does).
+        jumps = {cycles // 3: -CLOCK_STEP_S, 2 * cycles // 3: CLOCK_STEP_S}
         sizes: dict[int, int] = {}
+        chatter = 0
         try:
             for cycle in range(1, cycles + 1):
+                if cycle in jumps:
+                    clock.jump(jumps[cycle])
+                for _ in range(rng.randint(0, 4)):
+                    channel = rng.choice(CHANNELS)[0]
+                    sims.chatkitty.post_as(channel, rng.choice(PEOPLE), f"chat {chatter}")
+                    chatter += 1
                 assert (await app.poll("kato")).ok
                 if cycle % RELOAD_EVERY == 0:
                     subs = reloads.next(cycle // RELOAD_EVERY, expectation)
@@ -846,6 +860,8 @@ async def test_ninety_days_of_a_real_deployment_then_exactly_once(tmp_path: Path
         cycles=cycles,
         polls=2 * cycles,
         reloads=dict(reloads.counts),
+        clock_steps_s=list(jumps.values()),
+        chatter=chatter,
         live_listings=live,
         state_rows=counts,
         state_bytes=sizes,

@@ -175,9 +175,10 @@ class Deployment:
     Unlike :class:`Expectation` it does not assume every live listing is in view:
 
     - a Kato query sees every listing it matches (a sweep is complete);
-    - a Kotohomes query sees the 50 newest it matches by ``updated_at`` and, on its
-      first poll, the 50 newest by ``created_at`` (later: those created since). A
-      listing can leave that view and come back, unchanged, weeks later;
+    - a Kotohomes query sees the 50 newest it matches by ``updated_at`` and the listings
+      created since its last poll; its first poll walks the whole query from the oldest
+      creation (the queries here stay within the walk's reach). So after the first run
+      a listing can leave the view and come back, unchanged, weeks later;
     - a listing in a query's view is looked at by the query's subscriptions in their
       first run, and by the others only when the query saw it change (or never saw it);
     - ``first_run: baseline`` records without posting; ``post`` announces;
@@ -234,15 +235,15 @@ class Deployment:
             return matching
 
         def newest(field: str) -> list[dict[str, Any]]:
-            ordered = sorted(
-                matching, key=lambda r: (_when(r.get(field)), str(r.get("id"))), reverse=True
-            )
+            # Newest first; equal times in id order (as the API breaks ties).
+            by_id = sorted(matching, key=lambda r: str(r.get("id")))
+            ordered = sorted(by_id, key=lambda r: _when(r.get(field)), reverse=True)
             return ordered[:KOTOHOMES_LIMIT]
 
-        view = {str(r["id"]): r for r in newest("updated_at")}
         if query not in self._polled:
-            view.update((str(r["id"]), r) for r in newest("created_at"))
-        else:
+            return matching
+        view = {str(r["id"]): r for r in newest("updated_at")}
+        if True:
             view.update((str(r["id"]), r) for r in matching if (source, str(r["id"])) in created)
         return list(view.values())
 
