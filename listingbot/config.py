@@ -470,6 +470,8 @@ class DeliveryConfig(_Model):
 
     interval: Interval = timedelta(seconds=30)
     concurrency: Annotated[_Int, Field(ge=1, le=64)] = 4
+    # Accepted so that existing configs keep loading; unused since messages give up by
+    # age (give_up_after), not by counting attempts (a refusal is not a failed attempt).
     max_attempts: Annotated[_Int, Field(ge=1)] = 12
     backoff_base_s: PosFloat = 2.0
     backoff_max_s: PosFloat = 600.0
