@@ -1008,15 +1008,13 @@ class Store:
 
     def _claim(self, seq: int) -> bool:
         now = _ts(self._now())
-        with self._tx() as conn:
-            # next_attempt_at = now: if we crash mid-send, reconciliation may look at once
-            # (it still waits out the request timeout counted from claimed_at).
-            cur = conn.execute(
-                "UPDATE outbox SET state = 'sending', claimed_at = ?, next_attempt_at = ?,"
-                " attempts = attempts + 1 WHERE seq = ? AND state = 'pending'",
-                (now, now, seq),
-            )
-            return cur.rowcount == 1
+        # next_attempt_at = now: if we crash mid-send, reconciliation may look at once
+        # (it still waits out the request timeout counted from claimed_at).
+        return self._cas(
+            "UPDATE outbox SET state = 'sending', claimed_at = ?, next_attempt_at = ?,"
+            " attempts = attempts + 1 WHERE seq = ? AND state = 'pending'",
+            (now, now, seq),
+        )
 
     async def mark_sending(self, seq: int) -> None:
         """Claim without caring whether the claim won (tests and benchmarks)."""
@@ -1029,25 +1027,21 @@ class Store:
 
     def _mark_unknown(self, seq: int, delay_s: float, error: str) -> bool:
         due = _ts(self._now() + timedelta(seconds=delay_s))
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET next_attempt_at = ?, last_error = ?, may_be_sent = 1"
-                " WHERE seq = ? AND state = 'sending'",
-                (due, error[:500], seq),
-            )
-            return cur.rowcount == 1
+        return self._cas(
+            "UPDATE outbox SET next_attempt_at = ?, last_error = ?, may_be_sent = 1"
+            " WHERE seq = ? AND state = 'sending'",
+            (due, error[:500], seq),
+        )
 
     async def mark_sent(self, seq: int, message_id: int | None) -> bool:
         return await self._run(self._mark_sent, seq, message_id)
 
     def _mark_sent(self, seq: int, message_id: int | None) -> bool:
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, last_error = NULL,"
-                " may_be_sent = 0 WHERE seq = ? AND state IN ('pending', 'sending')",
-                (_ts(self._now()), message_id, seq),
-            )
-            return cur.rowcount == 1
+        return self._cas(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?, last_error = NULL,"
+            " may_be_sent = 0 WHERE seq = ? AND state IN ('pending', 'sending')",
+            (_ts(self._now()), message_id, seq),
+        )
 
     async def mark_retry(self, seq: int, delay_s: float, error: str) -> bool:
         """Definitely not posted (refused, or not found in the channel): pending again."""
@@ -1055,25 +1049,21 @@ class Store:
 
     def _mark_retry(self, seq: int, delay_s: float, error: str) -> bool:
         due = _ts(self._now() + timedelta(seconds=delay_s))
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?,"
-                " may_be_sent = 0 WHERE seq = ? AND state = 'sending'",
-                (due, error[:500], seq),
-            )
-            return cur.rowcount == 1
+        return self._cas(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?,"
+            " may_be_sent = 0 WHERE seq = ? AND state = 'sending'",
+            (due, error[:500], seq),
+        )
 
     async def mark_failed(self, seq: int, error: str) -> bool:
         return await self._run(self._mark_failed, seq, error)
 
     def _mark_failed(self, seq: int, error: str) -> bool:
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET state = 'failed', last_error = ?"
-                " WHERE seq = ? AND state IN ('pending', 'sending')",
-                (error[:500], seq),
-            )
-            return cur.rowcount == 1
+        return self._cas(
+            "UPDATE outbox SET state = 'failed', last_error = ?"
+            " WHERE seq = ? AND state IN ('pending', 'sending')",
+            (error[:500], seq),
+        )
 
     async def sending_rows(self) -> list[OutboxRow]:
         """Rows whose send outcome is unknown (a crash or a timeout mid-request)."""
@@ -1111,6 +1101,11 @@ class Store:
         failed = self._c.execute("SELECT COUNT(*) FROM outbox WHERE state = 'failed'").fetchone()
         return OutboxHealth(n, oldest, int(failed[0]))
 
+    def _cas(self, sql: str, args: Sequence[Any]) -> bool:
+        """One compare-and-set UPDATE in its own transaction: True when it changed a row."""
+        with self._tx() as conn:
+            return conn.execute(sql, args).rowcount == 1
+
     # ------------------------------------------------ operator actions (sync, beside a service)
     # Each is one compare-and-set on the row's state, so they are safe while `run` works
     # the same file: a row the service claimed in between is simply not touched.
@@ -1134,23 +1129,19 @@ class Store:
     def retry_sync(self, key: str) -> bool:
         """Put one failed row back in the queue, or make a waiting pending row due now."""
         now = _ts(self._now())
-        with self._tx() as conn:
-            cur = conn.execute(
-                self._REQUEUE + " WHERE key = ? AND state IN ('failed', 'pending')",
-                (now, now, key),
-            )
-            return cur.rowcount == 1
+        return self._cas(
+            self._REQUEUE + " WHERE key = ? AND state IN ('failed', 'pending')",
+            (now, now, key),
+        )
 
     def drop_sync(self, key: str) -> bool:
         """Give up on one failed or pending row for good (it stays listed as ``dropped``)."""
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET state = 'dropped', sent_at = ?,"
-                " last_error = 'dropped by an operator' || COALESCE(': ' || last_error, '')"
-                " WHERE key = ? AND state IN ('failed', 'pending')",
-                (_ts(self._now()), key),
-            )
-            return cur.rowcount == 1
+        return self._cas(
+            "UPDATE outbox SET state = 'dropped', sent_at = ?,"
+            " last_error = 'dropped by an operator' || COALESCE(': ' || last_error, '')"
+            " WHERE key = ? AND state IN ('failed', 'pending')",
+            (_ts(self._now()), key),
+        )
 
     def list_rows_sync(self, state: str | None = None, limit: int = 100) -> list[OutboxRow]:
         """Outbox rows, oldest first (all states, or one)."""
