@@ -3,21 +3,30 @@
 
 Lifecycle of ``run``::
 
-    start()  open the state file, create the clients, resolve and check every channel,
-             register subscriptions, reconcile sends left unknown by a crash
+    start()  open the state file, create the clients, register subscriptions; channels
+             are taken from the config (ids) and from the names ChatKitty last resolved
     loop     one APScheduler job per source (interval + jitter, never overlapping, misfires
-             coalesced) and one delivery job; a finished poll wakes delivery at once
+             coalesced), a delivery worker woken by every poll that queued messages and by
+             an interval job, a channel watcher (resolves names and checks that channels
+             exist, with backoff while ChatKitty is unreachable, then periodically), and a
+             liveness tick
     stop     SIGTERM/SIGINT: no new polls or sends, in-flight work gets a grace period,
              then sessions and the state file are closed
+
+One failing part never stops the others: a poll commits its messages and returns (it
+never waits on delivery); ChatKitty being unreachable holds delivery only; a missing
+channel holds the subscriptions that post there; a query the source refuses fails its
+own subscriptions, not the source.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import functools
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +36,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from listingbot.clients.chatkitty import ChatKittyClient
+from listingbot.clients.chatkitty import Channel, ChatKittyClient
 from listingbot.clients.kato import KatoClient
 from listingbot.clients.kotohomes import KotohomesClient
 from listingbot.clock import Clock, SystemClock
@@ -45,13 +54,24 @@ from listingbot.polling import (
     Poller,
     PollOutcome,
 )
-from listingbot.store import Store
+from listingbot.store import PROBLEM_CHANNEL, PROBLEM_QUERY, Store
 
 log = structlog.get_logger("listingbot.app")
 
 # `listingbot once`: extra delivery passes for transient failures, and the longest wait.
 ONCE_DELIVERY_RETRIES = 3
 ONCE_MAX_WAIT_S = 15.0
+
+# The channel watcher: retry an unreachable ChatKitty from 1 s, doubling up to 60 s; once
+# the channels are checked, check again every 5 minutes (and at once after a reload).
+CHANNEL_RETRY_MIN_S = 1.0
+CHANNEL_RETRY_MAX_S = 60.0
+CHANNEL_RECHECK_S = 300.0
+
+# Liveness: the scheduler runs a tick job this often; /healthz fails when the last tick is
+# older than LIVENESS_STALE_S (the loop or the scheduler has stopped turning).
+TICK_S = 5.0
+LIVENESS_STALE_S = 60.0
 
 
 @dataclass
@@ -105,14 +125,34 @@ class App:
         self.pollers: dict[Source, Poller] = {}
         self.housekeeping: Housekeeping | None = None  # one per state file, for every source
         self.channels: dict[str, int] = {}
+        # Subscriptions that cannot run now, with the reason: their channel does not exist
+        # (held), their channel name waits for ChatKitty (unresolved), or their source
+        # refuses their query (failing; they keep being polled and recover by themselves).
+        self.held: dict[str, str] = {}
+        self.unresolved: dict[str, str] = {}
+        self.failing_subs: dict[str, str] = {}
+        self.channels_checked_at: datetime | None = None
+        self.chatkitty_down_since: datetime | None = None
+        self.chatkitty_error: str | None = None
+        self.reload_rejected: str | None = None
+        self.last_tick: float | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._delivery_wanted = asyncio.Event()
+        self._recheck_channels = asyncio.Event()
         self._stopping = False
         self.on_poll: list[Callable[[PollOutcome], Awaitable[None] | None]] = []
         self.on_delivery: list[Callable[[DeliveryOutcome], Awaitable[None] | None]] = []
 
     # ------------------------------------------------------------------ building
-    async def start(self, *, dry_run: bool = False) -> None:
+    async def start(self, *, dry_run: bool = False, wait_for_chatkitty: bool = True) -> None:
+        """Open the state file and build the clients.
+
+        ``wait_for_chatkitty`` (``once``): check the channels now; an unreachable ChatKitty
+        fails the start. Without it (``run``), the channel watcher checks them in the
+        background and start-up never needs ChatKitty.
+        """
         cfg = self.config
         self.started_at = self.clock.now()
         # Service work holds the state file's lock for the process's lifetime (one process
@@ -150,9 +190,12 @@ class App:
             self.store, self.chatkitty, self.clock, self.metrics, cfg.delivery, rng=self.rng
         )
         self._build_pollers()
-        self.channels = await self._resolve_channels(cfg.subscriptions, dry_run=dry_run)
-        for poller in self.pollers.values():
-            poller.set_subscriptions(cfg.subscriptions, self.channels)
+        needs_lookup = not dry_run or any(isinstance(s.channel, str) for s in cfg.subscriptions)
+        if wait_for_chatkitty and needs_lookup:
+            await self.check_channels(dry_run=dry_run)
+        else:
+            cached = {} if dry_run else await self.store.load_channel_names()
+            self._apply_channels(*match_channels(cfg.subscriptions, None, cached), dry_run=True)
 
     def _build_pollers(self) -> None:
         assert self.session is not None
@@ -215,35 +258,92 @@ class App:
             if previous is not None:
                 self.health[source].last_success = previous.last_success
 
-    async def _resolve_channels(
-        self, subs: Sequence[Subscription], *, dry_run: bool
-    ) -> dict[str, int]:
-        """Channel ids for every subscription; every channel must exist in ChatKitty."""
+    async def check_channels(self, *, dry_run: bool = False) -> None:
+        """Ask ChatKitty for its channels and apply them to the subscriptions.
+
+        Raises the client's error when ChatKitty cannot be asked (and records since when).
+        """
         assert self.chatkitty is not None
-        by_name: dict[str, int] = {}
-        known_ids: set[int] = set()
-        needs_lookup = not dry_run or any(isinstance(s.channel, str) for s in subs)
-        if needs_lookup:
-            for channel in await self.chatkitty.list_channels():
-                known_ids.add(channel.id)
-                by_name.setdefault(channel.name, channel.id)
-                if channel.display_name:
-                    by_name.setdefault(channel.display_name, channel.id)
-        out: dict[str, int] = {}
-        problems: list[str] = []
-        for index, sub in enumerate(subs):
-            where = f"subscriptions[{index}].channel"
-            if isinstance(sub.channel, int):
-                if needs_lookup and sub.channel not in known_ids:
-                    problems.append(f"{where}: ChatKitty has no channel with id {sub.channel}")
-                out[sub.name] = sub.channel
-            elif sub.channel in by_name:
-                out[sub.name] = by_name[sub.channel]
-            else:
-                problems.append(f"{where}: ChatKitty has no channel named {sub.channel!r}")
-        if problems:
-            raise ConfigError("\n".join(problems))
-        return out
+        asked_at = self.clock.now()
+        try:
+            listing = await self.chatkitty.list_channels()
+        except ListingBotError as err:
+            if self.chatkitty_down_since is None:
+                self.chatkitty_down_since = asked_at
+                log.error("chatkitty_unreachable", error=str(err))
+            self.chatkitty_error = str(err)
+            self.metrics.chatkitty_up.set(0)
+            raise
+        if self.chatkitty_down_since is not None:
+            log.info("chatkitty_reachable", down_since=self.chatkitty_down_since.isoformat())
+        self.chatkitty_down_since = None
+        self.chatkitty_error = None
+        self.channels_checked_at = self.clock.now()
+        self.metrics.chatkitty_up.set(1)
+        channels, held, _unresolved = match_channels(self.config.subscriptions, listing, {})
+        self._apply_channels(channels, held, {}, dry_run=dry_run)
+        if not dry_run and self.store is not None:
+            assert self.store is not None
+            named = {
+                s.channel: channels[s.name]
+                for s in self.config.subscriptions
+                if isinstance(s.channel, str) and s.name in channels
+            }
+            await self.store.save_channel_names(named)
+            await self.store.set_subscription_problems(PROBLEM_CHANNEL, self.held)
+
+    def _apply_channels(
+        self,
+        channels: dict[str, int],
+        held: dict[str, str],
+        unresolved: dict[str, str],
+        *,
+        dry_run: bool = False,
+    ) -> None:
+        """Make ``channels`` the subscriptions' destinations; hold the others."""
+        del dry_run
+        for name, reason in held.items():
+            if self.held.get(name) != reason:
+                log.error("subscription_held", subscription=name, reason=reason)
+        for name in self.held.keys() - held.keys():
+            if name in channels:
+                log.info("subscription_resumed", subscription=name, channel=channels[name])
+        for name in list(self.held):
+            if name not in held:
+                with contextlib.suppress(KeyError):
+                    self.metrics.subscription_problem.remove(name, "channel_missing")
+        for name in held:
+            self.metrics.subscription_problem.labels(name, "channel_missing").set(1)
+        self.metrics.subscriptions_held.set(len(held))
+        self.channels, self.held, self.unresolved = channels, held, unresolved
+        active = [s for s in self.config.subscriptions if s.name in channels]
+        for poller in self.pollers.values():
+            poller.set_subscriptions(active, channels)
+
+    def _channels_for(
+        self, subs: Sequence[Subscription], listing: list[Channel] | None
+    ) -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
+        """Destinations for ``subs``: from ``listing`` when ChatKitty answered, else what
+        is known (a subscription whose channel did not change keeps its state)."""
+        if listing is not None:
+            return match_channels(subs, listing, {})
+        known = {s.name: s.channel for s in self.config.subscriptions}
+        cached = {
+            s.channel: self.channels[s.name]
+            for s in self.config.subscriptions
+            if isinstance(s.channel, str) and s.name in self.channels
+        }
+        channels, held, unresolved = match_channels(subs, None, cached)
+        for sub in subs:
+            if known.get(sub.name) == sub.channel and sub.name in self.held:
+                channels.pop(sub.name, None)
+                held[sub.name] = self.held[sub.name]
+        return channels, held, unresolved
+
+    @property
+    def deliverable(self) -> bool:
+        """True once the channels are checked and while ChatKitty answers."""
+        return self.channels_checked_at is not None and self.chatkitty_down_since is None
 
     # ------------------------------------------------------------------ work units
     async def poll(self, source: Source, *, dry_run: bool = False) -> PollOutcome:
@@ -259,11 +359,36 @@ class App:
         except ListingBotError as err:
             outcome = PollOutcome(source, ok=False, error=str(err))
         self._account_poll(outcome)
+        await self._account_subscriptions(outcome, dry_run=dry_run)
         for hook in self.on_poll:
             result = hook(outcome)
             if result is not None:
                 await result
         return outcome
+
+    async def _account_subscriptions(self, outcome: PollOutcome, *, dry_run: bool) -> None:
+        """Per-subscription failures: said once when they start and once when they end."""
+        before = dict(self.failing_subs)
+        for name, reason in outcome.rejected.items():
+            if self.failing_subs.get(name) != reason:
+                log.error(
+                    "subscription_failing", subscription=name, source=outcome.source, error=reason
+                )
+            self.failing_subs[name] = reason
+            self.metrics.subscription_problem.labels(name, "query_rejected").set(1)
+        poller = self.pollers.get(outcome.source)  # type: ignore[call-overload]
+        polled = {s.name for s in poller.subscriptions} if poller is not None else set()
+        configured = {s.name for s in self.config.subscriptions}
+        for name in list(self.failing_subs):
+            recovered = name in polled and outcome.ok and name not in outcome.rejected
+            if recovered or name not in configured:
+                del self.failing_subs[name]
+                with contextlib.suppress(KeyError):
+                    self.metrics.subscription_problem.remove(name, "query_rejected")
+                if recovered:
+                    log.info("subscription_recovered", subscription=name, source=outcome.source)
+        if not dry_run and self.store is not None and self.failing_subs != before:
+            await self.store.set_subscription_problems(PROBLEM_QUERY, self.failing_subs)
 
     def _account_poll(self, outcome: PollOutcome) -> None:
         source = outcome.source
@@ -279,6 +404,7 @@ class App:
             outcome="ok" if outcome.ok else "failed",
             queries=outcome.queries,
             failed_queries=outcome.failed_queries,
+            rejected_subscriptions=sorted(outcome.rejected),
             requests=outcome.requests,
             listings=outcome.listings,
             skipped=outcome.skipped,
@@ -312,7 +438,17 @@ class App:
         outcome = await self.deliverer.run_pass()
         self.totals.sent += outcome.sent + outcome.reconciled_sent
         self.totals.failed_messages += outcome.failed
-        log.info(
+        # A pass with nothing to do is routine (one every delivery interval): debug only.
+        busy = (
+            outcome.sent
+            or outcome.retried
+            or outcome.unknown
+            or outcome.failed
+            or outcome.reconciled_sent
+            or outcome.reconciled_requeued
+            or outcome.pending
+        )
+        (log.info if busy else log.debug)(
             "delivery_finished",
             channels=outcome.channels,
             sent=outcome.sent,
@@ -338,13 +474,17 @@ class App:
         """One poll of every source and one delivery pass; True when all went well."""
         ok = True
         failed_before = self.totals.failed_messages
+        ok = not self.held and not self.unresolved
         for source in self.pollers:
             outcome = await self.poll(source, dry_run=dry_run)
-            ok = ok and outcome.ok
+            ok = ok and outcome.ok and not outcome.rejected
             if dry_run:
                 for message in outcome.messages:
                     print(f"--- channel {message.channel_id} · {message.event} · {message.key}")
                     print(message.body)
+                    print()
+                for name, count in outcome.baseline_matches.items():
+                    print(f"--- would record {count} current matches for {name}, post nothing")
                     print()
         if not dry_run:
             delivered = await self.deliver()
@@ -367,10 +507,76 @@ class App:
         """Poll and deliver on schedule until ``stop`` is set, then shut down gracefully."""
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         self._schedule_all()
+        self.scheduler.add_job(
+            self._tick,
+            IntervalTrigger(seconds=TICK_S),
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._tick()
         self.scheduler.start()
-        self._spawn(self.deliver_safely())  # rows left by an earlier run go out first
+        self.start_workers()
         await stop.wait()
         await self.shutdown()
+
+    def start_workers(self) -> None:
+        """The delivery worker and the channel watcher (``run`` starts them)."""
+        self._workers = {
+            "delivery": self._worker(self._delivery_worker()),
+            "channels": self._worker(self._channel_watcher()),
+        }
+        self.request_delivery()  # rows left by an earlier run go out first
+
+    def _tick(self) -> None:
+        self.last_tick = self.clock.monotonic()
+
+    def _worker(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    def request_delivery(self) -> None:
+        """Wake the delivery worker (cheap; many requests during a pass make one more)."""
+        self._delivery_wanted.set()
+
+    async def _delivery_worker(self) -> None:
+        while not self._stopping:
+            await self._delivery_wanted.wait()
+            self._delivery_wanted.clear()
+            if self._stopping:
+                return
+            if not self.deliverable:
+                log.debug("delivery_deferred", reason="ChatKitty channels not checked yet")
+                continue
+            await self.deliver_safely()
+
+    async def _channel_watcher(self) -> None:
+        """Check the channels until it works (backing off), then every CHANNEL_RECHECK_S."""
+        delay = CHANNEL_RETRY_MIN_S
+        wait = 0.0 if self.channels_checked_at is None else CHANNEL_RECHECK_S
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recheck_channels.wait(), wait)
+            self._recheck_channels.clear()
+            if self._stopping:
+                return
+            was_deliverable = self.deliverable
+            try:
+                await self.check_channels()
+            except ListingBotError as err:
+                log.warning("channel_check_failed", error=str(err), retry_in_s=delay)
+                wait, delay = delay, min(CHANNEL_RETRY_MAX_S, delay * 2)
+                continue
+            except Exception:
+                log.exception("channel_check_crashed")
+                wait, delay = delay, min(CHANNEL_RETRY_MAX_S, delay * 2)
+                continue
+            delay, wait = CHANNEL_RETRY_MIN_S, CHANNEL_RECHECK_S
+            if not was_deliverable:
+                self.request_delivery()
 
     def _schedule_all(self) -> None:
         assert self.scheduler is not None
@@ -392,7 +598,7 @@ class App:
                 replace_existing=True,
             )
         self.scheduler.add_job(
-            self._job(self.deliver_safely),
+            self.request_delivery,
             IntervalTrigger(seconds=cfg.delivery.interval.total_seconds()),
             id="deliver",
             max_instances=1,
@@ -420,19 +626,16 @@ class App:
 
         return job
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
     async def poll_then_deliver(self, source: Source) -> None:
+        """The scheduled poll: commit, wake delivery, return. It never waits on delivery,
+        so a slow or failing ChatKitty cannot delay the next poll."""
         try:
             outcome = await self.poll(source)
         except Exception:  # the scheduler must never see an exception; log it and go on
             log.exception("poll_crashed", source=source)
             return
         if outcome.queued and not self._stopping:
-            await self.deliver_safely()
+            self.request_delivery()
 
     async def deliver_safely(self) -> None:
         try:
@@ -450,6 +653,12 @@ class App:
         if self._stopping:
             return
         self._stopping = True
+        self._delivery_wanted.set()  # let the delivery worker see the stop
+        watcher = self._workers.get("channels")
+        if watcher is not None:
+            watcher.cancel()  # a channel check has nothing worth a grace period
+            self._inflight.discard(watcher)
+            await asyncio.gather(watcher, return_exceptions=True)
         if self.deliverer is not None:
             self.deliverer.stop()
         running = self.scheduler is not None and self.scheduler.running
@@ -505,7 +714,14 @@ class App:
         ]
         if problems:
             raise ConfigError("\n".join(problems))
-        channels = await self._resolve_channels(new.subscriptions, dry_run=False)
+        listing: list[Channel] | None = None
+        if self.chatkitty is not None:
+            try:
+                listing = await self.chatkitty.list_channels()
+            except ListingBotError as err:
+                # Never a reason to refuse a config: the watcher resolves it when it can.
+                log.warning("channel_check_failed", error=str(err), during="reload")
+        channels, held, unresolved = self._channels_for(new.subscriptions, listing)
 
         def subs_of(config: Config, source: Source) -> tuple[Subscription, ...]:
             return tuple(s for s in config.subscriptions if s.source == source)
@@ -534,9 +750,12 @@ class App:
                 for gauge in (self.metrics.source_up, self.metrics.last_success):
                     with contextlib.suppress(KeyError):
                         gauge.remove(gone)
-        for poller in self.pollers.values():
-            poller.set_subscriptions(new.subscriptions, channels)
-        self.channels = channels
+        self._apply_channels(channels, held, unresolved)
+        if listing is None:
+            self._recheck_channels.set()
+        elif self.store is not None:
+            self.channels_checked_at = self.clock.now()
+            await self.store.set_subscription_problems(PROBLEM_CHANNEL, self.held)
         if self.deliverer is not None:
             self.deliverer.config = new.delivery
         if self.scheduler is not None and self.scheduler.running:
@@ -553,6 +772,9 @@ class App:
             self._schedule_all()
             for job_id, when in keep.items():
                 self.scheduler.modify_job(job_id, next_run_time=when)
+        self.reload_rejected = None
+        self.metrics.config_reloads.labels("applied").inc()
+        self.metrics.config_reload_ok.set(1)
         old_names = {s.name for s in old.subscriptions}
         new_names = {s.name for s in new.subscriptions}
         log.info(
@@ -570,9 +792,58 @@ class App:
         )
 
     # ------------------------------------------------------------------ health
+    def _chatkitty_check(self) -> dict[str, Any]:
+        if self.chatkitty_down_since is not None:
+            return {
+                "ok": False,
+                "error": f"unreachable since {_iso(self.chatkitty_down_since)}: "
+                f"{self.chatkitty_error}",
+            }
+        if self.channels_checked_at is None:
+            return {"ok": True, "detail": "channel check pending"}
+        return {"ok": True, "channels_checked": _iso(self.channels_checked_at)}
+
+    def reload_rejected_now(self, error: str) -> None:
+        """A reload was refused: the previous config runs; readiness and metrics say so."""
+        self.reload_rejected = f"reload rejected at {_iso(self.clock.now())}: {error}"
+        self.metrics.config_reloads.labels("rejected").inc()
+        self.metrics.config_reload_ok.set(0)
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """Alive while the process's loops turn: the scheduler runs and ticked within
+        LIVENESS_STALE_S, and the delivery worker and channel watcher have not died.
+
+        Says nothing about upstream services: restarting cannot fix those.
+        """
+        body: dict[str, Any] = {}
+        if self.started_at is not None:
+            body["uptime_s"] = round((self.clock.now() - self.started_at).total_seconds(), 1)
+        if self.scheduler is None or self._stopping:
+            body["status"] = "shutting down" if self._stopping else "starting"
+            return True, body
+        problems: list[str] = []
+        if not self.scheduler.running:
+            problems.append("the scheduler is not running")
+        if self.last_tick is not None:
+            age = self.clock.monotonic() - self.last_tick
+            body["last_tick_age_s"] = round(age, 1)
+            if age > LIVENESS_STALE_S:
+                problems.append(f"the scheduler has not ticked for {age:.0f}s")
+        for name, task in self._workers.items():
+            if task.done():
+                problems.append(f"the {name} worker has stopped")
+        body["status"] = "ok" if not problems else "not alive"
+        if problems:
+            body["errors"] = problems
+        return not problems, body
+
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready while every source polled successfully within 3x its interval and the
-        oldest undelivered message is younger than ``ops.max_outbox_age``.
+        """Ready while every source polled successfully within 3x its interval, ChatKitty
+        answers and the oldest undelivered message is younger than ``ops.max_outbox_age``.
+
+        Subscriptions that cannot run (held, failing) and a rejected reload do not make the
+        service unready (everything else runs); they are reported in the body, as
+        ``degraded`` checks.
 
         Start-up counts as a success: a source has 3x its interval from start-up for its
         first successful poll, unless a poll has already failed. Not ready before the
@@ -614,6 +885,20 @@ class App:
                     )
             checks[f"source:{source}"] = check
             ready = ready and fresh
+        checks["chatkitty"] = self._chatkitty_check()
+        ready = ready and checks["chatkitty"]["ok"]
+        if self.held or self.failing_subs or self.unresolved:
+            subs: dict[str, Any] = {"ok": True, "degraded": True}
+            for key, names in (
+                ("held", self.held),
+                ("failing", self.failing_subs),
+                ("unresolved", self.unresolved),
+            ):
+                if names:
+                    subs[key] = dict(sorted(names.items()))
+            checks["subscriptions"] = subs
+        if self.reload_rejected is not None:
+            checks["config"] = {"ok": True, "degraded": True, "error": self.reload_rejected}
         outbox = await self.store.outbox_health()
         age = 0.0 if outbox.oldest_open is None else (now - outbox.oldest_open).total_seconds()
         max_age = self.config.ops.max_outbox_age.total_seconds()
@@ -641,6 +926,67 @@ class App:
                 "the clock stepped back"
             )
         return ready and outbox_ok, checks
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def match_channels(
+    subs: Sequence[Subscription], listing: Sequence[Channel] | None, cached: dict[str, int]
+) -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
+    """Each subscription's channel id, and the subscriptions that have none.
+
+    With ``listing`` (ChatKitty's channels): an id must exist, a name must match a channel's
+    name or display name; the others are held with the reason. Without it (ChatKitty not
+    asked yet): ids are taken as given, names from ``cached``, the rest are unresolved.
+    Returns (channels, held, unresolved).
+    """
+    channels: dict[str, int] = {}
+    held: dict[str, str] = {}
+    unresolved: dict[str, str] = {}
+    if listing is None:
+        for sub in subs:
+            if isinstance(sub.channel, int):
+                channels[sub.name] = sub.channel
+            elif sub.channel in cached:
+                channels[sub.name] = cached[sub.channel]
+            else:
+                unresolved[sub.name] = f"channel {sub.channel!r} not resolved yet (ChatKitty)"
+        return channels, held, unresolved
+    by_name: dict[str, int] = {}
+    ids: set[int] = set()
+    for channel in listing:
+        ids.add(channel.id)
+        if channel.name:
+            by_name.setdefault(channel.name, channel.id)
+        if channel.display_name:
+            by_name.setdefault(channel.display_name, channel.id)
+    for sub in subs:
+        if isinstance(sub.channel, int):
+            if sub.channel in ids:
+                channels[sub.name] = sub.channel
+            else:
+                held[sub.name] = f"ChatKitty has no channel with id {sub.channel}"
+        elif sub.channel in by_name:
+            channels[sub.name] = by_name[sub.channel]
+        else:
+            reason = f"ChatKitty has no channel named {sub.channel!r}"
+            near = did_you_mean(sub.channel, by_name)
+            held[sub.name] = f"{reason} (did you mean {near!r}?)" if near else reason
+    return channels, held, unresolved
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str | None:
+    """The channel name ``name`` was probably meant to be: same apart from case or a
+    leading ``#``, else the closest spelling."""
+    candidates = sorted(set(names))
+    key = name.strip().lstrip("#").casefold()
+    for candidate in candidates:
+        if candidate.lstrip("#").casefold() == key:
+            return candidate
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 async def build_and_start(config: Config, **kwargs: Any) -> App:

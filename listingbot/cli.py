@@ -40,18 +40,44 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+DESCRIPTION = """\
+Watches Kotohomes and Kato for property listings that match your subscriptions and posts
+each new listing, price change and status change once into your ChatKitty channels."""
+
+EPILOG = """\
+getting started:
+  listingbot demo                          see it work against local simulators
+  listingbot check-config --online         check the config, credentials and channels
+  listingbot once --dry-run                show what the first poll would post
+  listingbot run                           poll and post until stopped (SIGHUP reloads)
+
+while it runs:
+  listingbot status                        sources, subscriptions and the outbox
+  listingbot healthcheck [--ready]         liveness (or readiness) probe, exit 0/1
+
+The config file is --config (before or after the command), else $LISTINGBOT_CONFIG,
+else config/listingbot.yaml. Exit codes: 0 ok, 1 something failed, 2 bad config or
+usage. Run `listingbot COMMAND --help` for a command's options."""
+
+CONFIG_HELP = "config file (default: $LISTINGBOT_CONFIG, then config/listingbot.yaml)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="listingbot", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="listingbot",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"listingbot {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--config", type=Path, default=None, help=CONFIG_HELP)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument(
-            "--config",
-            type=Path,
-            default=None,
-            help="config file (default: $LISTINGBOT_CONFIG, then config/listingbot.yaml)",
-        )
+        # SUPPRESS: given after the command it wins; not given, the one before it stays.
+        p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
         return p
 
     def with_wait_lock(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -66,16 +92,25 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     with_wait_lock(
-        with_config(sub.add_parser("run", help="poll and deliver on schedule until stopped"))
+        with_config(sub.add_parser("run", help="poll and post on schedule until stopped"))
     )
     once = with_wait_lock(
-        with_config(sub.add_parser("once", help="one poll of every source + one delivery"))
+        with_config(sub.add_parser("once", help="poll every source once, post what is new, exit"))
     )
     once.add_argument(
-        "--dry-run", action="store_true", help="print the messages it would send; change nothing"
+        "--dry-run",
+        action="store_true",
+        help="print the messages it would post and what first runs would record; change nothing",
     )
-    with_config(sub.add_parser("check-config", help="validate the config and exit"))
-    with_config(sub.add_parser("status", help="state summary from the state file alone"))
+    check = with_config(sub.add_parser("check-config", help="validate the config file and exit"))
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also check every API's credentials and that every channel exists",
+    )
+    with_config(
+        sub.add_parser("status", help="sources, subscriptions and outbox, from the state file")
+    )
     outbox = sub.add_parser("outbox", help="outbox maintenance")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, parser_class=_Parser)
     with_config(outbox_sub.add_parser("retry-failed", help="put failed messages back in queue"))
@@ -86,8 +121,16 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("key", help="its delivery key (see `outbox list`)")
     drop = with_config(outbox_sub.add_parser("drop", help="give up on one message for good"))
     drop.add_argument("key", help="its delivery key (see `outbox list`)")
-    health = with_config(sub.add_parser("healthcheck", help="exit 0 when /readyz answers 200"))
-    health.add_argument("--endpoint", default="readyz", choices=["readyz", "healthz"])
+    health = with_config(
+        sub.add_parser(
+            "healthcheck",
+            help="exit 0 when the running service is alive (--ready: ready), else 1",
+        )
+    )
+    health.add_argument(
+        "--ready", action="store_true", help="check readiness (/readyz) instead of liveness"
+    )
+    health.add_argument("--endpoint", choices=["readyz", "healthz"], help=argparse.SUPPRESS)
     demo = sub.add_parser("demo", help="run the whole service against local simulators")
     demo.add_argument("--cycles", type=int, default=6, help="poll cycles to run (default 6)")
     demo.add_argument("--forever", action="store_true", help="run until Ctrl-C")
@@ -180,11 +223,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"{config_path(args.config)}: ok · {len(config.subscriptions)} subscription(s), "
             f"sources: {', '.join(s for s in ('kotohomes', 'kato') if getattr(config.sources, s))}"
         )
+        if args.online:
+            from listingbot.online import check_online  # noqa: PLC0415
+
+            _register_secrets(config)
+            return asyncio.run(check_online(config))
         return EXIT_OK
     if command == "status":
-        from listingbot.status import print_status  # noqa: PLC0415
+        from listingbot.status import print_status, state_path  # noqa: PLC0415
 
-        return print_status(load_config(config_path(args.config)))
+        return print_status(state_path(config_path(args.config)))
     if command == "outbox":
         from listingbot import status  # noqa: PLC0415
 
@@ -199,7 +247,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "healthcheck":
         from listingbot.ops import healthcheck  # noqa: PLC0415
 
-        return healthcheck(config_path(args.config), args.endpoint)
+        endpoint = args.endpoint or ("readyz" if args.ready else "healthz")
+        return healthcheck(config_path(args.config), endpoint)
     config = _load(args.config)
     if command == "once":
         return asyncio.run(_once(config, dry_run=args.dry_run, wait_lock_s=args.wait_lock))
@@ -300,7 +349,7 @@ async def _run(config: Config, path: Path, *, wait_lock_s: float = 0.0) -> int:
 
 async def _start_unless_stopped(app: App, stop: asyncio.Event) -> bool:
     """Start the app; False (and the app closed) when a stop signal came first."""
-    starting = asyncio.ensure_future(app.start())
+    starting = asyncio.ensure_future(app.start(wait_for_chatkitty=False))
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -329,9 +378,11 @@ async def _reload(app: App, path: Path) -> None:
         await app.reload(new)
     except ListingBotError as err:
         log.error("config_reload_rejected", error=str(err), kept="previous configuration")
+        app.reload_rejected_now(str(err))
         return
-    except Exception:
+    except Exception as err:
         log.exception("config_reload_failed", kept="previous configuration")
+        app.reload_rejected_now(f"{type(err).__name__} (see the log)")
         return
     if new.log != old.log:
         configure_logging(level=new.log.level, fmt=new.log.format)

@@ -17,7 +17,8 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Final, Literal, TextIO
 from urllib.parse import quote, quote_plus
 
@@ -26,7 +27,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from listingbot.errors import ConfigError
 
-__all__ = ["REDACTED", "configure_logging", "redact", "register_secret"]
+__all__ = ["REDACTED", "Throttle", "configure_logging", "redact", "register_secret"]
 
 REDACTED: Final = "[redacted]"
 # Shorter values are too likely to be ordinary words or numbers: redacting them would
@@ -35,6 +36,13 @@ MIN_SECRET_LEN: Final = 6
 # Third-party libraries are chatty at INFO (aiohttp access logs, APScheduler's "job
 # executed" lines); their warnings and errors are what an operator needs.
 STDLIB_MIN_LEVEL: Final = logging.WARNING
+
+# Third-party warnings that are routine here, logged at debug instead. APScheduler warns
+# when a job is still running at its next fire time; a poll that outlasts its interval is
+# already visible in poll_finished's duration_s, and the run is simply skipped.
+DEMOTED: Final[tuple[tuple[str, str], ...]] = (
+    ("apscheduler", "maximum number of running instances reached"),
+)
 
 _LEVELS: Final[dict[str, int]] = {
     "debug": logging.DEBUG,
@@ -101,6 +109,45 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
         _redact_value(key, pattern): _redact_value(value, pattern)
         for key, value in event_dict.items()
     }
+
+
+class Throttle:
+    """Says yes to a key at most once per ``every_s`` (for repeated warnings: the caller
+    still counts every occurrence in a metric). Remembers at most ``max_keys`` keys."""
+
+    def __init__(self, every_s: float, now: Callable[[], float], *, max_keys: int = 10_000) -> None:
+        self.every_s = every_s
+        self._now = now
+        self._max_keys = max_keys
+        self._last: OrderedDict[Hashable, float] = OrderedDict()
+
+    def allow(self, key: Hashable) -> bool:
+        now = self._now()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every_s:
+            return False
+        self._last[key] = now
+        self._last.move_to_end(key)
+        while len(self._last) > self._max_keys:
+            self._last.popitem(last=False)
+        return True
+
+
+class _Demote(logging.Filter):
+    """Turns the routine third-party warnings in ``DEMOTED`` into debug lines."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and any(
+            record.name.startswith(logger) and text in record.getMessage()
+            for logger, text in DEMOTED
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return self.level <= logging.DEBUG
+        return True
 
 
 class _ListingbotHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -175,6 +222,7 @@ def configure_logging(
     )
 
     handler = _ListingbotHandler(out)
+    handler.addFilter(_Demote(numeric_level))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

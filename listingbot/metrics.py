@@ -148,6 +148,38 @@ class Metrics:
             registry=r,
         )
 
+        self.subscription_problem = Gauge(
+            "listingbot_subscription_problem",
+            "1 for each subscription that cannot run, by reason (channel_missing: its "
+            "ChatKitty channel does not exist; query_rejected: its source refuses its query).",
+            ["subscription", "reason"],
+            registry=r,
+        )
+        self.subscriptions_held = Gauge(
+            "listingbot_subscriptions_held",
+            "Subscriptions held because their ChatKitty channel does not exist.",
+            registry=r,
+        )
+        self.chatkitty_up = Gauge(
+            "listingbot_chatkitty_up",
+            "1 while ChatKitty answered the last channel check.",
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "listingbot_config_reloads",
+            "Configuration reloads (SIGHUP) by outcome (applied, rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        self.config_reload_ok = Gauge(
+            "listingbot_config_last_reload_ok",
+            "0 while the last reload was rejected (the previous configuration runs), else 1.",
+            registry=r,
+        )
+        self.config_reload_ok.set(1)
+        for outcome in ("applied", "rejected"):
+            self.config_reloads.labels(outcome)
+
     def declare_sources(self, sources: Iterable[str]) -> None:
         """Create the per-source series at zero, so a first failure is an increase from 0
         (``increase()``/``rate()`` see it) rather than a series that appears from nowhere."""

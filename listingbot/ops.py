@@ -1,10 +1,13 @@
 """The operations endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over aiohttp, and the
 ``listingbot healthcheck`` probe the container image runs.
 
-``/healthz`` answers from inside the event loop, so a 200 proves the loop is turning.
-``/readyz`` reports freshness, not just "the port answers": every source must have
-polled successfully within 3x its interval and the outbox must be draining; a 503 names
-each failing check. ``/metrics`` is the Prometheus text format.
+``/healthz`` is liveness: 200 while the process's loops turn (the scheduler runs and
+ticked recently, the delivery worker and the channel watcher are alive). It never looks
+at upstream services, because restarting the process cannot fix them. ``/readyz`` is
+readiness: every source polled successfully within 3x its interval, ChatKitty answers
+and the outbox drains; a 503 names each failing check, and ``degraded`` names what runs
+with a part held (a missing channel, a refused query, a rejected reload). ``/metrics`` is
+the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -64,9 +67,9 @@ class OpsServer:
             self._runner = None
 
     async def healthz(self, _request: web.Request) -> web.Response:
-        started = self.app.started_at
-        uptime = 0.0 if started is None else (self.app.clock.now() - started).total_seconds()
-        return web.json_response({"status": "ok", "uptime_s": round(uptime, 1)})
+        alive, body = self.app.liveness()
+        body.setdefault("uptime_s", 0.0)
+        return web.json_response(body, status=200 if alive else 503)
 
     async def readyz(self, _request: web.Request) -> web.Response:
         try:
@@ -77,6 +80,9 @@ class OpsServer:
         failing = [name for name, check in checks.items() if not check.get("ok")]
         if failing:
             body["failing"] = failing
+        degraded = [name for name, check in checks.items() if check.get("degraded")]
+        if degraded:
+            body["degraded"] = degraded
         body["checks"] = checks
         return web.json_response(body, status=200 if ready else 503)
 
@@ -134,8 +140,11 @@ def probe_url(listen: str, endpoint: str) -> str:
     return f"http://{host}:{port}/{endpoint}"
 
 
-def healthcheck(path: Path, endpoint: str = "readyz", timeout_s: float = 5.0) -> int:
+def healthcheck(path: Path, endpoint: str = "healthz", timeout_s: float = 5.0) -> int:
     """For the container's HEALTHCHECK: 0 when the endpoint answers 200, else 1.
+
+    ``healthz`` (the default) is liveness, what a restart policy should act on;
+    ``readyz`` is readiness.
 
     Never 2: Docker reserves that exit code for health checks.
     """

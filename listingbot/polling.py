@@ -26,7 +26,7 @@ import hashlib
 import marshal
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -40,6 +40,7 @@ from listingbot.clock import Clock
 from listingbot.config import Subscription
 from listingbot.detection import Event, SubSpec, detect, fingerprint, group_events
 from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamRejected
+from listingbot.logs import Throttle
 from listingbot.matching import MatchIndex
 from listingbot.messages import render
 from listingbot.metrics import Metrics
@@ -64,6 +65,8 @@ from listingbot.store import (
 )
 
 log = structlog.get_logger("listingbot.poll")
+
+RECORD_SKIPPED_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -138,13 +141,16 @@ class Reader:
     records of the latest poll only, so it never outgrows one poll's answer.
     """
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, *, now: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self._memory: dict[bytes, Facts] = {}
         self._fresh: dict[bytes, Facts] = {}
         self._normalize: Normalizer = _DEFAULT_NORMALIZERS[source]
         # Fields dropped from the records normalized since the last take_dropped().
         self._dropped: Counter[str] = Counter()
+        # The same bad record comes back every poll: warn about it once an hour (the
+        # records_skipped metric still counts every time).
+        self._warned = Throttle(RECORD_SKIPPED_EVERY_S, now)
 
     def read(
         self, records: Sequence[Any], normalize: Normalizer | None = None
@@ -161,9 +167,13 @@ class Reader:
         for index, raw in enumerate(records):
             if not isinstance(raw, Mapping):
                 bad.add(f"@{index}")
-                log.warning(
-                    "record_skipped", source=self.source, record_id=None, reason="not an object"
-                )
+                if self._warned.allow(None):
+                    log.warning(
+                        "record_skipped",
+                        source=self.source,
+                        record_id=None,
+                        reason="not an object",
+                    )
                 continue
             digest = _digest(raw)
             # Seen last poll, or already in this one (Kotohomes serves a record in both of
@@ -183,12 +193,14 @@ class Reader:
                     # serves one record in both of a query's answers, at different places.
                     anonymous = f"#{digest.hex()}" if digest is not None else f"@{index}"
                     bad.add(err.record_id or anonymous)
-                    log.warning(
-                        "record_skipped",
-                        source=self.source,
-                        record_id=err.record_id,
-                        reason=err.reason[:200],
-                    )
+                    if self._warned.allow(err.record_id or anonymous):
+                        log.warning(
+                            "record_skipped",
+                            source=self.source,
+                            record_id=err.record_id,
+                            reason=err.reason[:200],
+                            repeats="logged at most once an hour per record",
+                        )
                     continue
                 self._report(problems)
                 facts = Facts.of(listing)
@@ -273,6 +285,11 @@ class PollOutcome:
     error: str | None = None
     auth_failed: bool = False
     pruned: int = 0
+    # Subscriptions whose own query the source refused (400/422), with the reason: they
+    # failed, the source did not (see ``QUERY_REJECTED``).
+    rejected: dict[str, str] = field(default_factory=dict)
+    # Subscriptions in their first run: how many current matches they record (no posts).
+    baseline_matches: dict[str, int] = field(default_factory=dict)
     messages: list[NewMessage] = field(default_factory=list)
     # Seconds per stage: fetch (requests, decoding, normalizing), detect (state loads,
     # matching, change detection), render (messages), commit (the poll's transaction).
@@ -426,6 +443,11 @@ RECHECK_EVERY = timedelta(days=1)
 EMPTY_ANSWERS_TO_BASELINE = 3
 
 
+# A source answering 400/422 to one query refused that query's filters, not the source:
+# the query's subscriptions fail (named), the source and its other queries carry on.
+QUERY_REJECTED = frozenset({400, 422})
+
+
 def prune_due(last: datetime | None, now: datetime, every: timedelta = PRUNE_EVERY) -> bool:
     """True when state should be pruned now: never pruned yet, or last pruned ``every`` ago."""
     return last is None or now - last >= every
@@ -551,7 +573,7 @@ class Poller:
         self.gone_checks = gone_checks
         self.gone_after_sweeps = gone_after_sweeps
         self.plan = Plan.build(source, (), channels)
-        self.reader = Reader(source)
+        self.reader = Reader(source, now=clock.monotonic)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -603,7 +625,11 @@ class Poller:
                     detail = str(err)
                     if isinstance(err, UpstreamRejected) and err.hint:
                         detail = f"{detail} (hint: {err.hint})"
-                    names = ", ".join(s.name for s in query.subscriptions)
+                    if isinstance(err, UpstreamRejected) and err.status in QUERY_REJECTED:
+                        outcome.rejected.update(dict.fromkeys(_names(query), detail))
+                        fetch_ahead(FETCH_AHEAD)
+                        continue
+                    names = ", ".join(_names(query))
                     errors.append(f"{detail} [subscriptions: {names}]")
                     if isinstance(err, UpstreamAuthError):
                         break  # the same credentials would fail every other query too
@@ -632,8 +658,16 @@ class Poller:
                 task.cancel()
             await asyncio.gather(*(task for _query, task in ahead), return_exceptions=True)
         self.reader.forget_older()
-        if outcome.failed_queries and outcome.failed_queries == len(plan.queries):
+        if errors:
             outcome.ok = False
+        # Subscriptions in their first run under ``first_run: baseline`` record, not post.
+        first = set(record.baselined) & {
+            s.name for s in plan.subscriptions if s.first_run == "baseline"
+        }
+        outcome.baseline_matches = dict.fromkeys(sorted(first), 0)
+        for match in record.matches:
+            if match.subscription in first:
+                outcome.baseline_matches[match.subscription] += 1
         outcome.error = "; ".join(errors) or None
         mark = time.perf_counter()
         record.messages, record.channel_states, told_before = await self._messages(events)
@@ -874,6 +908,10 @@ class Poller:
         m.records_skipped.labels(self.source).inc(outcome.skipped)
         m.possible_gaps.labels(self.source).inc(outcome.gaps)
         m.source_up.labels(self.source).set(1 if outcome.ok else 0)
+
+
+def _names(query: Query) -> list[str]:
+    return [s.name for s in query.subscriptions]
 
 
 def _accept_all(_listing: Listing) -> bool:

@@ -1,14 +1,44 @@
 """``listingbot status`` and ``listingbot outbox …``: read (or fix) the state file
 directly, so they work whether or not the service is running (SQLite WAL allows a reader
-beside the writer)."""
+beside the writer).
+
+``status`` needs only the state file: it finds it through the config's ``state.path``,
+and when the config does not load as a whole (its secrets are not in this shell's
+environment, say) it reads ``state.path`` alone from the YAML, so no secret is needed.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
-from listingbot.config import Config
-from listingbot.errors import StoreError
-from listingbot.store import OUTBOX_STATES, Store
+import yaml
+from pydantic import ValidationError
+
+from listingbot.config import Config, StateConfig, load_config
+from listingbot.errors import ConfigError, StoreError
+from listingbot.models import SOURCES
+from listingbot.store import OUTBOX_STATES, PROBLEM_CHANNEL, Store
+
+
+def state_path(config_file: Path) -> Path:
+    """The state file named by ``config_file``, with or without the secrets it needs."""
+    try:
+        return load_config(config_file).state.path
+    except ConfigError as err:
+        full_error = err
+    try:
+        data = yaml.safe_load(config_file.read_text(encoding="utf-8-sig"))
+        state = data.get("state") if isinstance(data, dict) else None
+        raw = state.get("path") if isinstance(state, dict) else None
+        if not isinstance(raw, str) or "$" in raw:
+            raise full_error
+        checked = StateConfig.model_validate(
+            {"path": raw}, context={"base_dir": config_file.parent}
+        )
+    except (OSError, ValueError, yaml.YAMLError, ValidationError):
+        raise full_error from None
+    return checked.path
 
 
 def _when(value: datetime | None, now: datetime) -> str:
@@ -26,26 +56,24 @@ def _when(value: datetime | None, now: datetime) -> str:
     return f"{value.strftime('%Y-%m-%d %H:%M:%S')}Z ({span} ago)"
 
 
-def _open(config: Config) -> Store:
-    if not config.state.path.exists():
-        raise StoreError(f"no state file at {config.state.path} (has listingbot run yet?)")
-    return Store.open_sync(config.state.path, lambda: datetime.now(UTC))
+def _open(path: Path) -> Store:
+    if not path.exists():
+        raise StoreError(f"no state file at {path} (has listingbot run yet?)")
+    return Store.open_sync(path, lambda: datetime.now(UTC))
 
 
-def print_status(config: Config) -> int:
-    store = _open(config)
+def print_status(path: Path) -> int:
+    store = _open(path)
     now = datetime.now(UTC)
     try:
-        print(f"state file: {config.state.path} (schema v{store.schema_version})")
+        print(f"state file: {path} (schema v{store.schema_version})")
         print("\nsources:")
-        statuses = {s.source: s for s in store.source_statuses_sync()}
-        for source in ("kotohomes", "kato"):
-            if getattr(config.sources, source) is None:
-                continue
-            st = statuses.get(source)
-            if st is None:
-                print(f"  {source:<10} not polled yet")
-                continue
+        order: dict[str, int] = {name: index for index, name in enumerate(SOURCES)}
+        statuses = sorted(store.source_statuses_sync(), key=lambda st: order.get(st.source, 99))
+        if not statuses:
+            print("  none polled yet")
+        for st in statuses:
+            source = st.source
             print(f"  {source:<10} last success {_when(st.last_success, now)}")
             print(f"  {'':<10} last failure {_when(st.last_failure, now)}")
             if st.last_error and (
@@ -57,17 +85,24 @@ def print_status(config: Config) -> int:
                 f"{st.last_events} events"
             )
         print("\nsubscriptions:")
-        subs = {s.name: s for s in store.subscription_statuses_sync()}
-        for sub in config.subscriptions:
-            sst = subs.get(sub.name)
-            if sst is None:
-                print(f"  {sub.name}: not polled yet")
-                continue
+        problems = {p.name: p for p in store.subscription_problems_sync()}
+        subs = store.subscription_statuses_sync()
+        if not subs:
+            print("  none polled yet")
+        for sst in subs:
             base = "first run pending" if sst.baselined_at is None else "active"
             print(
-                f"  {sub.name} ({sub.source}, {base}): {sst.matches} matches, "
+                f"  {sst.name} ({sst.source}, {base}): {sst.matches} matches, "
                 f"last message {_when(sst.last_message_at, now)}"
             )
+            problem = problems.get(sst.name)
+            if problem is not None:
+                what = "HELD" if problem.kind == PROBLEM_CHANNEL else "FAILING"
+                print(f"    {what} since {_when(problem.since, now)}: {problem.detail}")
+        for name in sorted(problems.keys() - {s.name for s in subs}):
+            problem = problems[name]
+            what = "HELD" if problem.kind == PROBLEM_CHANNEL else "FAILING"
+            print(f"  {name}: {what} since {_when(problem.since, now)}: {problem.detail}")
         summary = store.outbox_summary_sync()
         print("\noutbox:")
         for state in ("pending", "sending", "sent", "failed"):
@@ -82,7 +117,7 @@ def print_status(config: Config) -> int:
 
 
 def retry_failed(config: Config) -> int:
-    store = _open(config)
+    store = _open(config.state.path)
     try:
         count = store.retry_failed_sync()
     finally:
@@ -98,7 +133,7 @@ def retry_failed(config: Config) -> int:
 
 
 def outbox_list(config: Config, state: str | None, limit: int) -> int:
-    store = _open(config)
+    store = _open(config.state.path)
     now = datetime.now(UTC)
     try:
         rows = store.list_rows_sync(state, limit)
@@ -139,7 +174,7 @@ def outbox_drop(config: Config, key: str) -> int:
 
 
 def _act(config: Config, key: str, action: str) -> int:
-    store = _open(config)
+    store = _open(config.state.path)
     try:
         row = store.row_sync(key)
         if row is None:

@@ -34,7 +34,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -170,9 +170,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE channel_listings ADD COLUMN price_told INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE channel_listings ADD COLUMN status_told INTEGER NOT NULL DEFAULT 1;
     """,
+    # 5: what `status` reports about subscriptions that cannot run (their channel is
+    # missing, their query is refused), and the channel names ChatKitty last resolved, so
+    # a start-up while ChatKitty is unreachable still knows where named channels are.
+    """
+    CREATE TABLE subscription_problems (
+        name   TEXT PRIMARY KEY,
+        kind   TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        since  TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE channel_names (
+        name        TEXT PRIMARY KEY,
+        channel_id  INTEGER NOT NULL,
+        resolved_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dropped")
+
+# subscription_problems.kind
+PROBLEM_CHANNEL = "channel"  # held: its channel does not exist in ChatKitty
+PROBLEM_QUERY = "query"  # failing: the source refuses its query (400/422)
+
 OPEN_STATES = ("pending", "sending")
 
 
@@ -356,6 +378,14 @@ class SubscriptionStatus:
     baselined_at: datetime | None
     matches: int
     last_message_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SubscriptionProblem:
+    name: str
+    kind: str  # PROBLEM_CHANNEL or PROBLEM_QUERY
+    detail: str
+    since: datetime
 
 
 @dataclass(frozen=True)
@@ -1211,6 +1241,65 @@ class Store:
                 (cutoff,),
             ).rowcount
         return Pruned(len(subs), len(queries), listings, compacted, sent_deleted)
+
+    # ---------------------------------------------------------------- subscription health
+    async def set_subscription_problems(self, kind: str, problems: Mapping[str, str]) -> None:
+        """Replace the problems of ``kind`` with ``problems`` (subscription -> detail).
+
+        A problem that persists keeps its ``since``; a subscription no longer named is
+        cleared.
+        """
+        await self._run(self._set_subscription_problems, kind, dict(problems))
+
+    def _set_subscription_problems(self, kind: str, problems: dict[str, str]) -> None:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            known = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT name FROM subscription_problems WHERE kind = ?", (kind,)
+                )
+            }
+            for name in known - problems.keys():
+                conn.execute(
+                    "DELETE FROM subscription_problems WHERE name = ? AND kind = ?", (name, kind)
+                )
+            for name, detail in problems.items():
+                conn.execute(
+                    "INSERT INTO subscription_problems (name, kind, detail, since)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                    " kind = excluded.kind, detail = excluded.detail,"
+                    " since = CASE WHEN subscription_problems.kind = excluded.kind"
+                    " THEN subscription_problems.since ELSE excluded.since END",
+                    (name, kind, detail[:500], now),
+                )
+
+    def subscription_problems_sync(self) -> list[SubscriptionProblem]:
+        return [
+            SubscriptionProblem(name, kind, detail, _parse_ts(since) or self._now())
+            for name, kind, detail, since in self._c.execute(
+                "SELECT name, kind, detail, since FROM subscription_problems ORDER BY name"
+            )
+        ]
+
+    async def save_channel_names(self, names: Mapping[str, int]) -> None:
+        """Remember the channel ids ChatKitty resolved names to (replacing the old map)."""
+        await self._run(self._save_channel_names, dict(names))
+
+    def _save_channel_names(self, names: dict[str, int]) -> None:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            conn.execute("DELETE FROM channel_names")
+            conn.executemany(
+                "INSERT INTO channel_names (name, channel_id, resolved_at) VALUES (?, ?, ?)",
+                [(name, channel_id, now) for name, channel_id in names.items()],
+            )
+
+    async def load_channel_names(self) -> dict[str, int]:
+        return await self._run(self._load_channel_names)
+
+    def _load_channel_names(self) -> dict[str, int]:
+        return dict(self._c.execute("SELECT name, channel_id FROM channel_names"))
 
     # ---------------------------------------------------------------- status (sync, read-only)
     def source_statuses_sync(self) -> list[SourceStatus]:

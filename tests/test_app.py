@@ -9,7 +9,6 @@ import pytest
 
 from listingbot.app import App
 from listingbot.clock import FakeClock
-from listingbot.errors import ConfigError
 from listingbot.sim import SimStack
 from listingbot.store import Store
 from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running, zips
@@ -270,17 +269,6 @@ async def test_a_malformed_field_costs_the_field_not_the_record(
     assert sorted(posted) == sorted([odd["id"], good["id"]])
     assert "three" not in posted[odd["id"]]["body"]
     assert (skipped, dropped) == (0, 1)
-
-
-async def test_unknown_channel_is_a_config_error_naming_the_subscription(
-    sims: SimStack, tmp_path: Path, clock: FakeClock
-) -> None:
-    """A channel ChatKitty does not have fails start-up with the key path."""
-    subs = NY_SUB.replace("702", "no-such-channel")
-    app = App(load(tmp_path, cfg(sims, tmp_path, subs, sources=("kotohomes",))), clock=clock)
-    with pytest.raises(ConfigError, match=r"subscriptions\[0\]\.channel.*no-such-channel"):
-        await app.start()
-    await app.close()
 
 
 async def test_ambiguous_send_failure_is_reconciled_without_a_duplicate(

@@ -1,6 +1,7 @@
 """Bad configuration through the command line: every broken file in tests/configs/bad is
 refused by `check-config` and by `once` with exit code 2 and a message naming the
-problem, never a traceback; so is a channel ChatKitty does not have."""
+problem, never a traceback. A channel ChatKitty does not have is refused by
+`check-config --online`; `once` holds just its subscription and exits 1 naming it."""
 
 from __future__ import annotations
 
@@ -82,17 +83,40 @@ def _unknown_channel_config(sims: SimStack, tmp_path: Path) -> Path:
 
 
 @pytest.mark.usefixtures("world")
-async def test_once_refuses_a_channel_chatkitty_does_not_have(
+async def test_check_config_online_refuses_a_channel_chatkitty_does_not_have(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A valid file naming a channel ChatKitty lacks: `once` exits 2 naming the channel."""
+    """A valid file naming a channel ChatKitty lacks: `check-config --online` exits 2
+    naming the subscription's key and the channel, after checking the credentials."""
     async with make_sims(channels=CHANNELS) as sims:
         path = _unknown_channel_config(sims, tmp_path)
         # main() runs its own event loop; the simulators keep serving on this one.
-        code = await asyncio.to_thread(main, ["once", "--config", str(path)])
+        code = await asyncio.to_thread(main, ["check-config", "--online", "--config", str(path)])
     out, err = capsys.readouterr()
-    assert_refused(code, out, err, "subscriptions[0].channel: ChatKitty has no channel with id 999")
-    assert sims.kotohomes.requests == []  # refused before polling anything
+    assert code == 2, err
+    assert "kotohomes: ok (API key accepted)" in out
+    assert "chatkitty: ok (credentials accepted, 3 channel(s))" in out
+    assert "subscriptions[0].channel (ny-homes): ChatKitty has no channel with id 999" in out
+
+
+@pytest.mark.usefixtures("world")
+async def test_check_config_online_names_a_refused_credential(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check-config --online` exits 1 naming the API whose credentials are refused."""
+    async with make_sims(channels=CHANNELS) as sims:
+        sims.kato.clients = {"someone-else": "not-ours"}
+        text = config_text(sims, CHANNEL_OK, state_path=tmp_path / "state.sqlite3")
+        path = write_config(tmp_path, text)
+        code = await asyncio.to_thread(main, ["--config", str(path), "check-config", "--online"])
+    out, _err = capsys.readouterr()
+    assert code == 1
+    assert "kotohomes: ok (API key accepted)" in out
+    assert "kato: FAILED: kato: " in out
+    assert "channels: ok (all 1 subscription(s))" in out
+
+
+CHANNEL_OK = "- name: uk\n  source: kato\n  channel: uk\n  filters: {}\n"
 
 
 async def _run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -119,14 +143,17 @@ async def test_real_process_refuses_a_bad_file(world: dict[str, str], tmp_path: 
     assert list(tmp_path.iterdir()) == []  # no state file was created
 
 
-async def test_real_process_refuses_an_unknown_channel(
+async def test_real_process_once_names_an_unknown_channel_and_exits_1(
     world: dict[str, str], tmp_path: Path
 ) -> None:
-    """As a real process: `once` with a channel ChatKitty lacks exits 2 naming it."""
+    """As a real process: `once` with a channel ChatKitty lacks holds that subscription,
+    names it and exits 1, no traceback."""
     async with make_sims(channels=CHANNELS) as sims:
         path = _unknown_channel_config(sims, tmp_path)
         code, out, err = await _run("once", "--config", str(path), env=world, cwd=tmp_path)
-    assert_refused(code, out, err, "ChatKitty has no channel with id 999")
+    assert code == 1, err
+    assert "ChatKitty has no channel with id 999" in out + err
+    assert "Traceback" not in out + err
 
 
 @pytest.mark.usefixtures("world")

@@ -96,7 +96,7 @@ async def test_healthz_answers_200_with_uptime(
         clock.advance(42)
         status, body = await get_json(f"{base}/healthz")
     assert status == 200
-    assert body == {"status": "ok", "uptime_s": 42.0}
+    assert body == {"status": "starting", "uptime_s": 42.0}  # started, not yet run()
 
 
 # ------------------------------------------------------------------------------ /readyz
@@ -111,7 +111,7 @@ async def test_readyz_is_200_when_sources_are_fresh_and_the_outbox_drains(
         status, body = await get_json(f"{base}/readyz")
     assert status == 200
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"source:kotohomes", "source:kato", "outbox"}
+    assert set(body["checks"]) == {"source:kotohomes", "source:kato", "chatkitty", "outbox"}
     assert all(check["ok"] for check in body["checks"].values())
 
 
@@ -407,16 +407,16 @@ def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-async def healthcheck(path: Path) -> int:
+async def healthcheck(path: Path, *args: str) -> int:
     # In a thread: the probe blocks, and the endpoint it probes runs on this event loop.
-    return await asyncio.to_thread(cli.main, ["healthcheck", "--config", str(path)])
+    return await asyncio.to_thread(cli.main, ["healthcheck", *args, "--config", str(path)])
 
 
 @pytest.mark.usefixtures("secrets_env")
 async def test_healthcheck_entry_point_exits_0_against_a_ready_service(
     sims: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
-    """The image's HEALTHCHECK command (`listingbot healthcheck`) exits 0 while ready."""
+    """`listingbot healthcheck --ready` exits 0 while ready."""
     async with running(load(tmp_path, cfg(sims, tmp_path)), clock) as app:
         assert await app.once()
         server = OpsServer(app, "127.0.0.1:0")
@@ -428,6 +428,7 @@ async def test_healthcheck_entry_point_exits_0_against_a_ready_service(
                 "-m",
                 "listingbot.cli",
                 "healthcheck",
+                "--ready",
                 "--config",
                 str(path),
                 stdout=asyncio.subprocess.PIPE,
@@ -443,7 +444,8 @@ async def test_healthcheck_entry_point_exits_0_against_a_ready_service(
 async def test_healthcheck_exits_1_against_a_503(
     sims: SimStack, tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`listingbot healthcheck` exits 1 and prints the failing check when /readyz is 503."""
+    """`listingbot healthcheck --ready` exits 1 and prints the failing check when /readyz is
+    503, while the liveness probe (`listingbot healthcheck`) still exits 0."""
     async with running(load(tmp_path, cfg(sims, tmp_path)), clock) as app:
         assert await app.once()
         fail_kotohomes(sims)
@@ -452,10 +454,12 @@ async def test_healthcheck_exits_1_against_a_503(
         server = OpsServer(app, "127.0.0.1:0")
         await server.start()
         try:
-            code = await healthcheck(probe_config(sims, tmp_path, server.port))
+            code = await healthcheck(probe_config(sims, tmp_path, server.port), "--ready")
+            alive = await healthcheck(probe_config(sims, tmp_path, server.port))
         finally:
             await server.stop()
     assert code == 1
+    assert alive == 0
     assert '"source:kotohomes"' in capsys.readouterr().out
 
 

@@ -122,7 +122,7 @@ async def test_status_shows_each_subscription_matches_and_last_message(
     """Per subscription: how many listings match and when it last got a message."""
     out = status(service.config_path, capsys)
     section = out.split("\nsubscriptions:\n")[1].split("\n\n")[0]
-    ny, ca, uk = section.splitlines()
+    ca, ny, uk = section.splitlines()  # the state file's order: by name
     assert ny.startswith(
         f"  ny-homes (kotohomes, active): 5 matches, last message {shown(service.started)} ("
     )
