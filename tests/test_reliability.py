@@ -155,7 +155,8 @@ def run_config(
         # its claim (a kill cuts sends off; the fault run's late stores land within it)
         f"  late_store_margin_s: {late_margin_s}\n"
         "ops:\n  listen: null\n"
-        "log:\n  level: info\n  format: json\n"
+        # debug: the drain check counts delivery passes, and an idle pass logs at debug.
+        "log:\n  level: debug\n  format: json\n"
     )
 
 
