@@ -507,8 +507,10 @@ class App:
         """Poll and deliver on schedule until ``stop`` is set, then shut down gracefully."""
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         self._schedule_all()
+        # Coroutine jobs, all of them: AsyncIOScheduler runs a plain function in a thread,
+        # where neither the loop's clock nor an asyncio.Event may be touched.
         self.scheduler.add_job(
-            self._tick,
+            self._tick_job,
             IntervalTrigger(seconds=TICK_S),
             id="tick",
             max_instances=1,
@@ -531,6 +533,12 @@ class App:
 
     def _tick(self) -> None:
         self.last_tick = self.clock.monotonic()
+
+    async def _tick_job(self) -> None:
+        self._tick()
+
+    async def _delivery_job(self) -> None:
+        self.request_delivery()
 
     def _worker(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -598,7 +606,7 @@ class App:
                 replace_existing=True,
             )
         self.scheduler.add_job(
-            self.request_delivery,
+            self._delivery_job,
             IntervalTrigger(seconds=cfg.delivery.interval.total_seconds()),
             id="deliver",
             max_instances=1,

@@ -140,8 +140,10 @@ async def run_demo(
                     polls["kotohomes"] += 1
                     if cycles is not None and polls["kotohomes"] == cycles:
                         after_last_poll["deliveries"] = 0
-                    else:
-                        # The market moves between polls: an hour of market time per cycle.
+                    elif cycles is None or polls["kotohomes"] < cycles:
+                        # The market moves between polls: an hour of market time per cycle
+                        # (and no more after the last one: polls go on while the demo
+                        # waits for its last messages, they never wait on delivery).
                         sims.market.advance(3600)
 
             async def on_delivery(_outcome: DeliveryOutcome) -> None:
