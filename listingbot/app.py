@@ -446,6 +446,9 @@ class App:
             or outcome.failed
             or outcome.reconciled_sent
             or outcome.reconciled_requeued
+            or outcome.reconcile_incomplete
+            or outcome.claims_lost
+            or outcome.store_errors
             or outcome.pending
         )
         (log.info if busy else log.debug)(
