@@ -18,7 +18,16 @@ import pytest
 from listingbot import cli
 from listingbot.clock import FakeClock
 from listingbot.sim import SimStack
-from tests.harness import LogCapture, config_text, load, messages, meta, running, write_config
+from tests.harness import (
+    LogCapture,
+    config_text,
+    load,
+    messages,
+    meta,
+    running,
+    write_config,
+    zips,
+)
 from tests.test_ops import get, get_json, samples, serving
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
@@ -38,11 +47,20 @@ NYC_NAMED = """\
   channel: nyc-homes
   filters: {}
 """
-BAD_STATUS = """\
-- name: uk-typo
-  source: kato
+NY_POST = f"""\
+- name: ny-homes
+  source: kotohomes
+  channel: 702
+  filters: {{states: [NY], zip_codes: {zips("NY")}}}
+  first_run: post
+"""
+# Today's Kotohomes refuses a search by states alone (HTTP 400): a query only this
+# subscription makes, refused by the source.
+CA_STATES_ONLY = """\
+- name: ca-states
+  source: kotohomes
   channel: 703
-  filters: {status: [avaliable]}
+  filters: {states: [CA]}
 """
 
 
@@ -137,33 +155,33 @@ async def test_a_renamed_channel_holds_its_subscription_until_it_returns_without
 # ------------------------------------------------------------------------ refused query
 
 
-async def test_a_422_on_one_subscription_fails_that_subscription_and_not_its_source(
+async def test_a_refused_query_fails_that_subscription_and_not_its_source(
     sims: SimStack, tmp_path: Path, clock: FakeClock, logs: LogCapture
 ) -> None:
-    """Kato refusing one subscription's query (422) names that subscription; Kato's other
-    subscription keeps delivering and Kato stays up and ready."""
-    async with (
-        running(load(tmp_path, cfg(sims, tmp_path, UK_POST + BAD_STATUS)), clock) as app,
-        serving(app) as base,
-    ):
+    """Kotohomes refusing one subscription's query (HTTP 400) names that subscription;
+    Kotohomes' other subscription keeps delivering and Kotohomes stays up and ready."""
+    text = config_text(
+        sims, NY_POST + CA_STATES_ONLY, state_path=tmp_path / "s.sqlite3", sources=("kotohomes",)
+    )
+    async with running(load(tmp_path, text), clock) as app, serving(app) as base:
         assert not await app.once()
-        added = sims.market.add_kato()
-        clock.advance(600)
+        added = sims.market.add_kotohomes(state="NY")
+        clock.advance(300)
         assert not await app.once()
         status, body = await get_json(f"{base}/readyz")
         _, metrics = await get(f"{base}/metrics")
-    assert str(added["id"]) in [meta(m)["listing_id"] for m in messages(sims, 704)]
+    assert str(added["id"]) in [meta(m)["listing_id"] for m in messages(sims, 702)]
     assert messages(sims, 703) == []
     assert status == 200
-    assert body["checks"]["source:kato"]["ok"] is True
-    assert body["checks"]["source:kato"]["failing"] is False
-    assert list(body["checks"]["subscriptions"]["failing"]) == ["uk-typo"]
-    assert "422" in body["checks"]["subscriptions"]["failing"]["uk-typo"]
-    assert samples(metrics, "listingbot_source_up") == {(("source", "kato"),): 1.0}
+    assert body["checks"]["source:kotohomes"]["ok"] is True
+    assert body["checks"]["source:kotohomes"]["failing"] is False
+    assert list(body["checks"]["subscriptions"]["failing"]) == ["ca-states"]
+    assert "HTTP 400" in body["checks"]["subscriptions"]["failing"]["ca-states"]
+    assert samples(metrics, "listingbot_source_up") == {(("source", "kotohomes"),): 1.0}
     assert samples(metrics, "listingbot_subscription_problem") == {
-        (("reason", "query_rejected"), ("subscription", "uk-typo")): 1.0
+        (("reason", "query_rejected"), ("subscription", "ca-states")): 1.0
     }
-    assert [e["subscription"] for e in events(logs, "subscription_failing")] == ["uk-typo"]
+    assert [e["subscription"] for e in events(logs, "subscription_failing")] == ["ca-states"]
     assert events(logs, "source_failing") == []
 
 

@@ -25,16 +25,17 @@ UK_BASE = """\
   channel: 704
   filters: {}
 """
-BAD_STATUS = """\
-- name: uk-typo
-  source: kato
+# Today's Kotohomes refuses a search by states alone (HTTP 400).
+CA_STATES_ONLY = """\
+- name: ca-states
+  source: kotohomes
   channel: 703
-  filters: {status: [avaliable]}
+  filters: {states: [CA]}
 """
 
 
-def cfg(sims: SimStack, tmp_path: Path, subs: str) -> str:
-    return config_text(sims, subs, state_path=tmp_path / "state.sqlite3", sources=("kato",))
+def cfg(sims: SimStack, tmp_path: Path, subs: str, sources: tuple[str, ...] = ("kato",)) -> str:
+    return config_text(sims, subs, state_path=tmp_path / "state.sqlite3", sources=sources)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -57,7 +58,9 @@ async def test_dry_run_reports_a_refused_query_as_once_does_and_what_a_first_run
     subscription's query, and says what a baselining subscription would record."""
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    path = write_config(tmp_path, cfg(sims, tmp_path, UK_BASE + BAD_STATUS))
+    path = write_config(
+        tmp_path, cfg(sims, tmp_path, UK_BASE + CA_STATES_ONLY, sources=("kotohomes", "kato"))
+    )
     capsys.readouterr()
     dry = await asyncio.to_thread(cli.main, ["once", "--dry-run", "--config", str(path)])
     dry_out = capsys.readouterr().out
@@ -73,7 +76,7 @@ async def test_dry_run_reports_a_refused_query_as_once_does_and_what_a_first_run
         ]
 
     assert errors(dry_out) == errors(real_out)
-    assert [e[:2] for e in errors(dry_out)] == [("subscription_failing", "uk-typo")]
+    assert [e[:2] for e in errors(dry_out)] == [("subscription_failing", "ca-states")]
     total = len(sims.market.kato_records())
     assert f"--- would record {total} current matches for uk-base, post nothing" in dry_out
     assert "would record" not in real_out
