@@ -8,6 +8,7 @@ build and run is ../shared/tools/build-image.sh, see the README's Container sect
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -17,9 +18,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from listingbot.clock import FakeClock
 from listingbot.config import load_config, parse_interval
+from listingbot.ops import OpsServer
+from listingbot.sim import SimStack
+from tests.harness import SECRETS, config_text, load, running, write_config, zips
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -144,6 +150,42 @@ def test_healthcheck_is_the_liveness_check() -> None:
     check: a source or ChatKitty outage is not something a restart fixes."""
     assert healthcheck_command() == ["listingbot", "healthcheck"]
     assert "--ready" not in DOCKERFILE.split("HEALTHCHECK", 1)[1].split("\n\n", 1)[0]
+
+
+@pytest.mark.usefixtures("no_secret_leaks")
+async def test_image_healthcheck_stays_healthy_through_a_source_outage(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The Dockerfile's HEALTHCHECK command, run as the engine runs it, exits 0 against a
+    live service whose only source is down (not ready: `--ready` exits 1), so an outage
+    does not get the container restarted."""
+    subs = (
+        f"- {{name: ny, source: kotohomes, channel: 702, filters: {{zip_codes: {zips('NY')}}}}}\n"
+    )
+    text = config_text(sims, subs, state_path=tmp_path / "state.sqlite3", sources=("kotohomes",))
+    async with running(load(tmp_path, text), clock) as app:
+        assert await app.once()
+        sims.faults.enabled_for = {"kotohomes"}
+        sims.faults.set(rate_500=1.0)
+        clock.advance(16 * 60)  # past readiness's 3 x 5m poll interval
+        await app.once()
+        server = OpsServer(app, "127.0.0.1:0")
+        await server.start()
+        try:
+            probe = write_config(
+                tmp_path, text.replace("listen: null", f"listen: 127.0.0.1:{server.port}"), "p.yaml"
+            )
+            env = {"PATH": str(Path(sys.executable).parent), **SECRETS}
+            codes = []
+            for extra in ([], ["--ready"]):
+                command = healthcheck_command() + extra + ["--config", str(probe)]
+                child = await asyncio.create_subprocess_exec(
+                    *command, env=env, stdout=asyncio.subprocess.DEVNULL
+                )
+                codes.append(await asyncio.wait_for(child.wait(), timeout=30))
+        finally:
+            await server.stop()
+    assert codes == [0, 1]
 
 
 def test_entry_point_is_exec_form_as_non_root_with_state_on_the_volume() -> None:
