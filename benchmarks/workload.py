@@ -174,7 +174,7 @@ def config_data(
     chatkitty_url: str,
     chatkitty_token_url: str,
     kato_rpm: int = 60,
-    kato_page_size: int = 100,
+    kato_page_size: int = 50,
     secrets: Mapping[str, str] = ENV,
 ) -> dict[str, Any]:
     """A whole config file as a mapping, secrets (the simulators' test ones) filled in."""

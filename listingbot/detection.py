@@ -101,10 +101,8 @@ def detect(
         for sub in candidates:
             if not sub.accepts(listing):
                 continue
-            state = MatchState(
-                sub.name, listing.source, listing.id, listing.asking_amount, listing.status
-            )
             before = previous.get((sub.name, listing.id))
+            state = _state_after(sub.name, listing, before)
             if before is None:
                 matches.append(state)
                 if EventType.NEW in sub.notify and sub.announces_new(listing):
@@ -116,6 +114,20 @@ def detect(
             for event in _changes(sub, listing, before):
                 (events if event.wanted else unwanted).append(event)
     return Detection(events, matches, unwanted)
+
+
+def _state_after(sub: str, listing: Listing, before: MatchState | None) -> MatchState:
+    """What the subscription knows of the listing after this observation.
+
+    A price or status that this answer lacks (a field dropped by lenient normalization, or
+    simply missing) is not a change to "unknown": the last known figure is kept, so a real
+    change made while the field was unreadable is still seen against it.
+    """
+    price, status = listing.asking_amount, listing.status
+    if before is not None:
+        price = before.last_price if price is None else price
+        status = before.last_status if status is None else status
+    return MatchState(sub, listing.source, listing.id, price, status)
 
 
 def _changes(sub: SubSpec, listing: Listing, before: MatchState) -> list[Event]:

@@ -181,3 +181,28 @@ def test_a_change_already_told_to_the_channel_is_a_duplicate() -> None:
     )
     assert not first.duplicate
     assert again.duplicate
+
+
+def test_a_price_missing_from_one_answer_keeps_the_last_known_figure() -> None:
+    """An answer without a price (an unreadable field dropped by normalization) records
+    no "unknown" price: the last known figure stays, so a drop made meanwhile is seen."""
+    prev = {("sub-a", "li_1"): state("sub-a", "li_1", 525_000, "active")}
+    gap = detect([spec()], [listing(price=None)], prev)
+    assert gap.events == []
+    assert [m.last_price for m in gap.matches] in ([], [525_000])
+    after = {("sub-a", "li_1"): state("sub-a", "li_1", 525_000, "active")}
+    for m in gap.matches:
+        after[(m.subscription, m.listing_id)] = m
+    (event,) = detect([spec()], [listing()], after).events
+    assert event.type is EventType.PRICE_DROP
+
+
+def test_a_status_missing_from_one_answer_keeps_the_last_known_status() -> None:
+    """An answer without a status keeps the last known one: the next real status change
+    is still reported against it."""
+    prev = {("sub-a", "li_1"): state("sub-a", "li_1", 500_000, "active")}
+    gap = detect([spec()], [listing(status=None)], prev)
+    assert gap.events == []
+    assert gap.matches == []
+    (event,) = detect([spec()], [listing(status="pending")], prev).events
+    assert event.type is EventType.STATUS_CHANGE
