@@ -34,9 +34,10 @@ from listingbot.clock import FakeClock
 from listingbot.config import Subscription
 from listingbot.matching import MatchIndex, local_match
 from listingbot.metrics import Metrics
-from listingbot.normalize import MalformedRecord, normalize_kato
-from listingbot.polling import KatoFetcher, Poller, PollOutcome, query_key
+from listingbot.normalize import MalformedRecord
+from listingbot.polling import Poller, PollOutcome, query_key
 from listingbot.sim.market import Market
+from listingbot.sources.kato import KatoFetcher, normalize_kato
 from listingbot.store import Store
 
 LISTINGS = 10_000

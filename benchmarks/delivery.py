@@ -36,9 +36,10 @@ from listingbot.detection import delivery_key
 from listingbot.messages import render
 from listingbot.metrics import Metrics
 from listingbot.models import EventType, Listing
-from listingbot.normalize import normalize_kato, normalize_kotohomes
 from listingbot.sim import SimStack
 from listingbot.sim.market import Market
+from listingbot.sources.kato import normalize_kato
+from listingbot.sources.kotohomes import normalize_kotohomes
 from listingbot.store import NewMessage, PollRecord, Store
 
 MESSAGES = 5_000

@@ -36,24 +36,16 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from listingbot import sources
 from listingbot.clients.chatkitty import Channel, ChatKittyClient
-from listingbot.clients.kato import KatoClient
-from listingbot.clients.kotohomes import KotohomesClient
 from listingbot.clock import Clock, SystemClock
 from listingbot.config import Config, Subscription
 from listingbot.delivery import Deliverer, DeliveryOutcome
 from listingbot.errors import ConfigError, ListingBotError
 from listingbot.metrics import Metrics
 from listingbot.models import SOURCES, Source
-from listingbot.polling import (
-    ExistenceCheck,
-    Fetcher,
-    Housekeeping,
-    KatoFetcher,
-    KotohomesFetcher,
-    Poller,
-    PollOutcome,
-)
+from listingbot.polling import ExistenceCheck, Housekeeping, Poller, PollOutcome
+from listingbot.sources import Fetcher
 from listingbot.store import PROBLEM_CHANNEL, PROBLEM_QUERY, Store
 
 log = structlog.get_logger("listingbot.app")
@@ -203,39 +195,13 @@ class App:
         cfg = self.config
         fetchers: dict[Source, Fetcher] = {}
         intervals: dict[Source, timedelta] = {}
-        if cfg.sources.kotohomes is not None:
-            k = cfg.sources.kotohomes
-            client = KotohomesClient(
-                base_url=k.api_url,
-                key=k.key,
-                session=self.session,
-                clock=self.clock,
-                array_style=k.array_style,
-                created_sort=k.created_sort,
-                timeout_s=k.timeout_s,
-                min_request_interval_s=k.min_request_interval_s,
-                observer=self.metrics,
-            )
-            fetchers["kotohomes"] = KotohomesFetcher(client, limit=k.limit, metrics=self.metrics)
-            intervals["kotohomes"] = k.poll_interval
-        if cfg.sources.kato is not None:
-            c = cfg.sources.kato
-            kato = KatoClient(
-                base_url=c.api_url,
-                api_version=c.api_version,
-                client_id=c.client_id,
-                client_secret=c.client_secret,
-                session=self.session,
-                clock=self.clock,
-                requests_per_minute=c.requests_per_minute,
-                page_size=c.page_size,
-                scope=c.scope,
-                token_path=c.token_path,
-                timeout_s=c.timeout_s,
-                observer=self.metrics,
-            )
-            fetchers["kato"] = KatoFetcher(kato, listing_url=c.listing_url, metrics=self.metrics)
-            intervals["kato"] = c.poll_interval
+        for src in sources.ALL:
+            settings = src.settings(cfg)
+            if settings is not None:
+                fetchers[src.name] = src.fetcher(
+                    cfg, session=self.session, clock=self.clock, metrics=self.metrics
+                )
+                intervals[src.name] = settings.poll_interval
         if self.housekeeping is None:
             self.housekeeping = Housekeeping(self.store, self.clock, cfg.state.retention)
         self.housekeeping.retention = cfg.state.retention

@@ -41,7 +41,8 @@ from pydantic_core import PydanticCustomError
 
 from listingbot.errors import ConfigError
 from listingbot.models import SOURCES, EventType, Source
-from listingbot.normalize import KATO_URL_FIELDS, slug
+from listingbot.normalize import slug
+from listingbot.sources.kato import KATO_URL_FIELDS
 
 __all__ = [
     "KATO_PROPERTY_TYPES",

@@ -34,27 +34,20 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from listingbot.clients.kato import KatoClient
-from listingbot.clients.kotohomes import KotohomesClient
 from listingbot.clock import Clock
 from listingbot.config import Subscription
-from listingbot.detection import Event, SubSpec, detect, fingerprint, group_events
+from listingbot.detection import Event, SubSpec, detect, group_events
 from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamRejected
 from listingbot.logs import Throttle
 from listingbot.matching import MatchIndex
 from listingbot.messages import render
 from listingbot.metrics import Metrics
 from listingbot.models import Listing, Source
-from listingbot.normalize import (
-    FieldProblem,
-    MalformedRecord,
-    Normalizer,
-    normalize_kato,
-    normalize_kotohomes,
-)
+from listingbot.normalize import FieldProblem, MalformedRecord
+from listingbot.records import Facts, Observation
+from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query
 from listingbot.store import (
     ChannelState,
-    Cursor,
     MatchState,
     NewMessage,
     PollRecord,
@@ -67,16 +60,6 @@ from listingbot.store import (
 log = structlog.get_logger("listingbot.poll")
 
 RECORD_SKIPPED_EVERY_S = 3600.0
-
-
-@dataclass(frozen=True)
-class Query:
-    """One distinct upstream query and the subscriptions that share it."""
-
-    key: str
-    source: Source
-    params: tuple[tuple[str, str], ...]
-    subscriptions: tuple[Subscription, ...]
 
 
 def plan(source: Source, subscriptions: Sequence[Subscription]) -> list[Query]:
@@ -96,40 +79,6 @@ def query_key(source: str, params: tuple[tuple[str, str], ...]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What a poll needs to know about a listing when nothing about it has changed."""
-
-    id: str
-    source: Source
-    fingerprint: str
-    asking_amount: float | None
-    status: str | None
-    created_at: datetime | None
-    updated_at: datetime | None
-
-    @classmethod
-    def of(cls, listing: Listing) -> Facts:
-        return cls(
-            listing.id,
-            listing.source,
-            fingerprint(listing),
-            listing.asking_amount,
-            listing.status,
-            listing.created_at,
-            listing.updated_at,
-        )
-
-
-@dataclass(slots=True)
-class Observed:
-    """One record of an upstream answer: its facts, and its normalized listing once needed."""
-
-    raw: Mapping[str, Any]
-    facts: Facts
-    listing: Listing | None = None
-
-
 class Reader:
     """Normalizes upstream records, remembering what the last poll learned from each.
 
@@ -141,28 +90,30 @@ class Reader:
     records of the latest poll only, so it never outgrows one poll's answer.
     """
 
-    def __init__(self, source: Source, *, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        source: Source,
+        normalize: Normalizer,
+        *,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.source = source
         self._memory: dict[bytes, Facts] = {}
         self._fresh: dict[bytes, Facts] = {}
-        self._normalize: Normalizer = _DEFAULT_NORMALIZERS[source]
+        # The source's normalizer (the fetcher's, which knows its options).
+        self._normalize = normalize
         # Fields dropped from the records normalized since the last take_dropped().
         self._dropped: Counter[str] = Counter()
         # The same bad record comes back every poll: warn about it once an hour (the
         # records_skipped metric still counts every time).
         self._warned = Throttle(RECORD_SKIPPED_EVERY_S, now)
 
-    def read(
-        self, records: Sequence[Any], normalize: Normalizer | None = None
-    ) -> tuple[list[Observed], set[str]]:
+    def read(self, records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
         """The records as observations, and an identity for each one that was skipped.
 
-        ``normalize`` is the source's normalizer (the fetcher's, which knows its options);
-        a field it drops is logged once per change of the record and counted.
+        A field the normalizer drops is logged once per change of the record and counted.
         """
-        if normalize is not None:
-            self._normalize = normalize
-        out: list[Observed] = []
+        out: list[Observation] = []
         bad: set[str] = set()
         for index, raw in enumerate(records):
             if not isinstance(raw, Mapping):
@@ -206,10 +157,10 @@ class Reader:
                 facts = Facts.of(listing)
             if digest is not None:
                 self._fresh[digest] = facts
-            out.append(Observed(raw, facts, listing))
+            out.append(Observation(raw, facts, listing))
         return out, bad
 
-    def listing(self, observed: Observed) -> Listing:
+    def listing(self, observed: Observation) -> Listing:
         """The normalized listing of an observation (normalized now if it was remembered)."""
         if observed.listing is None:
             # The same bytes normalized cleanly before: normalization is pure, so they do now.
@@ -256,20 +207,6 @@ def _digest(raw: Mapping[str, Any]) -> bytes | None:
 
 
 @dataclass
-class Fetched:
-    listings: list[Observed]
-    cursor: Cursor
-    skipped: int = 0
-    gap: bool = False
-    requests: int = 0
-    # True when the answer holds every listing the query matches upstream (a complete
-    # Kato sweep); then a listing missing from it is one sweep closer to being forgotten.
-    complete: bool = False
-    # Identities of the records skipped as malformed (see Reader.read).
-    unreadable: frozenset[str] = frozenset()
-
-
-@dataclass
 class PollOutcome:
     source: str
     ok: bool = True
@@ -294,135 +231,6 @@ class PollOutcome:
     # Seconds per stage: fetch (requests, decoding, normalizing), detect (state loads,
     # matching, change detection), render (messages), commit (the poll's transaction).
     stages: dict[str, float] = field(default_factory=dict)
-
-
-class Fetcher(Protocol):
-    async def fetch(self, query: Query, cursor: Cursor | None, reader: Reader) -> Fetched: ...
-
-
-class KotohomesFetcher:
-    """Per query: the newest by update (price and status changes), then the listings
-    created since the high-water mark (new ones), read the way the server orders them
-    (``KotohomesClient.new_listings``). Kotohomes has no paging, so where a full page may
-    hide changes it is reported as a possible gap instead of being passed over in silence.
-
-    On a query's first poll there is no mark yet. An ascending server is walked from its
-    oldest listing, so the first run sees the whole query when it fits in the walk; when
-    it does not, the newest creation among the recent updates becomes the mark (the
-    listings in between existed before the first run: nothing new is skipped). A
-    descending server's first page is its newest. Either way the oldest page is never
-    taken for the newest.
-    """
-
-    def __init__(
-        self, client: KotohomesClient, *, limit: int, metrics: Metrics | None = None
-    ) -> None:
-        self.client = client
-        self.limit = limit
-        self.metrics = metrics
-
-    async def fetch(self, query: Query, cursor: Cursor | None, reader: Reader) -> Fetched:
-        created_hw = _parse(cursor.created_hw) if cursor else None
-        updated_hw = _parse(cursor.updated_hw) if cursor else None
-        updates = await self.client.recent_updates(query.params, limit=self.limit)
-        new_updated, bad_updated = reader.read(updates.records, _kotohomes)
-        created = await self.client.new_listings(query.params, since=created_hw, limit=self.limit)
-        new_created, bad_created = reader.read(created.records, _kotohomes)
-        _count_dropped(self.metrics, query.source, reader)
-        listings = {o.facts.id: o for o in [*new_created, *new_updated]}
-        skipped = len(bad_created | bad_updated)
-        gap = created.gap or updates.gap
-        if updated_hw is not None and len(updates.records) >= self.limit:
-            marks = [o.facts.updated_at for o in new_updated if o.facts.updated_at]
-            gap = gap or (bool(marks) and min(marks) > updated_hw)
-        # A walk cut short has not reached the newest creations: the mark moves only as
-        # far as it read, and the next poll carries on from there - except on a first
-        # poll, where what lies beyond is older than the first run and the recent
-        # updates show where today's creations are.
-        reached = listings.values() if created.complete or created_hw is None else new_created
-        created_marks = [o.facts.created_at for o in reached if o.facts.created_at]
-        updated_marks = [o.facts.updated_at for o in listings.values() if o.facts.updated_at]
-        new_cursor = Cursor(
-            query.key,
-            query.source,
-            _max_iso(created_hw, created_marks),
-            _max_iso(updated_hw, updated_marks),
-        )
-        return Fetched(
-            list(listings.values()),
-            new_cursor,
-            skipped,
-            gap,
-            requests=updates.requests + created.requests,
-        )
-
-    async def exists(self, listing_id: str) -> bool:
-        """Whether Kotohomes still knows the listing (its single-listing endpoint)."""
-        return await self.client.get(listing_id) is not None
-
-
-class KatoFetcher:
-    """Kato has no "updated since": every poll sweeps all pages and diffs locally.
-
-    ``listing_url`` is the operator's link template for Kato records (they carry none).
-    """
-
-    def __init__(
-        self,
-        client: KatoClient,
-        *,
-        listing_url: str | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.client = client
-        self.listing_url = listing_url
-        self.metrics = metrics
-
-    def normalize(self, raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
-        return normalize_kato(raw, listing_url=self.listing_url, problems=problems)
-
-    async def fetch(self, query: Query, cursor: Cursor | None, reader: Reader) -> Fetched:
-        del cursor
-        sweep = await self.client.sweep(query.params)
-        observed, bad = reader.read(sweep.records, self.normalize)
-        _count_dropped(self.metrics, query.source, reader)
-        listings = {o.facts.id: o for o in observed}
-        marks = [o.facts.updated_at for o in listings.values() if o.facts.updated_at]
-        return Fetched(
-            list(listings.values()),
-            Cursor(query.key, query.source, None, _max_iso(None, marks)),
-            len(bad),
-            requests=sweep.pages,
-            complete=True,
-            unreadable=frozenset(bad),
-        )
-
-
-def _kotohomes(raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
-    return normalize_kotohomes(raw, problems=problems)
-
-
-def _kato(raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
-    return normalize_kato(raw, problems=problems)
-
-
-_DEFAULT_NORMALIZERS: dict[Source, Normalizer] = {"kotohomes": _kotohomes, "kato": _kato}
-
-
-def _count_dropped(metrics: Metrics | None, source: str, reader: Reader) -> None:
-    dropped = reader.take_dropped()
-    if metrics is not None:
-        for field_name, count in dropped.items():
-            metrics.fields_dropped.labels(source, field_name).inc(count)
-
-
-def _parse(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def _max_iso(current: datetime | None, marks: Sequence[datetime]) -> str | None:
-    best = max([*marks, *([current] if current else [])], default=None)
-    return None if best is None else best.isoformat()
 
 
 # Upstream latency overlaps instead of adding up: a source polled for 1,500 distinct
@@ -573,7 +381,7 @@ class Poller:
         self.gone_checks = gone_checks
         self.gone_after_sweeps = gone_after_sweeps
         self.plan = Plan.build(source, (), channels)
-        self.reader = Reader(source, now=clock.monotonic)
+        self.reader = Reader(source, fetcher.normalize, now=clock.monotonic)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -609,7 +417,7 @@ class Poller:
         def fetch_ahead(limit: int) -> None:
             while len(ahead) < limit and (query := next(upcoming, None)) is not None:
                 cursor = cursors.get(query.key)
-                task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, self.reader))
+                task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, self.reader.read))
                 ahead.append((query, task))
 
         fetch_ahead(1)  # the first alone: refused credentials cost one request, not several
@@ -637,6 +445,7 @@ class Poller:
                     continue
                 finally:
                     stages["fetch"] += time.perf_counter() - mark
+                    self._count_dropped()
                 fetch_ahead(FETCH_AHEAD)
                 outcome.requests += fetched.requests
                 outcome.listings += len(fetched.listings)
@@ -899,6 +708,11 @@ class Poller:
             )
         changed = [state for key, state in told.items() if states.get(key) != state]
         return out, changed, duplicates
+
+    def _count_dropped(self) -> None:
+        """Count the fields the read stage dropped since last asked, by field."""
+        for field_name, count in self.reader.take_dropped().items():
+            self.metrics.fields_dropped.labels(self.source, field_name).inc(count)
 
     def _observe(self, outcome: PollOutcome) -> None:
         m = self.metrics

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from listingbot.errors import StateLocked, StoreError
+from listingbot.records import Cursor
 
 T = TypeVar("T")
 
@@ -265,14 +266,6 @@ class Sweep:
 
     query_key: str
     unreadable: frozenset[str] | None = frozenset()
-
-
-@dataclass(frozen=True)
-class Cursor:
-    query_key: str
-    source: str
-    created_hw: str | None = None
-    updated_hw: str | None = None
 
 
 @dataclass(frozen=True)

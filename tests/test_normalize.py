@@ -1,4 +1,4 @@
-"""normalize: raw Kotohomes / Kato records become Listings, or MalformedRecord."""
+"""The sources' normalizers: raw Kotohomes / Kato records become Listings, or MalformedRecord."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from listingbot.normalize import (
     FieldProblem,
     MalformedRecord,
     clean_text,
-    normalize_kato,
-    normalize_kotohomes,
 )
+from listingbot.sources.kato import normalize_kato
+from listingbot.sources.kotohomes import normalize_kotohomes
 
 # The example record of the Kotohomes seed, verbatim.
 SEED_RECORD: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""The service against each source as it behaves today, and as the seed described it.
+"""The sources: the registry, and the service against each source as it behaves today and
+as the seed described it.
 
 End to end: the real app, the real clients and SQLite, against the simulators in their
 ``current`` mode (today's APIs, the default) and, where the APIs differ, their ``seed``
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from listingbot import sources
 from listingbot.clock import FakeClock
+from listingbot.config import parse_config
+from listingbot.models import SOURCES
 from listingbot.sim import SimStack, us_zip_codes
-from tests.harness import config_text, load, make_sims, messages, meta, running, zips
+from tests.harness import SECRETS, config_text, load, make_sims, messages, meta, running, zips
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
@@ -189,3 +193,45 @@ async def test_a_first_poll_too_big_to_walk_never_takes_the_oldest_page_for_the_
             assert await app.once()
         assert first.requests == 1 + 20  # the update search, then the walk's 20 pages
         assert _events(sims) == Counter([("new", fresh)])
+
+
+# ---------------------------------------------------------------- the registry
+
+KATO_ONLY = """\
+state: {path: state.sqlite3}
+chatkitty:
+  api_url: https://api.chatkitty.com
+  token_url: https://authorization.chatkitty.com/oauth/token
+  client_id: ${CHATKITTY_CLIENT_ID}
+  client_secret: ${CHATKITTY_CLIENT_SECRET}
+sources:
+  kato:
+    client_id: ${KATO_CLIENT_ID}
+    client_secret: ${KATO_CLIENT_SECRET}
+    poll_interval: 7m
+subscriptions:
+  - {name: uk, source: kato, channel: 704, filters: {}}
+"""
+
+
+def test_the_registry_holds_every_source_once_by_its_name() -> None:
+    """`sources.ALL` names every source of `SOURCES`, in order; `get` finds each by name."""
+    assert tuple(s.name for s in sources.ALL) == SOURCES
+    for source in sources.ALL:
+        assert sources.get(source.name) is source
+    with pytest.raises(KeyError):
+        sources.get("zillow")
+
+
+def test_a_source_reads_only_its_own_section_of_the_config() -> None:
+    """An unconfigured source has no settings and no secrets; a configured one has its
+    own section's settings and exactly its own credentials."""
+    config = parse_config(KATO_ONLY, env=SECRETS, source="test.yaml")
+    kotohomes, kato = sources.get("kotohomes"), sources.get("kato")
+    assert kotohomes.settings(config) is None
+    assert kotohomes.secrets(config) == ()
+    settings = kato.settings(config)
+    assert settings is not None
+    assert settings.poll_interval == timedelta(minutes=7)
+    shown = [s.get_secret_value() for s in kato.secrets(config)]
+    assert shown == [SECRETS["KATO_CLIENT_ID"], SECRETS["KATO_CLIENT_SECRET"]]

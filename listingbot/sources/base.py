@@ -1,0 +1,103 @@
+"""What a listing source is to the rest of listingbot: one small protocol and its types.
+
+A source knows its own part of the configuration, how to build its client and fetcher,
+and how to normalize its records. Everything else (planning, reading, matching, change
+detection, the outbox) is the same for every source and lives in the poller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from listingbot.models import Listing
+from listingbot.models import Source as SourceName
+from listingbot.normalize import FieldProblem
+from listingbot.records import Cursor, Observation
+
+if TYPE_CHECKING:
+    import aiohttp
+    from pydantic import SecretStr
+
+    from listingbot.clock import Clock
+    from listingbot.config import Config, Subscription
+    from listingbot.metrics import Metrics
+
+# A source's normalizer as the poller calls it: the raw record and where problems go.
+Normalizer = Callable[[Mapping[str, Any], "list[FieldProblem] | None"], Listing]
+
+# The poller's read stage, as a fetcher calls it on each answer: the records as
+# observations, and an identity for each record that was skipped as malformed.
+Read = Callable[[Sequence[Any]], tuple[list[Observation], set[str]]]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One distinct upstream query and the subscriptions that share it."""
+
+    key: str
+    source: SourceName
+    params: tuple[tuple[str, str], ...]
+    subscriptions: tuple[Subscription, ...]
+
+
+@dataclass
+class Fetched:
+    """One query's answer, read: its listings and how far the query has now read."""
+
+    listings: list[Observation]
+    cursor: Cursor
+    skipped: int = 0
+    gap: bool = False
+    requests: int = 0
+    # True when the answer holds every listing the query matches upstream (a complete
+    # Kato sweep); then a listing missing from it is one sweep closer to being forgotten.
+    complete: bool = False
+    # Identities of the records skipped as malformed (see polling.Reader.read).
+    unreadable: frozenset[str] = frozenset()
+
+
+class Fetcher(Protocol):
+    """Fetches one query's answer from a source (built by the source's ``fetcher``)."""
+
+    def normalize(self, raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
+        """One raw record as a Listing (a source's options, like Kato's link template,
+        are the fetcher's)."""
+        ...
+
+    async def fetch(self, query: Query, cursor: Cursor | None, read: Read) -> Fetched: ...
+
+
+class SourceSettings(Protocol):
+    """What the scheduler reads of any source's settings."""
+
+    @property
+    def poll_interval(self) -> timedelta: ...
+
+    @property
+    def poll_jitter(self) -> timedelta: ...
+
+
+class Source(Protocol):
+    """One listing API, as the app, the CLI and the status command see it."""
+
+    @property
+    def name(self) -> SourceName:
+        """The name subscriptions and the config use (``sources.<name>``)."""
+        ...
+
+    def settings(self, config: Config) -> SourceSettings | None:
+        """This source's section of ``config``; None when it is not configured."""
+        ...
+
+    def secrets(self, config: Config) -> tuple[SecretStr, ...]:
+        """The credentials in this source's section (none when it is not configured)."""
+        ...
+
+    def fetcher(
+        self, config: Config, *, session: aiohttp.ClientSession, clock: Clock, metrics: Metrics
+    ) -> Fetcher:
+        """The client and fetcher for this source; ``config`` must configure it."""
+        ...

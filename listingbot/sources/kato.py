@@ -1,0 +1,428 @@
+"""Kato (UK commercial availability): its settings, client, fetcher and normalizer.
+
+Kato has no "updated since": every poll sweeps all of a query's pages and the poller
+diffs locally (:class:`KatoFetcher`).
+
+Kato's API is PHP/Laravel and is read the way the maintained importer reads it: ``[]`` is
+an empty object, booleans arrive as ``0``/``1``/``"1"``, money as ``"£45.00 psf"``,
+``status`` as a string or an object, rent metrics beyond sq ft / sq m.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
+
+from listingbot.clients.kato import KatoClient
+from listingbot.models import Listing, Price, PriceUnit
+from listingbot.normalize import (
+    FIGURE,
+    TITLE_MAX_CHARS,
+    FieldProblem,
+    FieldReader,
+    MalformedRecord,
+    build_listing,
+    cap,
+    capitalized,
+    clean_text,
+    html_to_text,
+    read_record_id,
+    short,
+    slug,
+    summary,
+    words,
+)
+from listingbot.records import Cursor
+from listingbot.sources.base import Fetched, Query, Read
+from listingbot.sources.kotohomes import max_iso
+
+if TYPE_CHECKING:
+    import aiohttp
+    from pydantic import SecretStr
+
+    from listingbot.clock import Clock
+    from listingbot.config import Config, KatoConfig
+    from listingbot.metrics import Metrics
+
+SQM_TO_SQFT = 10.7639
+ACRE_TO_SQFT = 43_560.0
+HECTARE_TO_SQFT = 107_639.1
+
+
+class Kato:
+    """The Kato Client API as a source (``sources.kato``)."""
+
+    name: Literal["kato"] = "kato"
+
+    def settings(self, config: Config) -> KatoConfig | None:
+        return config.sources.kato
+
+    def secrets(self, config: Config) -> tuple[SecretStr, ...]:
+        c = config.sources.kato
+        return () if c is None else (c.client_id, c.client_secret)
+
+    def fetcher(
+        self, config: Config, *, session: aiohttp.ClientSession, clock: Clock, metrics: Metrics
+    ) -> KatoFetcher:
+        c = config.sources.kato
+        assert c is not None, "kato is not configured"
+        client = KatoClient(
+            base_url=c.api_url,
+            api_version=c.api_version,
+            client_id=c.client_id,
+            client_secret=c.client_secret,
+            session=session,
+            clock=clock,
+            requests_per_minute=c.requests_per_minute,
+            page_size=c.page_size,
+            scope=c.scope,
+            token_path=c.token_path,
+            timeout_s=c.timeout_s,
+            observer=metrics,
+        )
+        return KatoFetcher(client, listing_url=c.listing_url)
+
+
+class KatoFetcher:
+    """Kato has no "updated since": every poll sweeps all pages and diffs locally.
+
+    ``listing_url`` is the operator's link template for Kato records (they carry none).
+    """
+
+    def __init__(self, client: KatoClient, *, listing_url: str | None = None) -> None:
+        self.client = client
+        self.listing_url = listing_url
+
+    def normalize(self, raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
+        return normalize_kato(raw, listing_url=self.listing_url, problems=problems)
+
+    async def fetch(self, query: Query, cursor: Cursor | None, read: Read) -> Fetched:
+        del cursor
+        sweep = await self.client.sweep(query.params)
+        observed, bad = read(sweep.records)
+        listings = {o.facts.id: o for o in observed}
+        marks = [o.facts.updated_at for o in listings.values() if o.facts.updated_at]
+        return Fetched(
+            list(listings.values()),
+            Cursor(query.key, query.source, None, max_iso(None, marks)),
+            len(bad),
+            requests=sweep.pages,
+            complete=True,
+            unreadable=frozenset(bad),
+        )
+
+
+# --- normalizing ---------------------------------------------------------------------------
+
+
+def normalize_kato(
+    raw: Mapping[str, Any],
+    *,
+    listing_url: str | None = None,
+    problems: list[FieldProblem] | None = None,
+) -> Listing:
+    """One Kato availability record as a Listing; fields that cannot be read are dropped
+    and appended to ``problems``. Raises MalformedRecord without a usable id.
+
+    The record has no public link. ``listing_url`` is the operator's template over
+    ``{id}``, ``{reference_number}`` and ``{external_ref}``
+    (``"https://agency.example/property/{reference_number}"``); without one, or when the
+    record lacks a value it names, the brochure (else the particulars) file is the link.
+    """
+    if not isinstance(raw, Mapping):
+        raise MalformedRecord(None, "record is not an object")
+    record_id = read_record_id(raw)
+    r = FieldReader(record_id, problems)
+
+    address = r.mapping(raw.get("address"), "address") or {}
+    name = r.text(address.get("name"), "address.name")
+    line1 = r.text(address.get("line1"), "address.line1")
+    line2 = r.text(address.get("line2"), "address.line2")
+    town = r.text(address.get("town"), "address.town")
+    county = r.text(address.get("county"), "address.county")
+    postcode = r.text(address.get("postcode"), "address.postcode")
+    postcode = postcode.upper() if postcode else None
+    position = r.mapping(raw.get("position"), "position") or {}
+
+    property_types = _kato_property_types(r, raw.get("property_types"))
+    no_size: tuple[float | None, float | None] = (None, None)
+    size_from, size_to = r.guard(no_size, lambda: _kato_size(r, raw.get("size")))
+    status = _kato_status(r, raw.get("status"))
+
+    parts: list[str] = []
+    for part in (name, line1, line2, town, county, postcode):
+        if part and part not in parts:
+            parts.append(part)
+
+    return build_listing(
+        record_id,
+        {
+            "source": "kato",
+            "id": record_id,
+            "url": _kato_url(r, raw, record_id, listing_url),
+            "title": _kato_title(record_id, name or line1, town, property_types),
+            "summary": summary(r.guard(None, lambda: _kato_summary(r, raw.get("marketing")))),
+            "address": ", ".join(parts) or None,
+            "city": town,
+            "region": county,
+            "postcode": postcode,
+            "country": "GB",
+            "latitude": r.number(position.get("lat"), "position.lat", minimum=-90, maximum=90),
+            "longitude": r.number(position.get("lng"), "position.lng", minimum=-180, maximum=180),
+            "for_sale": bool(r.boolean(raw.get("for_sale"), "for_sale")),
+            "to_let": bool(r.boolean(raw.get("to_let"), "to_let")),
+            "price": _kato_price(r, raw.get("price")),
+            "rent": r.guard(None, lambda: _kato_rent(r, raw.get("rent"))),
+            "size_sqft": size_from,
+            "size_max_sqft": size_to,
+            "property_type": property_types[0] if property_types else None,
+            "property_types": property_types,
+            "status": status,
+            "photo_url": _kato_photo(r, raw.get("images")),
+            "agent": _kato_agent(r, raw.get("assignees")),
+            "created_at": r.when(raw.get("created_at"), "created_at"),
+            "updated_at": r.when(raw.get("updated_at"), "updated_at"),
+        },
+    )
+
+
+def _kato_title(
+    record_id: str, place: str | None, town: str | None, property_types: Sequence[str]
+) -> str:
+    """``"1 King St, Leeds"``; without an address, the type: ``"Office in Leeds"``."""
+    if place:
+        title = f"{place}, {town}" if town and town != place else place
+    else:
+        kind = capitalized(words(property_types[0])) if property_types else "Availability"
+        title = f"{kind} in {town}" if town else f"{kind} {record_id}"
+    return cap(clean_text(title), TITLE_MAX_CHARS)
+
+
+KATO_URL_FIELDS = ("id", "reference_number", "external_ref")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _kato_url(
+    r: FieldReader, raw: Mapping[str, Any], record_id: str, template: str | None
+) -> str | None:
+    for field in ("url", "website_url"):
+        url = r.url(raw.get(field), field)
+        if url:
+            return url
+    if template:
+        url = _fill(r, template, raw, record_id)
+        if url:
+            return url
+    files = r.items(raw.get("files"), "files")
+    for wanted in ("brochure", "particulars"):
+        for index, item in enumerate(files):
+            if isinstance(item, Mapping) and str(item.get("type", "")).lower() == wanted:
+                url = r.url(item.get("url"), f"files[{index}].url")
+                if url:
+                    return url
+    return None
+
+
+def _fill(r: FieldReader, template: str, raw: Mapping[str, Any], record_id: str) -> str | None:
+    """The template with the record's values (URL-quoted), or None when one is missing."""
+    values: dict[str, str] = {"id": record_id}
+    for name in KATO_URL_FIELDS[1:]:
+        value = r.code(raw.get(name), name)
+        if value:
+            values[name] = value
+    missing = [n for n in _PLACEHOLDER.findall(template) if n not in values]
+    if missing:
+        return None
+    return _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), template)
+
+
+def _kato_status(r: FieldReader, value: Any) -> str | None:
+    """A slug, from a string or from an object under any of the keys Laravel apps use."""
+    if isinstance(value, Mapping):
+        for key in ("key", "slug", "value", "code", "name", "label", "title"):
+            text = r.text(value.get(key), f"status.{key}")
+            if text:
+                return slug(text) or None
+        return None
+    text = r.text(value, "status")
+    return (slug(text) or None) if text else None
+
+
+def _kato_property_types(r: FieldReader, value: Any) -> tuple[str, ...]:
+    found: list[str] = []
+    for index, item in enumerate(r.items(value, "property_types")):
+        where = f"property_types[{index}]"
+        if isinstance(item, Mapping):
+            text = r.text(item.get("key") or item.get("slug") or item.get("name"), where)
+        else:
+            text = r.text(item, where)
+        key = slug(text) if text else ""
+        if key and key not in found:
+            found.append(key)
+    return tuple(found)
+
+
+def _kato_price(r: FieldReader, value: Any) -> Price | None:
+    block = r.mapping(value, "price")
+    if block is None:
+        return None
+    on_application = bool(
+        r.boolean(block.get("price_on_application"), "price.price_on_application")
+    )
+    amount, implied = r.amount(block.get("value"), "price.value")
+    amount = amount or None  # 0 is how an empty price block says "no price"
+    if amount is None and not on_application:
+        return None
+    qualifier = r.text(block.get("qualifier"), "price.qualifier")
+    return Price(
+        amount=None if on_application else amount,
+        currency=r.currency(block.get("currency"), "price.currency") or implied or "GBP",
+        unit=PriceUnit.TOTAL,
+        on_application=on_application,
+        qualifier=words(qualifier) if qualifier else None,
+    )
+
+
+def _kato_rent(r: FieldReader, value: Any) -> Price | None:
+    block = r.mapping(value, "rent")
+    if block is None:
+        return None
+    on_application = bool(r.boolean(block.get("rent_on_application"), "rent.rent_on_application"))
+    low, implied_low = r.amount(block.get("from"), "rent.from")
+    high, implied_high = r.amount(block.get("to"), "rent.to")
+    low, high = low or None, high or None
+    if low is None:
+        low, high = high, None
+    if low is not None and high is not None and high < low:
+        r.fail("rent", f"range runs backwards ({low:g} to {high:g})")
+    if low is None and not on_application:
+        return None
+    metric = r.text(block.get("metric"), "rent.metric") or _metric_hint(block.get("from"))
+    unit = _rent_unit(metric)
+    if unit is None:
+        r.fail("rent.metric", f"unknown rent metric {short(metric)}")
+    currency = r.currency(block.get("currency"), "rent.currency")
+    return Price(
+        amount=None if on_application else low,
+        amount_max=None if on_application or high == low else high,
+        currency=currency or implied_low or implied_high or "GBP",
+        unit=unit,
+        on_application=on_application,
+    )
+
+
+def _metric_hint(value: Any) -> str | None:
+    """The unit a formatted figure names itself (``"£45.00 psf"`` -> ``"psf"``)."""
+    if not isinstance(value, str):
+        return None
+    words = FIGURE.sub(" ", value).replace("£", " ").replace("$", " ").replace("€", " ")
+    words = re.sub(r"(?i)\b(?:GBP|USD|EUR)\b", " ", words).strip(" -")
+    return words or None
+
+
+def _rent_unit(metric: str | None) -> PriceUnit | None:
+    """Kato's rent metric as a unit; no metric means a yearly rent (UK commercial habit)."""
+    if metric is None:
+        return PriceUnit.PER_YEAR
+    key = re.sub(r"[^a-z0-9]", "", metric.lower())
+    if any(token in key for token in ("sqft", "psf", "ft2", "squarefo", "squarefe")):
+        return PriceUnit.PER_SQFT
+    if any(token in key for token in ("sqm", "m2", "psm", "squaremet")):
+        return PriceUnit.PER_SQM
+    if "desk" in key or "workstation" in key:
+        return PriceUnit.PER_DESK
+    if "month" in key or key in ("pcm", "pm"):
+        return PriceUnit.PER_MONTH
+    if any(token in key for token in ("annum", "year", "annual")) or key in ("pa", "pax"):
+        return PriceUnit.PER_YEAR
+    return None
+
+
+_SIZE_FACTORS = {
+    "sqft": 1.0,
+    "sqm": SQM_TO_SQFT,
+    "acres": ACRE_TO_SQFT,
+    "hectares": HECTARE_TO_SQFT,
+}
+_SIZE_ALIASES = {
+    "sqft": "sqft", "ft2": "sqft", "sqfeet": "sqft", "squarefeet": "sqft", "squarefoot": "sqft",
+    "sqm": "sqm", "m2": "sqm", "squaremetres": "sqm", "squaremeters": "sqm",
+    "acre": "acres", "acres": "acres", "ac": "acres",
+    "hectare": "hectares", "hectares": "hectares", "ha": "hectares",
+}  # fmt: skip
+
+
+def _kato_size(r: FieldReader, value: Any) -> tuple[float | None, float | None]:
+    block = r.mapping(value, "size")
+    if block is None:
+        return None, None
+    low, _ = r.amount(block.get("from"), "size.from", maximum=1e9)
+    high, _ = r.amount(block.get("to"), "size.to", maximum=1e9)
+    low, high = low or None, high or None
+    if low is None:
+        low, high = high, None
+    if low is None:
+        return None, None
+    if high is not None and high < low:
+        r.fail("size", f"range runs backwards ({low:g} to {high:g})")
+    metric = r.text(block.get("metric"), "size.metric")
+    unit = "sqft" if metric is None else _SIZE_ALIASES.get(re.sub(r"[^a-z0-9]", "", metric.lower()))
+    if unit is None:
+        # An unknown unit would make any figure a wrong fact; the listing itself is fine.
+        return None, None
+    factor = _SIZE_FACTORS[unit]
+    return round(low * factor, 1), (round(high * factor, 1) if high is not None else None)
+
+
+def _kato_summary(r: FieldReader, value: Any) -> str | None:
+    marketing = r.mapping(value, "marketing")
+    if marketing is None:
+        return None
+    texts = r.items(marketing.get("text"), "marketing.text")
+    chosen: Any = None
+    for index, item in enumerate(texts):
+        block = r.mapping(item, f"marketing.text[{index}]")
+        if block is None or block.get("content") is None:
+            continue
+        if chosen is None or block.get("key") == "summary":
+            chosen = block.get("content")
+        if block.get("key") == "summary":
+            break
+    if chosen is not None:
+        if not isinstance(chosen, str):
+            r.fail("marketing.text.content", f"expected text, got {type(chosen).__name__}")
+        return r.text(html_to_text(chosen), "marketing.text.content", multiline=True)
+    points = [
+        r.text(point, f"marketing.key_points[{index}]")
+        for index, point in enumerate(r.items(marketing.get("key_points"), "marketing.key_points"))
+    ]
+    return "\n".join(point for point in points if point) or None
+
+
+def _kato_photo(r: FieldReader, value: Any) -> str | None:
+    for index, image in enumerate(r.items(value, "images")):
+        url = image.get("url") if isinstance(image, Mapping) else image
+        text = r.url(url, f"images[{index}].url")
+        if text:
+            return text
+    return None
+
+
+def _kato_agent(r: FieldReader, value: Any) -> str | None:
+    for index, person in enumerate(r.items(value, "assignees")):
+        block = r.mapping(person, f"assignees[{index}]")
+        if block is None:
+            continue
+        names = [
+            r.text(block.get(key), f"assignees[{index}].{key}") for key in ("forename", "surname")
+        ]
+        name = " ".join(part for part in names if part)
+        office: Any = block.get("office")
+        if isinstance(office, Mapping):
+            office = office.get("name")
+        office_name = r.text(office, f"assignees[{index}].office")
+        if name:
+            return f"{name}, {office_name}" if office_name else name
+    return None
