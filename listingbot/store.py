@@ -187,8 +187,54 @@ MIGRATIONS: tuple[str, ...] = (
         channel_id  INTEGER NOT NULL,
         resolved_at TEXT NOT NULL
     ) WITHOUT ROWID;
+    """,  # 6: chat commands (issue 14).
+    # - chat_subscriptions: subscriptions made from a channel; filters as the YAML's
+    #   ``filters:`` mapping (JSON), state active/paused.
+    # - command_channels: per channel where commands are enabled, since when (commands
+    #   posted before are never run) and the id of the last command message handled.
+    # - commands: one row per command message handled, written in the same transaction
+    #   as its effect; ``answer`` is the reply to post, ``answered_at`` set once it is.
+    """
+    CREATE TABLE chat_subscriptions (
+        name        TEXT PRIMARY KEY,
+        channel_id  INTEGER NOT NULL,
+        source      TEXT NOT NULL,
+        filters     TEXT NOT NULL,
+        first_run   TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'active',
+        created_by  TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        command_id  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX chat_subscriptions_channel ON chat_subscriptions (channel_id);
+
+    CREATE TABLE command_channels (
+        channel_id      INTEGER PRIMARY KEY,
+        enabled_at      TEXT NOT NULL,
+        last_message_id INTEGER
+    ) WITHOUT ROWID;
+
+    CREATE TABLE commands (
+        message_id  INTEGER PRIMARY KEY,
+        channel_id  INTEGER NOT NULL,
+        username    TEXT NOT NULL,
+        verb        TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        answer      TEXT,
+        handled_at  TEXT NOT NULL,
+        answered_at TEXT,
+        answer_id   INTEGER
+    );
+    CREATE INDEX commands_unanswered ON commands (answered_at) WHERE answered_at IS NULL;
+    CREATE INDEX commands_user ON commands (channel_id, username, handled_at);
     """,
 )
+
+CHAT_STATES = ("active", "paused")
+# commands.outcome
+COMMAND_DONE = "done"  # carried out (or answered, for list/explain/help)
+COMMAND_REFUSED = "refused"  # malformed, not permitted, over the cap...: answered why
+COMMAND_SKIPPED = "skipped"  # not answered: a flood beyond the per-user limit
 
 OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dropped")
 
@@ -395,6 +441,64 @@ class OutboxHealth:
     open: int  # pending or sending
     oldest_open: datetime | None
     failed: int  # given up on, waiting for an operator (outbox retry / drop)
+
+
+@dataclass(frozen=True)
+class ChatSubscriptionRow:
+    """A subscription made from a channel, as stored (``filters`` as the YAML writes them)."""
+
+    name: str
+    channel_id: int
+    source: str
+    filters: dict[str, Any]
+    first_run: str
+    state: str
+    created_by: str
+    created_at: datetime
+    command_id: int
+
+
+@dataclass(frozen=True)
+class CommandChannel:
+    """Where commands are read: since when, and the last command message handled."""
+
+    channel_id: int
+    enabled_at: datetime
+    last_message_id: int | None
+
+
+@dataclass(frozen=True)
+class ChatChange:
+    """What a command does to the chat subscriptions (applied with its outcome).
+
+    ``add``: insert ``row``; ``pause``/``resume``: set the state of ``name`` (a resume
+    makes it record what matches now before posting again, as a new subscription does);
+    ``remove``: delete ``name`` with its match state.
+    """
+
+    kind: str  # "add" | "pause" | "resume" | "remove"
+    name: str
+    row: ChatSubscriptionRow | None = None
+
+
+@dataclass(frozen=True)
+class HandledCommand:
+    """A command message's outcome and the answer to post (None: none is posted)."""
+
+    message_id: int
+    channel_id: int
+    username: str
+    verb: str
+    outcome: str
+    answer: str | None
+
+
+@dataclass(frozen=True)
+class PendingAnswer:
+    message_id: int
+    channel_id: int
+    answer: str
+    handled_at: datetime
 
 
 class StateLock:
@@ -1348,6 +1452,161 @@ class Store:
         sql = f"SELECT {_ROW_COLS} FROM outbox ORDER BY seq"
         return [_row(r) for r in self._c.execute(sql)]
 
+    # ---------------------------------------------------------------- chat commands
+    async def command_channels(self, channel_ids: Iterable[int]) -> dict[int, CommandChannel]:
+        """Make ``channel_ids`` the channels where commands are read; returns their cursors.
+
+        A channel new to the set is enabled from now (earlier commands are never run); a
+        channel that left it is forgotten, so enabling it again starts from then too.
+        """
+        return await self._run(self._command_channels, sorted(set(channel_ids)))
+
+    def _command_channels(self, ids: list[int]) -> dict[int, CommandChannel]:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO command_channels (channel_id, enabled_at) VALUES (?, ?)",
+                [(i, now) for i in ids],
+            )
+            marks = ",".join("?" * len(ids))
+            conn.execute(f"DELETE FROM command_channels WHERE channel_id NOT IN ({marks})", ids)
+            rows = conn.execute(
+                "SELECT channel_id, enabled_at, last_message_id FROM command_channels"
+            ).fetchall()
+        out = {}
+        for channel_id, enabled_at, last in rows:
+            when = _parse_ts(enabled_at)
+            assert when is not None
+            out[int(channel_id)] = CommandChannel(int(channel_id), when, last)
+        return out
+
+    async def record_command(self, handled: HandledCommand, change: ChatChange | None) -> bool:
+        """One command's effect, its outcome and the channel's cursor, in ONE transaction.
+
+        False (and nothing written) when this message was handled already: a command is
+        never carried out twice, whatever crashed where.
+        """
+        return await self._run(self._record_command, handled, change)
+
+    def _record_command(self, h: HandledCommand, change: ChatChange | None) -> bool:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            done = conn.execute("SELECT 1 FROM commands WHERE message_id = ?", (h.message_id,))
+            if done.fetchone() is not None:
+                return False
+            if change is not None:
+                _apply_chat_change(conn, change)
+            conn.execute(
+                "INSERT INTO commands (message_id, channel_id, username, verb, outcome, answer,"
+                " handled_at, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    h.message_id,
+                    h.channel_id,
+                    h.username,
+                    h.verb,
+                    h.outcome,
+                    h.answer,
+                    now,
+                    None if h.answer is not None else now,
+                ),
+            )
+            conn.execute(
+                "UPDATE command_channels SET last_message_id = MAX(COALESCE(last_message_id, 0),"
+                " ?) WHERE channel_id = ?",
+                (h.message_id, h.channel_id),
+            )
+        return True
+
+    async def advance_command_cursor(self, channel_id: int, message_id: int) -> None:
+        """Move a channel's cursor past a message that is not a command for listingbot."""
+        await self._run(self._advance_command_cursor, channel_id, message_id)
+
+    def _advance_command_cursor(self, channel_id: int, message_id: int) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE command_channels SET last_message_id = MAX(COALESCE(last_message_id, 0),"
+                " ?) WHERE channel_id = ?",
+                (message_id, channel_id),
+            )
+
+    async def recent_commands(self, channel_id: int, username: str, since: datetime) -> int:
+        """How many commands ``username`` had handled in the channel since ``since``."""
+        return await self._run(self._recent_commands, channel_id, username, since)
+
+    def _recent_commands(self, channel_id: int, username: str, since: datetime) -> int:
+        row = self._c.execute(
+            "SELECT COUNT(*) FROM commands WHERE channel_id = ? AND username = ?"
+            " AND handled_at >= ? AND outcome != ?",
+            (channel_id, username, _ts(since), COMMAND_SKIPPED),
+        ).fetchone()
+        return int(row[0])
+
+    async def pending_answers(self) -> list[PendingAnswer]:
+        """Answers recorded but not yet known to be posted, oldest first."""
+        return await self._run(self._pending_answers)
+
+    def _pending_answers(self) -> list[PendingAnswer]:
+        rows = self._c.execute(
+            "SELECT message_id, channel_id, answer, handled_at FROM commands"
+            " WHERE answered_at IS NULL ORDER BY message_id"
+        ).fetchall()
+        out = []
+        for message_id, channel_id, answer, handled_at in rows:
+            when = _parse_ts(handled_at)
+            assert when is not None
+            out.append(PendingAnswer(int(message_id), int(channel_id), str(answer or ""), when))
+        return out
+
+    async def mark_answered(self, message_id: int, answer_id: int | None) -> None:
+        await self._run(self._mark_answered, message_id, answer_id)
+
+    def _mark_answered(self, message_id: int, answer_id: int | None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE commands SET answered_at = ?, answer_id = ? WHERE message_id = ?"
+                " AND answered_at IS NULL",
+                (_ts(self._now()), answer_id, message_id),
+            )
+
+    async def chat_subscriptions(self) -> list[ChatSubscriptionRow]:
+        """Every subscription made from the chat, by channel then creation."""
+        return await self._run(self.chat_subscriptions_sync)
+
+    def chat_subscriptions_sync(self) -> list[ChatSubscriptionRow]:
+        rows = self._c.execute(
+            "SELECT name, channel_id, source, filters, first_run, state, created_by,"
+            " created_at, command_id FROM chat_subscriptions"
+            " ORDER BY channel_id, created_at, name"
+        ).fetchall()
+        out = []
+        for r in rows:
+            created = _parse_ts(r[7])
+            assert created is not None
+            out.append(
+                ChatSubscriptionRow(
+                    name=str(r[0]),
+                    channel_id=int(r[1]),
+                    source=str(r[2]),
+                    filters=json.loads(r[3]),
+                    first_run=str(r[4]),
+                    state=str(r[5]),
+                    created_by=str(r[6]),
+                    created_at=created,
+                    command_id=int(r[8]),
+                )
+            )
+        return out
+
+    def command_counts_sync(self) -> dict[str, int]:
+        """Commands handled, by outcome, and answers still to post (status, metrics)."""
+        out = {
+            str(k): int(v)
+            for k, v in self._c.execute("SELECT outcome, COUNT(*) FROM commands GROUP BY outcome")
+        }
+        row = self._c.execute("SELECT COUNT(*) FROM commands WHERE answered_at IS NULL")
+        out["unanswered"] = int(row.fetchone()[0])
+        return out
+
     def counts_sync(self) -> dict[str, int]:
         """Row counts per table, for status and the benchmark."""
         out = {}
@@ -1439,3 +1698,46 @@ def _count_absences(
         )
     ]
     return _forget_orphans(conn, source, gone)
+
+
+def _apply_chat_change(conn: sqlite3.Connection, change: ChatChange) -> None:
+    if change.kind == "add":
+        row = change.row
+        assert row is not None
+        conn.execute(
+            "INSERT INTO chat_subscriptions (name, channel_id, source, filters, first_run,"
+            " state, created_by, created_at, command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.name,
+                row.channel_id,
+                row.source,
+                json.dumps(row.filters, sort_keys=True),
+                row.first_run,
+                row.state,
+                row.created_by,
+                _ts(row.created_at),
+                row.command_id,
+            ),
+        )
+    elif change.kind in {"pause", "resume"}:
+        state = "paused" if change.kind == "pause" else "active"
+        conn.execute("UPDATE chat_subscriptions SET state = ? WHERE name = ?", (state, change.name))
+        if change.kind == "resume":
+            # What appeared while it was paused is recorded, not announced (a first run
+            # that posts is for a new subscription only).
+            conn.execute(
+                "UPDATE chat_subscriptions SET first_run = 'baseline' WHERE name = ?",
+                (change.name,),
+            )
+            conn.execute(
+                "UPDATE subscriptions SET baselined_at = NULL, empty_answers = 0,"
+                " empty_since = NULL WHERE name = ?",
+                (change.name,),
+            )
+    elif change.kind == "remove":
+        conn.execute("DELETE FROM chat_subscriptions WHERE name = ?", (change.name,))
+        conn.execute("DELETE FROM subscriptions WHERE name = ?", (change.name,))
+        conn.execute("DELETE FROM matches WHERE subscription = ?", (change.name,))
+        conn.execute("DELETE FROM subscription_problems WHERE name = ?", (change.name,))
+    else:
+        raise ValueError(f"unknown chat change {change.kind!r}")
