@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, tzinfo
 from typing import Final
 from urllib.parse import urlsplit
 
 from listingbot.models import EventType, Listing, Price, PriceUnit
+from listingbot.templates import DEFAULT_TEMPLATE, EVENT_HEADLINES, Template, cached_template
 
 __all__ = [
     "MESSAGE_MAX_CHARS",
     "SUMMARY_MAX_CHARS",
+    "fill",
     "format_price",
+    "map_link",
+    "message_fields",
     "render",
     "sanitize",
 ]
@@ -49,12 +54,9 @@ EN_DASH: Final = "\u2013"  # ranges: 2,000-4,500 typeset with an en dash
 MINUS: Final = "\u2212"  # a real minus sign, as typeset
 SEP: Final = " · "
 
-_HEADLINES: Final[dict[EventType, str]] = {
-    EventType.NEW: "🏠 New listing",
-    EventType.PRICE_DROP: "📉 Price drop",
-    EventType.PRICE_INCREASE: "📈 Price increase",
-    EventType.STATUS_CHANGE: "🔔 Status change",
-}
+_AGENT_MAX_CHARS: Final = 100
+_MAP_URL: Final = "https://www.openstreetmap.org/"
+_MAP_ZOOM: Final = 17
 
 _SYMBOLS: Final[dict[str, str]] = {"USD": "$", "GBP": "£", "EUR": "€"}
 _UNIT_SUFFIX: Final[dict[PriceUnit, str]] = {
@@ -185,48 +187,181 @@ def render(
     *,
     old_price: Price | None = None,
     old_status: str | None = None,
+    labels: Sequence[str] = (),
+    template: Template | None = None,
+    now: datetime | None = None,
+    tz: tzinfo | None = None,
 ) -> str:
     """The chat message for ``event`` on ``listing``, naming the matching subscriptions.
 
     ``old_price`` is used by price drops/increases, ``old_status`` by status changes.
+    ``labels`` are shown in the headline instead of the subscription names; ``template``
+    replaces the default layout (:data:`listingbot.templates.DEFAULT_TEMPLATE`); ``now``
+    picks the next open house and ``tz`` shows it in the subscription's time zone.
     The result never exceeds ``MESSAGE_MAX_CHARS``; the link is kept whole.
     """
-    head = [_headline(event, subscriptions)]
+    values = message_fields(
+        listing,
+        event,
+        subscriptions,
+        old_price=old_price,
+        old_status=old_status,
+        labels=labels,
+        now=now,
+        tz=tz,
+    )
+    return fill(template or cached_template(DEFAULT_TEMPLATE), values)
+
+
+def message_fields(
+    listing: Listing,
+    event: EventType,
+    subscriptions: Sequence[str],
+    *,
+    old_price: Price | None = None,
+    old_status: str | None = None,
+    labels: Sequence[str] = (),
+    now: datetime | None = None,
+    tz: tzinfo | None = None,
+) -> dict[str, str]:
+    """Every template field (:data:`listingbot.templates.FIELDS`) for this event, as
+    sanitized display text (``""`` when the listing lacks it)."""
+    names = _names(subscriptions)
+    shown = _names(labels) or names
+    headline = EVENT_HEADLINES[event]
+    price_change = ""
+    if event in (EventType.PRICE_DROP, EventType.PRICE_INCREASE):
+        price_change = _price_change(old_price, listing.asking)
+    status_change = ""
     if event is EventType.STATUS_CHANGE:
-        head.append(_status_change(old_status, listing.status))
-    facts_line = SEP.join(
-        part for part in (_price_part(listing, event, old_price), *_facts(listing)) if part
-    )
-    head.append(facts_line)
-    head.append(
-        sanitize(listing.address or "", max_len=_ADDRESS_MAX_CHARS)
-        or sanitize(listing.title, max_len=_ADDRESS_MAX_CHARS)
-    )
-    head = [line for line in head if line]
-    url = _safe_url(listing.url)
-    tail = [url] if url else []
+        status_change = _status_change(old_status, listing.status)
+    prices = _price_part(listing)
+    facts = _facts(listing)
+    address = sanitize(listing.address or "", max_len=_ADDRESS_MAX_CHARS)
+    title = sanitize(listing.title, max_len=_ADDRESS_MAX_CHARS)
+    beds, baths = _positive(listing.bedrooms), _positive(listing.bathrooms)
+    lot = _positive(listing.lot_size_acres)
+    return {
+        "headline": f"{headline}{SEP}{_capped_list(shown, MAX_NAMED_SUBSCRIPTIONS)}"
+        if shown
+        else headline,
+        "event": headline,
+        "label": ", ".join(shown),
+        "subscriptions": ", ".join(names),
+        "change": SEP.join(part for part in (price_change, status_change) if part),
+        "price_change": price_change,
+        "status_change": status_change,
+        "title": title,
+        "place": address or title,
+        "address": address,
+        "city": _text(listing.city),
+        "region": _text(listing.region),
+        "postcode": _text(listing.postcode),
+        "country": listing.country,
+        "details": SEP.join(part for part in (price_change or prices, *facts) if part),
+        "prices": prices,
+        "price": format_price(listing.price),
+        "rent": format_price(listing.rent),
+        "facts": SEP.join(facts),
+        "bedrooms": _count(beds) if beds is not None else "",
+        "bathrooms": _count(baths) if baths is not None else "",
+        "size": _area(_positive(listing.size_sqft), _positive(listing.size_max_sqft)),
+        "lot_size": f"{lot:g} acres" if lot is not None else "",
+        "property_type": _types(listing.property_types or (listing.property_type or "",)),
+        "status": _words(listing.status),
+        "year_built": str(listing.year_built) if listing.year_built else "",
+        "mls_number": _text(listing.mls_number),
+        "agent": _text(listing.agent, _AGENT_MAX_CHARS),
+        "open_house": _next_open_house(listing, now, tz),
+        "summary": sanitize(listing.summary or "", max_len=SUMMARY_MAX_CHARS, multiline=True),
+        "url": _safe_url(listing.url),
+        "map": map_link(listing.latitude, listing.longitude),
+        "photo_url": _safe_url(listing.photo_url),
+        "latitude": _coordinate(listing.latitude),
+        "longitude": _coordinate(listing.longitude),
+        "source": listing.source,
+        "id": _text(listing.id),
+    }
 
-    fixed = len("\n".join([*head, *tail]))
-    budget = min(SUMMARY_MAX_CHARS, MESSAGE_MAX_CHARS - fixed - 1)
-    summary = ""
-    if listing.summary and budget >= _MIN_SUMMARY_CHARS:
-        summary = sanitize(listing.summary, max_len=budget, multiline=True)
 
-    body = "\n".join(line for line in (*head, summary, *tail) if line)
-    if len(body) > MESSAGE_MAX_CHARS:
-        # Only pathological field lengths get here; the link is what a reader needs most.
-        room = MESSAGE_MAX_CHARS - (len(url) + 1 if url else 0)
-        body = "\n".join(part for part in (_truncate("\n".join(head), room), url) if part)
-    # Each piece was sanitized; this guards the joins between pieces too.
-    return _MENTION_START.sub(_MENTION_SAFE_LT, body)
+def fill(template: Template, values: Mapping[str, str]) -> str:
+    """``template`` filled with ``values``, sanitized like listing text and capped at
+    ``MESSAGE_MAX_CHARS``: the summary gives way first, then everything but the link."""
+    body = _clean(template.render(values))
+    if len(body) <= MESSAGE_MAX_CHARS:
+        return body
+    summary = values.get("summary", "")
+    if summary and "summary" in template.fields:
+        without = {**values, "summary": ""}
+        budget = min(
+            SUMMARY_MAX_CHARS, MESSAGE_MAX_CHARS - len(_clean(template.render(without))) - 1
+        )
+        short = ""
+        if budget >= _MIN_SUMMARY_CHARS:
+            short = sanitize(summary, max_len=budget, multiline=True)
+        body = _clean(template.render({**without, "summary": short}))
+        if len(body) <= MESSAGE_MAX_CHARS:
+            return body
+    # Only pathological field lengths get here; the link is what a reader needs most.
+    url = values.get("url", "")
+    lines = body.split("\n")
+    if url and url in lines:
+        rest = "\n".join(line for line in lines if line != url)
+        room = MESSAGE_MAX_CHARS - len(url) - 1
+        return _clean("\n".join(part for part in (_truncate(rest, room), url) if part))
+    return _clean(_truncate(body, MESSAGE_MAX_CHARS))
 
 
-def _headline(event: EventType, subscriptions: Sequence[str]) -> str:
-    names = sorted({n for n in (sanitize(s, max_len=_NAME_MAX_CHARS) for s in subscriptions) if n})
-    headline = _HEADLINES[event]
-    if not names:
-        return headline
-    return f"{headline}{SEP}{_capped_list(names, MAX_NAMED_SUBSCRIPTIONS)}"
+def _clean(text: str) -> str:
+    # Each value was sanitized; this covers the template's own text and the joins.
+    return sanitize(text, multiline=True)
+
+
+def _names(names: Iterable[str]) -> list[str]:
+    return sorted({n for n in (sanitize(s, max_len=_NAME_MAX_CHARS) for s in names) if n})
+
+
+def _text(value: str | None, max_len: int = _NAME_MAX_CHARS) -> str:
+    return sanitize(value or "", max_len=max_len)
+
+
+def map_link(latitude: float | None, longitude: float | None) -> str:
+    """An OpenStreetMap link with a marker at the point; ``""`` without a usable point."""
+    lat, lon = _finite(latitude), _finite(longitude)
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return ""
+    if lat == 0 and lon == 0:  # "null island": a missing position written as zeros
+        return ""
+    pin = f"mlat={_coordinate(lat)}&mlon={_coordinate(lon)}"
+    return f"{_MAP_URL}?{pin}#map={_MAP_ZOOM}/{_coordinate(lat)}/{_coordinate(lon)}"
+
+
+def _coordinate(value: float | None) -> str:
+    value = _finite(value)
+    if value is None:
+        return ""
+    # Five decimals is about a metre: enough for a map pin, short enough to read.
+    return f"{value:.5f}".rstrip("0").rstrip(".")
+
+
+def _next_open_house(listing: Listing, now: datetime | None, tz: tzinfo | None) -> str:
+    """The first open house that has not ended, ``Sat 5 Dec 10:00-12:00 EST`` (an en dash),
+    in ``tz``, else in the time zone the source gave."""
+    for house in sorted(listing.open_houses, key=lambda h: h.start):
+        end = house.end or house.start
+        if now is not None and end <= now:
+            continue
+        start = house.start.astimezone(tz) if tz is not None else house.start
+        text = f"{start:%a} {start.day} {start:%b} {start:%H:%M}"
+        if house.end is not None and house.end > house.start:
+            finish = house.end.astimezone(start.tzinfo)
+            if finish.date() == start.date():
+                text += f"{EN_DASH}{finish:%H:%M}"
+            else:
+                text += f" {ARROW} {finish:%a} {finish.day} {finish:%b} {finish:%H:%M}"
+        zone = start.tzname()
+        return f"{text} {zone}" if zone else text
+    return ""
 
 
 def _capped_list(items: Sequence[str], limit: int) -> str:
@@ -247,9 +382,7 @@ def _words(slug: str | None) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _price_part(listing: Listing, event: EventType, old_price: Price | None) -> str:
-    if event in (EventType.PRICE_DROP, EventType.PRICE_INCREASE):
-        return _price_change(old_price, listing.asking)
+def _price_part(listing: Listing) -> str:
     sale = format_price(listing.price)
     rent = format_price(listing.rent)
     if sale and rent:

@@ -41,6 +41,13 @@ class Price(Frozen):
     qualifier: str | None = None  # "guide price", "offers over", ...
 
 
+class OpenHouse(Frozen):
+    """A time the listing can be visited without an appointment (Kotohomes)."""
+
+    start: datetime
+    end: datetime | None = None
+
+
 class EventType(StrEnum):
     NEW = "new"
     PRICE_DROP = "price_drop"
@@ -84,6 +91,7 @@ class Listing(Frozen):
     mls_number: str | None = None
     photo_url: str | None = None
     agent: str | None = None  # "Name, phone" - display only
+    open_houses: tuple[OpenHouse, ...] = ()  # Kotohomes; aware datetimes, as the source gave
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

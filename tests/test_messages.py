@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from listingbot.messages import MESSAGE_MAX_CHARS, format_price, render, sanitize
-from listingbot.models import EventType, Listing, Price, PriceUnit
+from listingbot.messages import (
+    MESSAGE_MAX_CHARS,
+    format_price,
+    map_link,
+    message_fields,
+    render,
+    sanitize,
+)
+from listingbot.models import EventType, Listing, OpenHouse, Price, PriceUnit
+from listingbot.templates import FIELDS, parse_template
 
 URL = "https://example.com/li_2hAk61Qi6hFGw6nfrRmG"
 
@@ -360,3 +370,134 @@ def test_whole_message_is_capped_and_keeps_the_link() -> None:
     text = render(listing, EventType.NEW, [f"subscription-{i}" * 5 for i in range(20)])
     assert len(text) <= MESSAGE_MAX_CHARS
     assert lines(text)[-1] == long_url
+
+
+# --- agent, open house, map, label ------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def open_house(day: int, hour: int, hours: int = 2) -> OpenHouse:
+    start = datetime(2026, 12, day, hour, tzinfo=UTC)
+    return OpenHouse(start=start, end=start.replace(hour=hour + hours))
+
+
+def test_full_listing_adds_open_house_agent_and_map_after_the_address() -> None:
+    """The default gains the next open house, the agent and a map link, each on its line."""
+    listing = home(
+        agent="Jane Doe, 2125550100",
+        latitude=40.748441,
+        longitude=-73.985664,
+        open_houses=(open_house(5, 15),),
+    )
+    text = render(listing, EventType.NEW, ["s"], now=NOW, tz=NEW_YORK)
+    assert lines(text) == [
+        "🏠 New listing · s",
+        "$500,000 · 3 bd · 2.5 ba · 2,350 sq ft · Condominium",
+        "20 W 34th St #2012B, New York, NY 10001",
+        "Open house: Sat 5 Dec 10:00\u201312:00 EST",
+        "Agent: Jane Doe, 2125550100",
+        "Quaint condo in the heart of the city.",
+        URL,
+        "Map: https://www.openstreetmap.org/?mlat=40.74844&mlon=-73.98566#map=17/40.74844/-73.98566",
+    ]
+
+
+def test_open_house_is_the_next_one_not_yet_ended() -> None:
+    """Open houses that have ended are skipped; the next one is shown."""
+    listing = home(open_houses=(open_house(1, 9), open_house(3, 14)))
+    assert message_fields(listing, EventType.NEW, ["s"], now=NOW)["open_house"] == (
+        "Thu 3 Dec 14:00\u201316:00 UTC"
+    )
+
+
+def test_open_house_under_way_is_still_the_next_one() -> None:
+    """One that started but has not ended is still worth going to."""
+    listing = home(open_houses=(open_house(1, 11),))
+    assert message_fields(listing, EventType.NEW, ["s"], now=NOW)["open_house"].startswith(
+        "Tue 1 Dec 11:00"
+    )
+
+
+def test_open_house_line_is_left_out_when_all_have_ended() -> None:
+    """Only past open houses: no open-house line."""
+    listing = home(open_houses=(open_house(1, 8),))
+    assert "Open house" not in render(listing, EventType.NEW, ["s"], now=NOW)
+
+
+def test_open_house_shown_in_the_time_zone_across_a_dst_change() -> None:
+    """Times are shown in the subscription's zone with that day's abbreviation."""
+    start = datetime(2026, 3, 8, 15, tzinfo=UTC)  # the day New York springs forward
+    listing = home(open_houses=(OpenHouse(start=start),))
+    fields = message_fields(
+        listing, EventType.NEW, ["s"], now=NOW.replace(month=3, day=1), tz=NEW_YORK
+    )
+    assert fields["open_house"] == "Sun 8 Mar 11:00 EDT"
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon"),
+    [(None, -73.9), (40.7, None), (0.0, 0.0), (float("nan"), 1.0), (91.0, 1.0)],
+)
+def test_no_map_link_without_a_usable_position(lat: float | None, lon: float | None) -> None:
+    """A missing, zero or impossible position gives no map link."""
+    assert map_link(lat, lon) == ""
+
+
+def test_labels_replace_subscription_names_in_the_headline() -> None:
+    """``label`` is what a channel reads; the internal names stay out of the headline."""
+    text = render(home(), EventType.NEW, ["nyc-under-1m"], labels=["Homes under $1M"])
+    assert lines(text)[0] == "🏠 New listing · Homes under $1M"
+
+
+def test_label_text_is_sanitized() -> None:
+    """A label cannot carry a mention either."""
+    text = render(home(), EventType.NEW, ["s"], labels=["<@here> homes"])
+    assert lines(text)[0] == "🏠 New listing · \u2039@here> homes"
+
+
+def test_every_catalogued_field_has_a_value_and_no_other() -> None:
+    """The template reference (FIELDS) and the fields a message offers are the same set."""
+    assert message_fields(home(), EventType.NEW, ["s"]).keys() == FIELDS.keys()
+
+
+# --- operator templates -----------------------------------------------------------
+
+
+def test_an_operator_template_replaces_the_layout() -> None:
+    """A subscription's template decides the whole text."""
+    template = parse_template("{title} \u2014 {price}\n{url}")
+    text = render(home(), EventType.NEW, ["s"], template=template)
+    assert text == f"3 bd condo in New York, NY \u2014 $500,000\n{URL}"
+
+
+def test_template_values_are_sanitized() -> None:
+    """Listing text put in by a template is neutralized like everywhere else."""
+    template = parse_template("{title}")
+    text = render(home(title="hi <@alice>\u202e"), EventType.NEW, ["s"], template=template)
+    assert text == "hi \u2039@alice>"
+
+
+def test_template_literal_text_is_sanitized_too() -> None:
+    """The template's own text cannot make a mention or carry control characters."""
+    template = parse_template("<@channel> \x1b{title}")
+    text = render(home(), EventType.NEW, ["s"], template=template)
+    assert text == "\u2039@channel> 3 bd condo in New York, NY"
+
+
+def test_template_output_is_capped_and_keeps_the_link() -> None:
+    """A template repeating long fields still fits the cap, and the link survives whole."""
+    template = parse_template("{summary}{summary}{summary}{summary}{summary}\n{url}")
+    text = render(home(summary="word " * 60), EventType.NEW, ["s"], template=template)
+    assert len(text) <= MESSAGE_MAX_CHARS
+    assert lines(text)[-1] == URL
+
+
+def test_template_for_a_price_drop_can_name_the_change() -> None:
+    """``{change}`` says old → new for a price event."""
+    template = parse_template("{event}: {change}")
+    text = render(
+        home(), EventType.PRICE_DROP, ["s"], old_price=Price(amount=525_000), template=template
+    )
+    assert text == "📉 Price drop: $525,000 \u2192 $500,000 (\u22124.8%)"
