@@ -625,3 +625,37 @@ def test_kato_price_on_application_as_text_is_no_figure_and_no_problem(text: str
     listing = _clean(record)
     assert listing.price is not None
     assert (listing.price.amount, listing.price.on_application) == (None, True)
+
+
+def test_kotohomes_open_houses_are_read_earliest_first() -> None:
+    """``open_houses [{start, end}]`` becomes aware times, sorted by start."""
+    listing = normalize_kotohomes(
+        koto(
+            open_houses=[
+                {"start": "2026-12-06T15:00:00Z", "end": "2026-12-06T17:00:00Z"},
+                {"start": "2026-12-05T10:00:00-05:00", "end": "2026-12-05T12:00:00-05:00"},
+            ]
+        )
+    )
+    assert [(h.start, h.end) for h in listing.open_houses] == [
+        (datetime(2026, 12, 5, 15, tzinfo=UTC), datetime(2026, 12, 5, 17, tzinfo=UTC)),
+        (datetime(2026, 12, 6, 15, tzinfo=UTC), datetime(2026, 12, 6, 17, tzinfo=UTC)),
+    ]
+
+
+def test_a_kotohomes_bad_open_house_costs_only_itself() -> None:
+    """An unreadable open house is dropped and reported; the others and the record stay."""
+    problems: list[FieldProblem] = []
+    listing = normalize_kotohomes(
+        koto(
+            open_houses=[
+                {"start": "soon"},
+                {"start": "2026-12-06T15:00:00Z", "end": "2026-12-06T14:00:00Z"},
+            ]
+        ),
+        problems=problems,
+    )
+    assert [(h.start, h.end) for h in listing.open_houses] == [
+        (datetime(2026, 12, 6, 15, tzinfo=UTC), None)
+    ]
+    assert {p.field for p in problems} == {"open_houses[0].start", "open_houses[1].end"}

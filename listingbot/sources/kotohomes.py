@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from listingbot.clients.kotohomes import KotohomesClient
-from listingbot.models import Listing, Price, PriceUnit
+from listingbot.models import Listing, OpenHouse, Price, PriceUnit
 from listingbot.normalize import (
     LATEST_YEAR,
     TITLE_MAX_CHARS,
@@ -234,6 +235,7 @@ def normalize_kotohomes(
             "mls_number": r.code(raw.get("mls_number"), "mls_number"),
             "photo_url": r.url(raw.get("photo_url"), "photo_url"),
             "agent": _kotohomes_agent(r, raw),
+            "open_houses": _kotohomes_open_houses(r, raw.get("open_houses")),
             "created_at": created_at,
             "updated_at": updated_at,
         },
@@ -285,3 +287,29 @@ def _kotohomes_agent(r: FieldReader, raw: Mapping[str, Any]) -> str | None:
         if name:
             return f"{name}, {phone}" if phone else name
     return None
+
+
+# The next few are all a message can use.
+_OPEN_HOUSES_KEPT = 10
+
+
+def _kotohomes_open_houses(r: FieldReader, value: Any) -> tuple[OpenHouse, ...]:
+    """``open_houses [{start, end}]``, earliest first; one unreadable costs only itself."""
+    out: list[OpenHouse] = []
+    for index, item in enumerate(r.items(value, "open_houses")):
+        block = r.mapping(item, f"open_houses[{index}]")
+        if block is None:
+            continue
+        start = r.when(block.get("start"), f"open_houses[{index}].start")
+        if start is None:
+            continue
+        end = r.guard(None, partial(_end, r, block, start, f"open_houses[{index}].end"))
+        out.append(OpenHouse(start=start, end=end))
+    return tuple(sorted(out, key=lambda house: house.start)[:_OPEN_HOUSES_KEPT])
+
+
+def _end(r: FieldReader, block: Mapping[str, Any], start: datetime, name: str) -> datetime | None:
+    end = r.when(block.get("end"), name)
+    if end is not None and end < start:
+        r.fail(name, "ends before it starts")
+    return end
