@@ -36,7 +36,6 @@ from listingbot.normalize import (
 )
 from listingbot.records import Cursor
 from listingbot.sources.base import Fetched, Query, Read
-from listingbot.sources.kotohomes import max_iso
 
 if TYPE_CHECKING:
     import aiohttp
@@ -88,7 +87,10 @@ class Kato:
 class KatoFetcher:
     """Kato has no "updated since": every poll sweeps all pages and diffs locally.
 
-    ``listing_url`` is the operator's link template for Kato records (they carry none).
+    A sweep reads every listing of the query, so nothing upstream needs a mark: the
+    query's cursor only records that it was polled (housekeeping forgets the cursors of
+    queries no longer polled). ``listing_url`` is the operator's link template for Kato
+    records (they carry none).
     """
 
     def __init__(self, client: KatoClient, *, listing_url: str | None = None) -> None:
@@ -103,10 +105,9 @@ class KatoFetcher:
         sweep = await self.client.sweep(query.params)
         observed, bad = read(sweep.records)
         listings = {o.facts.id: o for o in observed}
-        marks = [o.facts.updated_at for o in listings.values() if o.facts.updated_at]
         return Fetched(
             list(listings.values()),
-            Cursor(query.key, query.source, None, max_iso(None, marks)),
+            Cursor(query.key, query.source),
             len(bad),
             requests=sweep.pages,
             complete=True,

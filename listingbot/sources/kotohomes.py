@@ -118,8 +118,8 @@ class KotohomesFetcher:
         new_cursor = Cursor(
             query.key,
             query.source,
-            max_iso(created_hw, created_marks),
-            max_iso(updated_hw, updated_marks),
+            _max_iso(created_hw, created_marks),
+            _max_iso(updated_hw, updated_marks),
         )
         return Fetched(
             list(listings.values()),
@@ -138,7 +138,7 @@ def _parse(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def max_iso(current: datetime | None, marks: Sequence[datetime]) -> str | None:
+def _max_iso(current: datetime | None, marks: Sequence[datetime]) -> str | None:
     best = max([*marks, *([current] if current else [])], default=None)
     return None if best is None else best.isoformat()
 
