@@ -32,15 +32,16 @@ from listingbot.clients.chatkitty import ChatKittyClient
 from listingbot.clock import SystemClock
 from listingbot.config import DeliveryConfig
 from listingbot.delivery import Deliverer
-from listingbot.detection import delivery_key
 from listingbot.messages import render
 from listingbot.metrics import Metrics
 from listingbot.models import EventType, Listing
+from listingbot.outbox import delivery_key
+from listingbot.records import OutgoingMessage
 from listingbot.sim import SimStack
 from listingbot.sim.market import Market
 from listingbot.sources.kato import normalize_kato
 from listingbot.sources.kotohomes import normalize_kotohomes
-from listingbot.store import NewMessage, PollRecord, Store
+from listingbot.store import PollRecord, Store
 
 MESSAGES = 5_000
 CHANNELS = 20
@@ -50,14 +51,14 @@ LATENCY_MESSAGES = 1_000
 LATENCY_S = 0.02
 
 
-def outbox_messages(count: int, channels: list[int], seed: int) -> list[NewMessage]:
+def outbox_messages(count: int, channels: list[int], seed: int) -> list[OutgoingMessage]:
     """``count`` messages about real listings, spread over ``channels``, in event order."""
     rng = random.Random(seed)
     market = Market(seed, kotohomes_count=count // 2, kato_count=count - count // 2)
     listings: list[Listing] = [normalize_kotohomes(r) for r in market.kotohomes_records()]
     listings += [normalize_kato(r) for r in market.kato_records()]
     rng.shuffle(listings)
-    out: list[NewMessage] = []
+    out: list[OutgoingMessage] = []
     for index in range(count):
         listing = listings[index % len(listings)]
         channel = rng.choice(channels)
@@ -65,7 +66,7 @@ def outbox_messages(count: int, channels: list[int], seed: int) -> list[NewMessa
         subs = (f"sub-{rng.randrange(500):05d}",)
         key = delivery_key(channel, listing.source, listing.id, event)
         out.append(
-            NewMessage(
+            OutgoingMessage(
                 key=key,
                 channel_id=channel,
                 source=listing.source,
@@ -133,7 +134,7 @@ async def measure(
 
 
 async def _drain(
-    url: str, messages: list[NewMessage], concurrency: int, seed: int
+    url: str, messages: list[OutgoingMessage], concurrency: int, seed: int
 ) -> tuple[float, int, int]:
     """Commit the messages to a fresh outbox, then run delivery passes until none is left."""
     clock = SystemClock()

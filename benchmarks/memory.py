@@ -34,9 +34,10 @@ from listingbot.clock import FakeClock, SystemClock
 from listingbot.config import Subscription
 from listingbot.models import SOURCES
 from listingbot.polling import plan
+from listingbot.records import Facts, MatchState, OutgoingMessage
 from listingbot.sim import SimStack
 from listingbot.sim.market import Market
-from listingbot.store import MatchState, NewMessage, PollRecord, SeenListing, Store
+from listingbot.store import PollRecord, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACKED = 100_000
@@ -73,17 +74,18 @@ async def add_history(path: Path, subs: list[Subscription], listings: int, seed:
         for index, query in enumerate([*kato, *koto]):
             count = per_kato if query.source == "kato" else per_koto + (index < extra)
             ids = [_listing_id(rng, query.source) for _ in range(count)]
-            record.seen.extend(
-                SeenListing(
-                    query.key,
+            record.seen[query.key] = [
+                Facts(
                     listing_id,
                     query.source,
                     f"{rng.getrandbits(96):024x}",
                     float(rng.randrange(100_000, 2_000_000, 1000)),
                     rng.choice(("active", "pending", "available", "under_offer")),
+                    None,
+                    None,
                 )
                 for listing_id in ids
-            )
+            ]
             for sub in query.subscriptions:
                 for listing_id in rng.sample(ids, min(len(ids), 3)):
                     record.matches.append(
@@ -108,7 +110,7 @@ def _listing_id(rng: random.Random, source: str) -> str:
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def _history(rng: random.Random, count: int) -> list[NewMessage]:
+def _history(rng: random.Random, count: int) -> list[OutgoingMessage]:
     body = (
         "🏠 New listing · sub-00042\n$450,000 · 3 bd · 2 ba · 1,650 sq ft · Single family\n"
         "1234 Maple St, Brooklyn, NY 11215\nSun-filled 3-bedroom single family in Brooklyn. "
@@ -130,7 +132,7 @@ def _history(rng: random.Random, count: int) -> list[NewMessage]:
     for index in range(count):
         key = f"lb1-{rng.getrandbits(128):032x}"
         out.append(
-            NewMessage(
+            OutgoingMessage(
                 key=key,
                 channel_id=workload.FIRST_CHANNEL + index % CHANNELS,
                 source="kotohomes",

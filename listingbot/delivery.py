@@ -52,7 +52,9 @@ from listingbot.errors import (
     UpstreamUnavailable,
 )
 from listingbot.metrics import Metrics
-from listingbot.store import OutboxRow, Store
+from listingbot.outbox import key_of
+from listingbot.records import OutboxRow
+from listingbot.store import Store
 
 log = structlog.get_logger("listingbot.delivery")
 
@@ -210,7 +212,10 @@ class Deliverer:
                 # the store last had it (a claimed row stays `sending` and is reconciled).
                 outcome.store_errors += 1
                 log.error(
-                    "delivery_store_failed", key=row.key, channel=row.channel_id, error=str(err)
+                    "delivery_store_failed",
+                    key=row.message.key,
+                    channel=row.message.channel_id,
+                    error=str(err),
                 )
                 return False
         return True
@@ -219,11 +224,13 @@ class Deliverer:
         """Send one row; True when the channel may go on to its next row."""
         if not await self.store.claim(row.seq):
             outcome.claims_lost += 1
-            log.warning("message_claim_lost", key=row.key, channel=row.channel_id)
+            log.warning("message_claim_lost", key=row.message.key, channel=row.message.channel_id)
             return False  # someone else has it now: look again next pass
         attempts = row.attempts + 1
         try:
-            sent = await self.chatkitty.send_message(row.channel_id, row.body, row.properties)
+            sent = await self.chatkitty.send_message(
+                row.message.channel_id, row.message.body, row.message.properties
+            )
         except UpstreamUnavailable as err:
             if not err.ambiguous or err.status == 503:
                 # Definitely not processed: 429, 503 (ChatKitty did not take the request),
@@ -239,15 +246,20 @@ class Deliverer:
                 self.metrics.messages_retried.inc()
                 log.warning(
                     "message_outcome_unknown",
-                    key=row.key,
-                    channel=row.channel_id,
+                    key=row.message.key,
+                    channel=row.message.channel_id,
                     error=str(err),
                     reconcile_in_s=round(delay, 2),
                 )
             return False
         except UpstreamAuthError as err:
             # Refused before anything was stored: credentials, or access to the channel.
-            log.error("message_auth_failed", key=row.key, channel=row.channel_id, error=str(err))
+            log.error(
+                "message_auth_failed",
+                key=row.message.key,
+                channel=row.message.channel_id,
+                error=str(err),
+            )
             await self._requeue(row, self._backoff(attempts, None), str(err), outcome)
             return False
         except UpstreamRejected as err:
@@ -262,7 +274,9 @@ class Deliverer:
         await self.store.mark_sent(row.seq, sent.id)
         outcome.sent += 1
         self.metrics.messages_sent.inc()
-        log.debug("message_sent", key=row.key, channel=row.channel_id, message_id=sent.id)
+        log.debug(
+            "message_sent", key=row.message.key, channel=row.message.channel_id, message_id=sent.id
+        )
         return True
 
     async def _requeue(
@@ -280,8 +294,8 @@ class Deliverer:
         self.metrics.messages_retried.inc()
         log.warning(
             "message_retry",
-            key=row.key,
-            channel=row.channel_id,
+            key=row.message.key,
+            channel=row.message.channel_id,
             error=error,
             retry_in_s=round(delay, 2),
         )
@@ -292,8 +306,8 @@ class Deliverer:
         self.metrics.messages_failed.inc()
         log.error(
             "message_failed",
-            key=row.key,
-            channel=row.channel_id,
+            key=row.message.key,
+            channel=row.message.channel_id,
             reason=reason,
             action="listingbot outbox retry KEY, or outbox drop KEY",
         )
@@ -311,7 +325,7 @@ class Deliverer:
         by_channel: dict[int, list[OutboxRow]] = {}
         for row in rows:
             if row.next_attempt_at <= now or row.next_attempt_at > horizon:
-                by_channel.setdefault(row.channel_id, []).append(row)
+                by_channel.setdefault(row.message.channel_id, []).append(row)
         for channel_id, waiting in by_channel.items():
             try:
                 await self._reconcile_channel(channel_id, waiting, now, outcome)
@@ -354,15 +368,13 @@ class Deliverer:
             return
         found: dict[str, int] = {}
         for message in recent:
-            props = message.get("properties")
-            meta = props.get("listingbot") if isinstance(props, dict) else None
-            key = meta.get("key") if isinstance(meta, dict) else None
-            if isinstance(key, str):
+            key = key_of(message.get("properties"))
+            if key is not None:
                 found.setdefault(key, int(message.get("id") or 0))
         requeued = waiting = 0
         for row in rows:
-            if row.key in found:
-                if await self.store.mark_sent(row.seq, found[row.key] or None):
+            if row.message.key in found:
+                if await self.store.mark_sent(row.seq, found[row.message.key] or None):
                     outcome.reconciled_sent += 1
                     self.metrics.messages_reconciled.labels("already_sent").inc()
                     self.metrics.messages_sent.inc()
@@ -388,13 +400,13 @@ class Deliverer:
                 reason="could not page back to the claim time; the outcome stays unknown",
             )
             await self._search_again_later(
-                [r for r in rows if r.key not in found], now, "outcome unknown", outcome
+                [r for r in rows if r.message.key not in found], now, "outcome unknown", outcome
             )
         log.info(
             "reconciled",
             channel=channel_id,
             rows=len(rows),
-            already_sent=sum(1 for r in rows if r.key in found),
+            already_sent=sum(1 for r in rows if r.message.key in found),
             requeued=requeued,
             too_early=waiting,
             scanned=len(recent),

@@ -22,13 +22,13 @@ known figure rather than from something stale.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from listingbot.models import EventType, Listing, Price
-from listingbot.store import ChannelState, MatchState
+from listingbot.outbox import delivery_key
+from listingbot.records import ChannelState, MatchState
 
 # Prices are compared with a small tolerance so that a float round trip through JSON or
 # SQLite never reports a "drop" of a fraction of a cent.
@@ -188,23 +188,6 @@ class Grouped:
     duplicate: bool = False
 
 
-def delivery_key(
-    channel_id: int, source: str, listing_id: str, event: EventType, seq: int = 0
-) -> str:
-    """Unique per delivery, and the same for the same change seen twice.
-
-    ``new`` is once per channel and listing, ever (the key format of the first version,
-    so rows queued before the change sequence existed still deduplicate). A price or
-    status change is the ``seq``-th such change told to the channel: never a value, which
-    can return to an earlier one, nor ``updated_at``, which can be missing.
-    """
-    if event is EventType.NEW:
-        raw = f"{channel_id}|{source}|{listing_id}|{event.value}|"
-        return "lb1-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
-    raw = f"{channel_id}|{source}|{listing_id}|{event.value}|{seq}"
-    return "lb2-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
 def sequence(
     state: ChannelState | None,
     channel_id: int,
@@ -297,8 +280,3 @@ def group_events(
             )
         )
     return out
-
-
-def fingerprint(listing: Listing) -> str:
-    """A digest of everything about a listing that any filter or message could use."""
-    return hashlib.blake2b(listing.model_dump_json().encode(), digest_size=12).hexdigest()

@@ -40,22 +40,13 @@ from listingbot.detection import Event, SubSpec, detect, group_events
 from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamRejected
 from listingbot.logs import Throttle
 from listingbot.matching import MatchIndex
-from listingbot.messages import render
 from listingbot.metrics import Metrics
 from listingbot.models import Listing, Source
 from listingbot.normalize import FieldProblem, MalformedRecord
-from listingbot.records import Facts, Observation
+from listingbot.outbox import compose
+from listingbot.records import ChannelState, Facts, MatchState, Observation, OutgoingMessage
 from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query
-from listingbot.store import (
-    ChannelState,
-    MatchState,
-    NewMessage,
-    PollRecord,
-    Pruned,
-    SeenListing,
-    Store,
-    Sweep,
-)
+from listingbot.store import PollRecord, Pruned, Store, Sweep
 
 log = structlog.get_logger("listingbot.poll")
 
@@ -157,15 +148,8 @@ class Reader:
                 facts = Facts.of(listing)
             if digest is not None:
                 self._fresh[digest] = facts
-            out.append(Observation(raw, facts, listing))
+            out.append(Observation(raw, facts, listing, self._normalize))
         return out, bad
-
-    def listing(self, observed: Observation) -> Listing:
-        """The normalized listing of an observation (normalized now if it was remembered)."""
-        if observed.listing is None:
-            # The same bytes normalized cleanly before: normalization is pure, so they do now.
-            observed.listing = self._normalize(observed.raw, None)
-        return observed.listing
 
     def take_dropped(self) -> Counter[str]:
         """Fields dropped since the last call, by top-level field name."""
@@ -227,7 +211,7 @@ class PollOutcome:
     rejected: dict[str, str] = field(default_factory=dict)
     # Subscriptions in their first run: how many current matches they record (no posts).
     baseline_matches: dict[str, int] = field(default_factory=dict)
-    messages: list[NewMessage] = field(default_factory=list)
+    messages: list[OutgoingMessage] = field(default_factory=list)
     # Seconds per stage: fetch (requests, decoding, normalizing), detect (state loads,
     # matching, change detection), render (messages), commit (the poll's transaction).
     stages: dict[str, float] = field(default_factory=dict)
@@ -605,7 +589,7 @@ class Poller:
             changed = old_prints.get(item.facts.id) != item.facts.fingerprint
             if not (changed or any_first_run):
                 continue
-            listing = self.reader.listing(item)
+            listing = item.listing
             accepted = [specs[i] for i in index.matches(listing)]
             if not changed:
                 # Nothing about the listing changed: only a first run has anything to record.
@@ -640,72 +624,31 @@ class Poller:
             unreadable = fetched.unreadable
             anonymous = any(i.startswith(("#", "@")) for i in unreadable)
             record.sweeps.append(Sweep(query.key, None if anonymous else unreadable))
-        record.seen.extend(
-            SeenListing(
-                query.key,
-                o.facts.id,
-                o.facts.source,
-                o.facts.fingerprint,
-                o.facts.asking_amount,
-                o.facts.status,
-            )
-            for o in observed
-        )
+        if observed:
+            record.seen[query.key] = [o.facts for o in observed]
         events.extend(found)
 
     async def _messages(
         self, events: list[Event]
-    ) -> tuple[list[NewMessage], list[ChannelState], list[str]]:
+    ) -> tuple[list[OutgoingMessage], list[ChannelState], list[str]]:
         """One message per (channel, listing, event) across every query of this poll, what
         each channel has seen once they are queued, and the keys of changes the channel
         was already told of (not queued again)."""
-        out: list[NewMessage] = []
+        out: list[OutgoingMessage] = []
         if not events:
             return out, [], []
         duplicates: list[str] = []
         pairs = {(e.channel_id, e.listing.id) for e in events}
         states = await self.store.load_channel_states(self.source, sorted(pairs))
         told: dict[tuple[int, str], ChannelState] = {}
-        # The same listing often goes to many channels: describe it once.
         described: dict[int, dict[str, Any]] = {}
         for grouped in group_events(events, states):
-            listing = grouped.listing
-            told[(grouped.channel_id, listing.id)] = grouped.state
+            told[(grouped.channel_id, grouped.listing.id)] = grouped.state
             if grouped.duplicate:
                 duplicates.append(grouped.key)
             if grouped.silent or grouped.duplicate:
                 continue
-            body = render(
-                listing,
-                grouped.type,
-                grouped.subscriptions,
-                old_price=grouped.old_price,
-                old_status=grouped.old_status,
-            )
-            shown = described.get(id(listing))
-            if shown is None:
-                shown = described[id(listing)] = listing.model_dump(mode="json", exclude_none=True)
-            out.append(
-                NewMessage(
-                    key=grouped.key,
-                    channel_id=grouped.channel_id,
-                    source=listing.source,
-                    listing_id=listing.id,
-                    event=grouped.type.value,
-                    subscriptions=grouped.subscriptions,
-                    body=body,
-                    properties={
-                        "listingbot": {
-                            "key": grouped.key,
-                            "event": grouped.type.value,
-                            "source": listing.source,
-                            "listing_id": listing.id,
-                            "subscriptions": list(grouped.subscriptions),
-                        },
-                        "listing": shown,
-                    },
-                )
-            )
+            out.extend(compose(grouped, described))
         changed = [state for key, state in told.items() if states.get(key) != state]
         return out, changed, duplicates
 

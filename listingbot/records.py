@@ -1,15 +1,20 @@
 """The few types that cross stages: what a poll read, what it knows, what it will send.
 
-A listing travels the poll as one :class:`Observation` (the raw record, the
-:class:`Facts` the poll needs of it, and the normalized ``Listing`` once some stage needs
-it); the query's progress upstream is a :class:`Cursor`. Types private to one stage stay
-in that stage's module.
+- :class:`Observation`: one upstream record as a poll read it - the raw record, the
+  :class:`Facts` the poll needs of it, and its normalized ``Listing``, built on first use;
+- :class:`MatchState` / :class:`ChannelState`: what a subscription / a channel knows of
+  a listing (the store keeps them between polls, detection reads and moves them);
+- :class:`Cursor`: how far one upstream query has read;
+- :class:`OutgoingMessage`: one message to post, as composed (``listingbot.outbox``);
+  :class:`OutboxRow` is that message in the outbox, with its delivery state.
+
+Types private to one stage stay in that stage's module.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,11 +54,24 @@ class Facts:
 
 @dataclass(slots=True)
 class Observation:
-    """One record of an upstream answer: its facts, and its normalized listing once needed."""
+    """One record of an upstream answer: its facts, and its normalized listing once needed.
+
+    A record the poll's reader remembers (byte for byte what an earlier poll normalized)
+    arrives with its facts only; ``listing`` normalizes it on first use, with the same
+    normalizer that read it (normalization is pure: the same bytes, the same listing).
+    """
 
     raw: Mapping[str, Any]
     facts: Facts
-    listing: Listing | None = None
+    normalized: Listing | None
+    normalize: Callable[[Mapping[str, Any], None], Listing]
+
+    @property
+    def listing(self) -> Listing:
+        """The normalized listing (normalized now if the record was remembered)."""
+        if self.normalized is None:
+            self.normalized = self.normalize(self.raw, None)
+        return self.normalized
 
 
 @dataclass(frozen=True)
@@ -64,3 +82,78 @@ class Cursor:
     source: str
     created_hw: str | None = None
     updated_hw: str | None = None
+
+
+@dataclass(frozen=True)
+class MatchState:
+    """What a subscription knows of a listing: its last known asking figure and status."""
+
+    subscription: str
+    source: str
+    listing_id: str
+    last_price: float | None
+    last_status: str | None
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """What a channel was last told about a listing, and how many changes it was told of.
+
+    Delivery keys of change events come from ``price_seq`` / ``status_seq``: a change to
+    a value the channel was not told last moves the sequence on, so a value that returns
+    to an earlier one is a new change with a new key. A change to the value the channel
+    was told last (another subscription in the channel sees the same change a poll later)
+    keeps the sequence, and so the key of the message already queued.
+    """
+
+    channel_id: int
+    source: str
+    listing_id: str
+    price_seq: int = 0
+    last_price: float | None = None
+    status_seq: int = 0
+    last_status: str | None = None
+    price_told: bool = True  # the change at price_seq was told to the channel
+    status_told: bool = True
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message to post in one channel, as ``outbox.compose`` writes it.
+
+    ``key`` is its delivery key (``outbox.delivery_key``): the outbox holds at most one
+    row per key, and the posted message carries it in its properties
+    (``outbox.key_of``), so a send of unknown outcome is found again, not repeated.
+    """
+
+    key: str
+    channel_id: int
+    source: str
+    listing_id: str
+    event: str
+    subscriptions: tuple[str, ...]
+    body: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A message in the outbox, and where its delivery stands (see ``store``'s states)."""
+
+    seq: int
+    message: OutgoingMessage
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    claimed_at: datetime | None
+    message_id: int | None
+    last_error: str | None
+    sent_at: datetime | None = None
+    requeued_at: datetime | None = None
+    may_be_sent: bool = False  # the last send's outcome is unknown
+
+    @property
+    def age_from(self) -> datetime:
+        """Where the give-up age counts from: queued, or last put back by an operator."""
+        return self.requeued_at or self.created_at

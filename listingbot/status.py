@@ -146,9 +146,10 @@ def outbox_list(config: Config, state: str | None, limit: int) -> int:
         print(f"no {state} messages" if state else "no messages")
         return 0
     for row in rows:
+        m = row.message
         print(
-            f"{row.key}\n  {row.state} · channel {row.channel_id} · {row.event} · "
-            f"{row.source} {row.listing_id} · {row.attempts} send(s)"
+            f"{m.key}\n  {row.state} · channel {m.channel_id} · {m.event} · "
+            f"{m.source} {m.listing_id} · {row.attempts} send(s)"
         )
         print(f"  queued {_when(row.created_at, now)}")
         if row.state in ("pending", "sending"):

@@ -43,7 +43,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from listingbot.errors import StateLocked, StoreError
-from listingbot.records import Cursor
+from listingbot.records import (
+    ChannelState,
+    Cursor,
+    Facts,
+    MatchState,
+    OutboxRow,
+    OutgoingMessage,
+)
 
 T = TypeVar("T")
 
@@ -257,51 +264,6 @@ def _parse_ts(value: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class MatchState:
-    """What a subscription was last told about a listing."""
-
-    subscription: str
-    source: str
-    listing_id: str
-    last_price: float | None
-    last_status: str | None
-
-
-@dataclass(frozen=True)
-class SeenListing:
-    """One listing as observed by one upstream query in a poll."""
-
-    query_key: str
-    listing_id: str
-    source: str
-    fingerprint: str
-    price: float | None
-    status: str | None
-
-
-@dataclass(frozen=True)
-class ChannelState:
-    """What a channel was last told about a listing, and how many changes it was told of.
-
-    Delivery keys of change events come from ``price_seq`` / ``status_seq``: a change to
-    a value the channel was not told last moves the sequence on, so a value that returns
-    to an earlier one is a new change with a new key. A change to the value the channel
-    was told last (another subscription in the channel sees the same change a poll later)
-    keeps the sequence, and so the key of the message already queued.
-    """
-
-    channel_id: int
-    source: str
-    listing_id: str
-    price_seq: int = 0
-    last_price: float | None = None
-    status_seq: int = 0
-    last_status: str | None = None
-    price_told: bool = True  # the change at price_seq was told to the channel
-    status_told: bool = True
-
-
-@dataclass(frozen=True)
 class Sweep:
     """A complete answer of one query (every listing it matches upstream, e.g. a Kato
     sweep): its listings not in it are one sweep closer to being forgotten.
@@ -314,54 +276,13 @@ class Sweep:
     unreadable: frozenset[str] | None = frozenset()
 
 
-@dataclass(frozen=True)
-class NewMessage:
-    """An outbox row to be created (ignored if its key already exists)."""
-
-    key: str
-    channel_id: int
-    source: str
-    listing_id: str
-    event: str
-    subscriptions: tuple[str, ...]
-    body: str
-    properties: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    seq: int
-    key: str
-    channel_id: int
-    source: str
-    listing_id: str
-    event: str
-    subscriptions: tuple[str, ...]
-    body: str
-    properties: dict[str, Any]
-    state: str
-    attempts: int
-    created_at: datetime
-    next_attempt_at: datetime
-    claimed_at: datetime | None
-    message_id: int | None
-    last_error: str | None
-    sent_at: datetime | None = None
-    requeued_at: datetime | None = None
-    may_be_sent: bool = False  # the last send's outcome is unknown
-
-    @property
-    def age_from(self) -> datetime:
-        """Where the give-up age counts from: queued, or last put back by an operator."""
-        return self.requeued_at or self.created_at
-
-
 @dataclass
 class PollRecord:
     """Everything one successful poll of one source changes, written in one transaction."""
 
     source: str
-    seen: list[SeenListing] = field(default_factory=list)
+    # What each query's answer held (by query key): its listings' rows are stamped seen.
+    seen: dict[str, list[Facts]] = field(default_factory=dict)
     matches: list[MatchState] = field(default_factory=list)
     cursors: list[Cursor] = field(default_factory=list)
     baselined: list[str] = field(default_factory=list)
@@ -370,7 +291,7 @@ class PollRecord:
     # from a source that has data is more often a glitch than an empty market).
     empty_answers: list[str] = field(default_factory=list)
     empty_answers_to_baseline: int = 3
-    messages: list[NewMessage] = field(default_factory=list)
+    messages: list[OutgoingMessage] = field(default_factory=list)
     channel_states: list[ChannelState] = field(default_factory=list)
     sweeps: list[Sweep] = field(default_factory=list)
     gone_after_sweeps: int = 3
@@ -961,17 +882,9 @@ class Store:
                 " status = excluded.status,"
                 " last_seen = excluded.last_seen, missed_sweeps = 0",
                 [
-                    (
-                        s.query_key,
-                        s.listing_id,
-                        s.source,
-                        s.fingerprint,
-                        s.price,
-                        s.status,
-                        now,
-                        now,
-                    )
-                    for s in rec.seen
+                    (query_key, f.id, f.source, f.fingerprint, f.asking_amount, f.status, now, now)
+                    for query_key, seen in rec.seen.items()
+                    for f in seen
                 ],
             )
             conn.executemany(
@@ -1111,18 +1024,18 @@ class Store:
         )
         for raw in rows:
             row = _row(raw)
-            if row.channel_id in blocked:
+            if row.message.channel_id in blocked:
                 continue
             ahead = row.next_attempt_at > now
             waiting = ahead and (horizon is None or row.next_attempt_at <= horizon)
             if row.state == "sending" or waiting:
-                blocked.add(row.channel_id)
+                blocked.add(row.message.channel_id)
                 continue
-            batch = out.setdefault(row.channel_id, [])
+            batch = out.setdefault(row.message.channel_id, [])
             if len(batch) < limit:
                 batch.append(row)
             else:
-                blocked.add(row.channel_id)
+                blocked.add(row.message.channel_id)
         return out
 
     async def claim(self, seq: int) -> bool:
@@ -1630,14 +1543,16 @@ def _row(r: Sequence[Any]) -> OutboxRow:
     assert due is not None
     return OutboxRow(
         seq=int(r[0]),
-        key=str(r[1]),
-        channel_id=int(r[2]),
-        source=str(r[3]),
-        listing_id=str(r[4]),
-        event=str(r[5]),
-        subscriptions=tuple(json.loads(r[6])),
-        body=str(r[7]),
-        properties=json.loads(r[8]),
+        message=OutgoingMessage(
+            key=str(r[1]),
+            channel_id=int(r[2]),
+            source=str(r[3]),
+            listing_id=str(r[4]),
+            event=str(r[5]),
+            subscriptions=tuple(json.loads(r[6])),
+            body=str(r[7]),
+            properties=json.loads(r[8]),
+        ),
         state=str(r[9]),
         attempts=int(r[10]),
         created_at=created,

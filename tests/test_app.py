@@ -325,7 +325,7 @@ async def test_permanent_failure_is_recorded_and_does_not_block_other_channels(
         failed = [r for r in app.store.all_rows_sync() if r.state == "failed"]
     assert [meta(m)["listing_id"] for m in messages(sims, 702)] == [ny["id"]]
     (row,) = failed
-    assert row.channel_id == 703
+    assert row.message.channel_id == 703
     assert "404" in (row.last_error or "") or "not found" in (row.last_error or "").lower()
 
 

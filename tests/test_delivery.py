@@ -27,8 +27,9 @@ from listingbot.config import DeliveryConfig
 from listingbot.delivery import CLOCK_SKEW_MARGIN_S, Deliverer, DeliveryOutcome
 from listingbot.errors import StateLocked
 from listingbot.metrics import Metrics
+from listingbot.records import OutboxRow, OutgoingMessage
 from listingbot.sim import SimStack
-from listingbot.store import NewMessage, OutboxRow, PollRecord, StateLock, Store
+from listingbot.store import PollRecord, StateLock, Store
 from tests.harness import SECRETS, config_text, make_sims, meta, write_config
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
@@ -57,7 +58,7 @@ class Bed:
         return keys
 
     def rows(self) -> dict[str, OutboxRow]:
-        return {row.key: row for row in self.store.all_rows_sync()}
+        return {row.message.key: row for row in self.store.all_rows_sync()}
 
     def posted(self, channel: int = 702) -> list[str]:
         """Delivery keys of the bot's messages in ``channel``, in channel order."""
@@ -74,8 +75,8 @@ class Bed:
             self.sims.chatkitty.post_as(channel, "alice" if i % 2 else "bob", f"chat {i}")
 
 
-def message(key: str, channel: int = 702) -> NewMessage:
-    return NewMessage(
+def message(key: str, channel: int = 702) -> OutgoingMessage:
+    return OutgoingMessage(
         key=key,
         channel_id=channel,
         source="kotohomes",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from listingbot.detection import Event, delivery_key, detect, group_events
+from listingbot.detection import Event, detect, group_events
 from listingbot.models import EventType, Price
-from listingbot.store import ChannelState, MatchState
+from listingbot.outbox import delivery_key
+from listingbot.records import ChannelState, MatchState
 from tests.factories import listing, spec
 
 

@@ -23,8 +23,9 @@ import pytest
 
 from listingbot.app import App
 from listingbot.clock import SystemClock
+from listingbot.records import OutboxRow
 from listingbot.sim import SimStack
-from listingbot.store import OutboxRow, Store
+from listingbot.store import Store
 from tests.harness import (
     SECRETS,
     LogCapture,
@@ -308,7 +309,7 @@ async def test_sigterm_mid_delivery_then_restart_sends_every_message_exactly_onc
     rows = outbox(tmp_path / "state.sqlite3")
     posted = Counter(meta(m)["key"] for m in sims.chatkitty.messages[702])
     assert [key for key, n in posted.items() if n > 1] == []
-    assert set(posted) == {r.key for r in rows}
+    assert set(posted) == {r.message.key for r in rows}
     assert {r.state for r in rows} == {"sent"}
     assert len(rows) > 40
 

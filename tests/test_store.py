@@ -11,19 +11,12 @@ import pytest
 
 from listingbot.clock import FakeClock
 from listingbot.errors import StoreError
-from listingbot.store import (
-    MIGRATIONS,
-    Cursor,
-    MatchState,
-    NewMessage,
-    PollRecord,
-    SeenListing,
-    Store,
-)
+from listingbot.records import Cursor, Facts, MatchState, OutgoingMessage
+from listingbot.store import MIGRATIONS, PollRecord, Store
 
 
-def message(key: str, channel: int = 702, listing_id: str = "li_1") -> NewMessage:
-    return NewMessage(
+def message(key: str, channel: int = 702, listing_id: str = "li_1") -> OutgoingMessage:
+    return OutgoingMessage(
         key=key,
         channel_id=channel,
         source="kotohomes",
@@ -68,7 +61,7 @@ async def test_record_poll_writes_everything_and_ignores_duplicate_keys(store: S
     """One poll commits listings, cursors and outbox rows; a repeated key is not queued twice."""
     rec = PollRecord(
         "kotohomes",
-        seen=[SeenListing("q1", "li_1", "kotohomes", "fp", 1.0, "active")],
+        seen={"q1": [Facts("li_1", "kotohomes", "fp", 1.0, "active", None, None)]},
         cursors=[Cursor("q1", "kotohomes", "2026-01-01T00:00:00+00:00", None)],
         messages=[message("k1")],
     )
@@ -92,9 +85,9 @@ async def test_due_messages_keep_channel_order_behind_a_waiting_row(
     await store.mark_retry(first.seq, 60, "boom")
     due = await store.due_messages()
     assert 702 not in due
-    assert [r.key for r in due[703]] == ["b1"]
+    assert [r.message.key for r in due[703]] == ["b1"]
     clock.advance(61)
-    assert [r.key for r in (await store.due_messages())[702]] == ["a1", "a2"]
+    assert [r.message.key for r in (await store.due_messages())[702]] == ["a1", "a2"]
 
 
 async def test_sending_rows_block_their_channel_until_reconciled(store: Store) -> None:
@@ -103,7 +96,7 @@ async def test_sending_rows_block_their_channel_until_reconciled(store: Store) -
     row = (await store.due_messages())[702][0]
     await store.mark_sending(row.seq)
     assert await store.due_messages() == {}
-    assert [r.key for r in await store.sending_rows()] == ["a1"]
+    assert [r.message.key for r in await store.sending_rows()] == ["a1"]
 
 
 async def test_failed_rows_do_not_block_and_can_be_retried(store: Store) -> None:
@@ -112,9 +105,9 @@ async def test_failed_rows_do_not_block_and_can_be_retried(store: Store) -> None
     row = (await store.due_messages())[702][0]
     await store.mark_sending(row.seq)
     await store.mark_failed(row.seq, "channel gone")
-    assert [r.key for r in (await store.due_messages())[702]] == ["a2"]
+    assert [r.message.key for r in (await store.due_messages())[702]] == ["a2"]
     assert store.retry_failed_sync() == 1
-    assert [r.key for r in (await store.due_messages())[702]] == ["a1", "a2"]
+    assert [r.message.key for r in (await store.due_messages())[702]] == ["a1", "a2"]
 
 
 async def test_subscription_with_changed_filters_baselines_again(store: Store) -> None:
@@ -131,7 +124,7 @@ async def test_prune_keeps_listings_however_long_unseen(store: Store, clock: Fak
     await store.record_poll(
         PollRecord(
             "kato",
-            seen=[SeenListing("q", "old", "kato", "f", None, None)],
+            seen={"q": [Facts("old", "kato", "f", None, None, None, None)]},
             cursors=[Cursor("q", "kato")],
         )
     )
@@ -148,7 +141,7 @@ async def test_prune_compacts_old_sent_new_rows_and_deletes_old_sent_changes(
 ) -> None:
     """A sent `new` row of a known listing keeps its key (it deduplicates `new`) but loses
     its body; a sent change row (its sequence key never recurs) goes."""
-    change = NewMessage("c1", 702, "kotohomes", "li_1", "price_drop", ("a",), "drop", {"k": 1})
+    change = OutgoingMessage("c1", 702, "kotohomes", "li_1", "price_drop", ("a",), "drop", {"k": 1})
     await store.record_poll(
         PollRecord(
             "kotohomes",
@@ -162,7 +155,7 @@ async def test_prune_compacts_old_sent_new_rows_and_deletes_old_sent_changes(
     pruned = await store.prune(clock.now() - timedelta(days=5))
     assert (pruned.compacted, pruned.sent_deleted) == (1, 1)
     (row,) = store.all_rows_sync()
-    assert (row.key, row.body, row.properties) == ("n1", "", {})
+    assert (row.message.key, row.message.body, row.message.properties) == ("n1", "", {})
 
 
 async def test_migration_keeps_the_keys_of_existing_rows(tmp_path: Path, clock: FakeClock) -> None:
@@ -183,7 +176,7 @@ async def test_migration_keeps_the_keys_of_existing_rows(tmp_path: Path, clock: 
     s = await Store.open(path, clock.now)
     try:
         assert s.schema_version == len(MIGRATIONS)
-        assert [(r.key, r.state) for r in s.all_rows_sync()] == [("lb1-old", "pending")]
+        assert [(r.message.key, r.state) for r in s.all_rows_sync()] == [("lb1-old", "pending")]
         rec = PollRecord("kotohomes", messages=[message("lb1-old")])
         assert await s.record_poll(rec) == 0
         assert rec.duplicates == ["lb1-old"]
@@ -246,7 +239,7 @@ async def test_a_due_time_beyond_the_longest_wait_counts_as_due_now(
     await store.mark_retry(row.seq, 30.0, "429")
     assert await store.due_messages(max_wait_s=60) == {}
     clock.advance(-7200)
-    assert [r.key for r in (await store.due_messages(max_wait_s=60))[702]] == ["a1"]
+    assert [r.message.key for r in (await store.due_messages(max_wait_s=60))[702]] == ["a1"]
     assert await store.due_messages() == {}  # without a bound: still waiting
 
 
@@ -270,4 +263,4 @@ async def test_operator_retry_and_drop_act_on_one_row_by_key(store: Store) -> No
     assert dropped.state == "dropped"
     assert (dropped.last_error or "").startswith("dropped by an operator")
     assert not store.retry_sync("nope")
-    assert [r.key for r in store.list_rows_sync("dropped")] == ["a1"]
+    assert [r.message.key for r in store.list_rows_sync("dropped")] == ["a1"]

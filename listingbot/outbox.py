@@ -1,0 +1,94 @@
+"""The message envelope, written and read in this one place.
+
+Every message listingbot posts carries, in its ChatKitty ``properties``, an envelope::
+
+    {"listingbot": {"key": ..., "event": ..., "source": ..., "listing_id": ...,
+                    "subscriptions": [...]},
+     "listing": {...the normalized listing...}}
+
+``compose`` writes it (one event group -> the messages to queue), ``delivery_key``
+makes its key, and ``key_of`` reads the key back from a posted message: delivery finds a
+send of unknown outcome in the channel by it instead of sending it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from listingbot.messages import render
+from listingbot.models import EventType
+from listingbot.records import OutgoingMessage
+
+if TYPE_CHECKING:
+    from listingbot.detection import Grouped
+
+# The envelope's own key in a message's properties.
+ENVELOPE = "listingbot"
+
+
+def delivery_key(
+    channel_id: int, source: str, listing_id: str, event: EventType, seq: int = 0
+) -> str:
+    """Unique per delivery, and the same for the same change seen twice.
+
+    ``new`` is once per channel and listing, ever (the key format of the first version,
+    so rows queued before the change sequence existed still deduplicate). A price or
+    status change is the ``seq``-th such change told to the channel: never a value, which
+    can return to an earlier one, nor ``updated_at``, which can be missing.
+    """
+    if event is EventType.NEW:
+        raw = f"{channel_id}|{source}|{listing_id}|{event.value}|"
+        return "lb1-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    raw = f"{channel_id}|{source}|{listing_id}|{event.value}|{seq}"
+    return "lb2-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def compose(
+    group: Grouped, described: dict[int, dict[str, Any]] | None = None
+) -> list[OutgoingMessage]:
+    """The messages that tell ``group``'s channel of its event: today exactly one.
+
+    ``described`` memoizes the listing's JSON by object identity across the groups of one
+    poll (the same listing often goes to many channels: describe it once).
+    """
+    listing = group.listing
+    body = render(
+        listing,
+        group.type,
+        group.subscriptions,
+        old_price=group.old_price,
+        old_status=group.old_status,
+    )
+    memo = {} if described is None else described
+    shown = memo.get(id(listing))
+    if shown is None:
+        shown = memo[id(listing)] = listing.model_dump(mode="json", exclude_none=True)
+    return [
+        OutgoingMessage(
+            key=group.key,
+            channel_id=group.channel_id,
+            source=listing.source,
+            listing_id=listing.id,
+            event=group.type.value,
+            subscriptions=group.subscriptions,
+            body=body,
+            properties={
+                ENVELOPE: {
+                    "key": group.key,
+                    "event": group.type.value,
+                    "source": listing.source,
+                    "listing_id": listing.id,
+                    "subscriptions": list(group.subscriptions),
+                },
+                "listing": shown,
+            },
+        )
+    ]
+
+
+def key_of(properties: object) -> str | None:
+    """The delivery key a posted message carries, or None (not one of listingbot's)."""
+    envelope = properties.get(ENVELOPE) if isinstance(properties, dict) else None
+    key = envelope.get("key") if isinstance(envelope, dict) else None
+    return key if isinstance(key, str) else None
