@@ -1,9 +1,21 @@
-"""One poll of one source: plan the upstream queries, fetch, normalize, detect, commit.
+"""One poll of one source, top to bottom: plan -> fetch -> read -> match -> detect ->
+compose -> commit.
 
-Upstream requests are the scarce resource, so the plan groups subscriptions by their
-upstream filters: N subscriptions with the same query cost one query. Each query's result
-goes through change detection for just the subscriptions that share it; everything the
-poll learned is then committed in one transaction together with the messages to send.
+- **plan**: upstream requests are the scarce resource, so subscriptions are grouped by
+  their upstream filters (N subscriptions with the same query cost one query). A poll
+  works on one immutable :class:`Snapshot`: the plan when it started (a reload plans the
+  next poll) and the state its subscriptions were in (first runs, cursors).
+- **fetch** and **read**: each query's answer comes from the source's fetcher, which
+  passes every page it receives to the read stage (:class:`Reader`): the one place
+  records are normalized.
+- **match**: each query's subscriptions are indexed by their local filters
+  (``MatchIndex``); a listing is matched when its fingerprint differs from what the
+  query recorded last time, or when a subscription in its first run looks at it.
+- **detect**: change detection (``listingbot.detection``) for just the subscriptions
+  whose local filters accept each listing.
+- **compose**: events grouped per channel and composed into messages
+  (``listingbot.outbox``).
+- **commit**: everything the poll learned, in one transaction with the messages to send.
 
 A query that fails changes nothing for its subscriptions (no cursor moves, no baseline,
 no inference from missing records); the queries that succeeded are still committed.
@@ -14,9 +26,9 @@ Where the time goes, and what keeps it down (``make bench`` measures it):
   (``FETCH_AHEAD``), so waits overlap instead of adding up;
 - normalizing: a record identical to one the previous poll read is not normalized
   again (``Reader``); only changed records are;
-- matching: each query's subscriptions are indexed by their local filters
-  (``MatchIndex``), so a listing costs a few set operations plus its matches, not one
-  check per subscription; only listings whose fingerprint changed are matched at all.
+- matching: through the index, a listing costs a few set operations plus its matches,
+  not one check per subscription; an unchanged listing is matched only for the
+  subscriptions in their first run.
 """
 
 from __future__ import annotations
@@ -26,7 +38,8 @@ import hashlib
 import marshal
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -44,13 +57,44 @@ from listingbot.metrics import Metrics
 from listingbot.models import Listing, Source
 from listingbot.normalize import FieldProblem, MalformedRecord
 from listingbot.outbox import compose
-from listingbot.records import ChannelState, Facts, MatchState, Observation, OutgoingMessage
+from listingbot.records import (
+    ChannelState,
+    Cursor,
+    Facts,
+    MatchState,
+    Observation,
+    OutgoingMessage,
+)
 from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query
 from listingbot.store import PollRecord, Pruned, Store, Sweep
 
 log = structlog.get_logger("listingbot.poll")
 
 RECORD_SKIPPED_EVERY_S = 3600.0
+
+# Upstream latency overlaps instead of adding up: a source polled for 1,500 distinct
+# queries at 100 ms a request would spend five minutes a cycle waiting, one by one. The
+# poller keeps this many queries in flight ahead of the one it is processing, so memory
+# holds at most this many answers; a source's own limiter still paces the requests.
+FETCH_AHEAD = 4
+
+# Housekeeping deletes rows across the whole state file; once an hour keeps it cheap and
+# the file bounded (retention is measured in days).
+PRUNE_EVERY = timedelta(hours=1)
+
+# A long-unseen listing confirmed to exist is asked about again after this long.
+RECHECK_EVERY = timedelta(days=1)
+
+# An empty answer is more often a glitch than an empty market: a first run completes on
+# an empty answer only after this many of them in a row.
+EMPTY_ANSWERS_TO_BASELINE = 3
+
+# A source answering 400/422 to one query refused that query's filters, not the source:
+# the query's subscriptions fail (named), the source and its other queries carry on.
+QUERY_REJECTED = frozenset({400, 422})
+
+
+# ---------------------------------------------------------------- plan
 
 
 def plan(source: Source, subscriptions: Sequence[Subscription]) -> list[Query]:
@@ -68,6 +112,61 @@ def plan(source: Source, subscriptions: Sequence[Subscription]) -> list[Query]:
 def query_key(source: str, params: tuple[tuple[str, str], ...]) -> str:
     raw = source + "?" + "&".join(f"{k}={v}" for k, v in params)
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one poll works on, fixed when the poll starts.
+
+    A reload builds a new plan; a poll in flight keeps the one it started with, so a
+    reload never changes a poll in flight: its subscriptions, their channels, the
+    queries and the match indexes (whose positions refer to the query's subscriptions)
+    always belong together.
+    """
+
+    subscriptions: tuple[Subscription, ...] = ()
+    channels: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    queries: tuple[Query, ...] = ()
+    indexes: Mapping[str, MatchIndex[int]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def build(
+        cls, source: Source, subs: Sequence[Subscription], channels: Mapping[str, int]
+    ) -> Plan:
+        mine = tuple(s for s in subs if s.source == source)
+        queries = tuple(plan(source, mine))
+        return cls(
+            mine,
+            MappingProxyType({s.name: channels[s.name] for s in mine if s.name in channels}),
+            queries,
+            # One index per query over its subscriptions' local filters, built once per
+            # configuration rather than once per poll.
+            MappingProxyType(
+                {
+                    q.key: MatchIndex((i, s.local) for i, s in enumerate(q.subscriptions))
+                    for q in queries
+                }
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one poll works on, fixed when it starts: the plan, and the state each
+    subscription was in (in its first run; since when its first run's query answered
+    nothing) with each query's cursor."""
+
+    plan: Plan
+    first_run: frozenset[str]
+    empty_since: Mapping[str, datetime]
+    cursors: Mapping[str, Cursor]
+
+
+# One query's listings worth detecting changes on, each with the subscriptions to ask.
+Work = list[tuple[Listing, list[SubSpec]]]
+
+
+# ---------------------------------------------------------------- read
 
 
 class Reader:
@@ -190,6 +289,9 @@ def _digest(raw: Mapping[str, Any]) -> bytes | None:
     return hashlib.blake2b(blob, digest_size=16).digest()
 
 
+# ---------------------------------------------------------------- the poller
+
+
 @dataclass
 class PollOutcome:
     source: str
@@ -217,115 +319,11 @@ class PollOutcome:
     stages: dict[str, float] = field(default_factory=dict)
 
 
-# Upstream latency overlaps instead of adding up: a source polled for 1,500 distinct
-# queries at 100 ms a request would spend five minutes a cycle waiting, one by one. The
-# poller keeps this many queries in flight ahead of the one it is processing, so memory
-# holds at most this many answers; a source's own limiter still paces the requests.
-FETCH_AHEAD = 4
-
-# Housekeeping deletes rows across the whole state file; once an hour keeps it cheap and
-# the file bounded (retention is measured in days).
-PRUNE_EVERY = timedelta(hours=1)
-
-# A long-unseen listing confirmed to exist is asked about again after this long.
-RECHECK_EVERY = timedelta(days=1)
-
-# An empty answer is more often a glitch than an empty market: a first run completes on
-# an empty answer only after this many of them in a row.
-EMPTY_ANSWERS_TO_BASELINE = 3
-
-
-# A source answering 400/422 to one query refused that query's filters, not the source:
-# the query's subscriptions fail (named), the source and its other queries carry on.
-QUERY_REJECTED = frozenset({400, 422})
-
-
-def prune_due(last: datetime | None, now: datetime, every: timedelta = PRUNE_EVERY) -> bool:
-    """True when state should be pruned now: never pruned yet, or last pruned ``every`` ago."""
-    return last is None or now - last >= every
-
-
-class Housekeeping:
-    """The state file's housekeeping (``Store.prune``), due once per ``PRUNE_EVERY``.
-
-    One instance per state file, shared by every source's poller: whichever source
-    finishes a good poll when it is due runs it, for the whole file.
-    """
-
-    def __init__(
-        self, store: Store, clock: Clock, retention: timedelta, every: timedelta = PRUNE_EVERY
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.retention = retention
-        self.every = every
-        self.last: datetime | None = None
-
-    async def run_if_due(self) -> Pruned | None:
-        now = self.clock.now()
-        if not prune_due(self.last, now, self.every):
-            return None
-        self.last = now  # before the await: two pollers never run it together
-        try:
-            pruned = await self.store.prune(now - self.retention)
-        except ListingBotError as err:
-            # Housekeeping: a failure must not turn a good poll into a bad one.
-            log.warning("prune_failed", error=str(err))
-            return None
-        if pruned.any:
-            log.info(
-                "state_pruned",
-                subscriptions=pruned.subscriptions,
-                cursors=pruned.cursors,
-                listings=pruned.listings,
-                compacted_messages=pruned.compacted,
-                sent_messages=pruned.sent_deleted,
-                older_than_days=round(self.retention.total_seconds() / 86400, 2),
-            )
-        return pruned
-
-
 @runtime_checkable
 class ExistenceCheck(Protocol):
     """A source that can say whether one listing still exists (Kotohomes can)."""
 
     async def exists(self, listing_id: str) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one poll works on, fixed when the poll starts.
-
-    A reload builds a new plan; a poll in flight keeps the one it started with, so a
-    reload never changes a poll in flight: its subscriptions, their channels, the
-    queries and the match indexes (whose positions refer to the query's subscriptions)
-    always belong together.
-    """
-
-    subscriptions: tuple[Subscription, ...] = ()
-    channels: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    queries: tuple[Query, ...] = ()
-    indexes: Mapping[str, MatchIndex[int]] = field(default_factory=lambda: MappingProxyType({}))
-
-    @classmethod
-    def build(
-        cls, source: Source, subs: Sequence[Subscription], channels: Mapping[str, int]
-    ) -> Plan:
-        mine = tuple(s for s in subs if s.source == source)
-        queries = tuple(plan(source, mine))
-        return cls(
-            mine,
-            MappingProxyType({s.name: channels[s.name] for s in mine if s.name in channels}),
-            queries,
-            # One index per query over its subscriptions' local filters, built once per
-            # configuration rather than once per poll.
-            MappingProxyType(
-                {
-                    q.key: MatchIndex((i, s.local) for i, s in enumerate(q.subscriptions))
-                    for q in queries
-                }
-            ),
-        )
 
 
 class Poller:
@@ -380,13 +378,12 @@ class Poller:
         self.plan = Plan.build(self.source, subs, channels)
 
     async def poll(self, *, dry_run: bool = False) -> PollOutcome:
+        """One poll, top to bottom (see the module docstring); ``dry_run`` commits nothing."""
         started = time.perf_counter()
-        plan = self.plan  # this poll's snapshot: a reload from now on is the next poll's
+        plan = self.plan  # this poll's: a reload from now on is the next poll's
         outcome = PollOutcome(self.source, queries=len(plan.queries))
         stages = outcome.stages = dict.fromkeys(("fetch", "detect", "render", "commit"), 0.0)
-        first_run = await self._first_run(plan, dry_run)
-        empty_since = await self.store.empty_since(sorted(first_run)) if first_run else {}
-        cursors = await self.store.load_cursors(q.key for q in plan.queries)
+        snap = await self._snapshot(plan, dry_run)
         record = PollRecord(
             self.source,
             empty_answers_to_baseline=EMPTY_ANSWERS_TO_BASELINE,
@@ -394,13 +391,70 @@ class Poller:
         )
         events: list[Event] = []
         errors: list[str] = []
-        # Queries are fetched a few ahead of the one being processed (see FETCH_AHEAD).
+        async with aclosing(self._fetch(snap, outcome, errors)) as answers:
+            async for query, fetched in answers:
+                mark = time.perf_counter()
+                work = await self._match(snap, query, fetched)
+                events.extend(await self._detect(query, work, record))
+                self._record_answer(snap, query, fetched, record)
+                stages["detect"] += time.perf_counter() - mark
+        self.reader.forget_older()
+        if errors:
+            outcome.ok = False
+        self._count_baselines(snap, record, outcome)
+        outcome.error = "; ".join(errors) or None
+        mark = time.perf_counter()
+        record.messages, record.channel_states, told_before = await self._compose(events)
+        stages["render"] = time.perf_counter() - mark
+        record.listings = outcome.listings
+        outcome.events = record.events
+        outcome.messages = record.messages
+        mark = time.perf_counter()
+        if not dry_run:
+            await self._commit(record, told_before, outcome)
+        stages["commit"] = time.perf_counter() - mark
+        if not dry_run and outcome.ok:
+            outcome.pruned += await self._check_long_unseen(outcome)
+            if self.housekeeping is not None:
+                pruned = await self.housekeeping.run_if_due()
+                outcome.pruned += pruned.listings if pruned is not None else 0
+        outcome.duration_s = time.perf_counter() - started
+        self._observe(outcome)
+        return outcome
+
+    # ------------------------------------------------------------ plan
+
+    async def _snapshot(self, plan: Plan, dry_run: bool) -> Snapshot:
+        """The poll's snapshot: ``plan`` and its subscriptions' state going in."""
+        first_run = await self._first_run(plan, dry_run)
+        empty_since = await self.store.empty_since(sorted(first_run)) if first_run else {}
+        cursors = await self.store.load_cursors(q.key for q in plan.queries)
+        return Snapshot(
+            plan, frozenset(first_run), MappingProxyType(empty_since), MappingProxyType(cursors)
+        )
+
+    async def _first_run(self, plan: Plan, dry_run: bool) -> set[str]:
+        """Names of the subscriptions in their first run, from each one's own state."""
+        regs = [(s.name, s.source, s.filter_hash) for s in plan.subscriptions]
+        if dry_run:
+            return await self.store.needs_baseline(regs)
+        return await self.store.sync_subscriptions(regs)
+
+    # ------------------------------------------------------------ fetch + read
+
+    async def _fetch(
+        self, snap: Snapshot, outcome: PollOutcome, errors: list[str]
+    ) -> AsyncGenerator[tuple[Query, Fetched], None]:
+        """Each query's answer, read, in plan order (the fetcher hands every page to the
+        read stage). A few queries are fetched ahead of the one being processed (see
+        FETCH_AHEAD). A query that fails yields nothing: its failure goes to ``outcome``
+        (refused: ``rejected``) or ``errors``."""
         ahead: deque[tuple[Query, asyncio.Task[Fetched]]] = deque()
-        upcoming = iter(plan.queries)
+        upcoming = iter(snap.plan.queries)
 
         def fetch_ahead(limit: int) -> None:
             while len(ahead) < limit and (query := next(upcoming, None)) is not None:
-                cursor = cursors.get(query.key)
+                cursor = snap.cursors.get(query.key)
                 task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, self.reader.read))
                 ahead.append((query, task))
 
@@ -412,23 +466,12 @@ class Poller:
                 try:
                     fetched = await task
                 except ListingBotError as err:
-                    outcome.failed_queries += 1
-                    outcome.auth_failed = outcome.auth_failed or isinstance(err, UpstreamAuthError)
-                    detail = str(err)
-                    if isinstance(err, UpstreamRejected) and err.hint:
-                        detail = f"{detail} (hint: {err.hint})"
-                    if isinstance(err, UpstreamRejected) and err.status in QUERY_REJECTED:
-                        outcome.rejected.update(dict.fromkeys(_names(query), detail))
-                        fetch_ahead(FETCH_AHEAD)
-                        continue
-                    names = ", ".join(_names(query))
-                    errors.append(f"{detail} [subscriptions: {names}]")
-                    if isinstance(err, UpstreamAuthError):
+                    if self._failed(query, err, outcome, errors):
                         break  # the same credentials would fail every other query too
                     fetch_ahead(FETCH_AHEAD)
                     continue
                 finally:
-                    stages["fetch"] += time.perf_counter() - mark
+                    outcome.stages["fetch"] += time.perf_counter() - mark
                     self._count_dropped()
                 fetch_ahead(FETCH_AHEAD)
                 outcome.requests += fetched.requests
@@ -439,53 +482,189 @@ class Poller:
                     log.warning(
                         "possible_missed_window",
                         source=self.source,
-                        subscriptions=[s.name for s in query.subscriptions],
+                        subscriptions=_names(query),
                         detail="a full page was newer than the last poll; "
                         "some changes may be missed",
                     )
-                mark = time.perf_counter()
-                await self._detect(plan, query, fetched, (first_run, empty_since), record, events)
-                stages["detect"] += time.perf_counter() - mark
+                yield query, fetched
         finally:
             for _query, task in ahead:
                 task.cancel()
             await asyncio.gather(*(task for _query, task in ahead), return_exceptions=True)
-        self.reader.forget_older()
-        if errors:
-            outcome.ok = False
-        # Subscriptions in their first run under ``first_run: baseline`` record, not post.
+
+    def _failed(
+        self, query: Query, err: ListingBotError, outcome: PollOutcome, errors: list[str]
+    ) -> bool:
+        """Note a query that failed; True when the poll must stop fetching (credentials)."""
+        outcome.failed_queries += 1
+        outcome.auth_failed = outcome.auth_failed or isinstance(err, UpstreamAuthError)
+        detail = str(err)
+        if isinstance(err, UpstreamRejected) and err.hint:
+            detail = f"{detail} (hint: {err.hint})"
+        if isinstance(err, UpstreamRejected) and err.status in QUERY_REJECTED:
+            outcome.rejected.update(dict.fromkeys(_names(query), detail))
+            return False
+        errors.append(f"{detail} [subscriptions: {', '.join(_names(query))}]")
+        return isinstance(err, UpstreamAuthError)
+
+    def _count_dropped(self) -> None:
+        """Count the fields the read stage dropped since last asked, by field."""
+        for field_name, count in self.reader.take_dropped().items():
+            self.metrics.fields_dropped.labels(self.source, field_name).inc(count)
+
+    # ------------------------------------------------------------ match
+
+    async def _match(self, snap: Snapshot, query: Query, fetched: Fetched) -> Work:
+        """The listings of one answer worth detecting changes on, each with the
+        subscriptions whose local filters accept it (through the query's index).
+
+        A listing whose fingerprint differs from what this query recorded last time may
+        have changed for every subscription; one that did not change is looked at only by
+        the subscriptions in their first run (they look at every listing).
+        """
+        observed = fetched.listings
+        old_prints = await self.store.load_fingerprints(query.key, [o.facts.id for o in observed])
+        specs = [
+            SubSpec(
+                name=s.name,
+                channel_id=snap.plan.channels[s.name],
+                notify=s.notify,
+                baselining=s.name in snap.first_run and s.first_run == "baseline",
+                accepts=_accept_all,
+                first_run=s.name in snap.first_run,
+                new_after=snap.empty_since.get(s.name),
+            )
+            for s in query.subscriptions
+        ]
+        any_first_run = any(s.looks_at_everything for s in specs)
+        index = snap.plan.indexes[query.key]
+        work: Work = []
+        for item in observed:
+            changed = old_prints.get(item.facts.id) != item.facts.fingerprint
+            if not (changed or any_first_run):
+                continue
+            listing = item.listing
+            accepted = [specs[i] for i in index.matches(listing)]
+            if not changed:
+                # Nothing about the listing changed: only a first run has anything to record.
+                accepted = [s for s in accepted if s.looks_at_everything]
+            if accepted:
+                work.append((listing, accepted))
+        return work
+
+    # ------------------------------------------------------------ detect
+
+    async def _detect(self, query: Query, work: Work, record: PollRecord) -> list[Event]:
+        """The events of one answer's work (unwanted ones too: no message, but the
+        channel's change sequence moves), its subscriptions' new match state into
+        ``record``."""
+        previous: dict[tuple[str, str], MatchState] = {}
+        if work:
+            previous = await self.store.load_matches(
+                self.source, _names(query), [lst.id for lst, _ in work]
+            )
+        found: list[Event] = []
+        for listing, accepted in work:
+            result = detect(accepted, (listing,), previous)
+            found.extend(result.events)
+            found.extend(result.unwanted)  # no message, but the channel's sequence moves
+            record.matches.extend(result.matches)
+        wanted = Counter(event.type.value for event in found if event.wanted)
+        for kind, count in wanted.items():
+            self.metrics.events.labels(kind).inc(count)
+        record.events += wanted.total()
+        return found
+
+    def _record_answer(
+        self, snap: Snapshot, query: Query, fetched: Fetched, record: PollRecord
+    ) -> None:
+        """What a query that answered commits besides its events: its cursor, its
+        listings seen, its complete sweep, and its subscriptions' first runs."""
+        observed = fetched.listings
+        record.cursors.append(fetched.cursor)
+        starting = [s.name for s in query.subscriptions if s.name in snap.first_run]
+        if observed or fetched.skipped:
+            record.baselined.extend(starting)
+        else:
+            # An empty first answer is not a baseline: were it one, everything a later
+            # answer holds would be announced as new. Until one that is not empty, the
+            # listings created after it are announced (see SubSpec.new_after).
+            record.empty_answers.extend(starting)
+        if fetched.complete:
+            unreadable = fetched.unreadable
+            anonymous = any(i.startswith(("#", "@")) for i in unreadable)
+            record.sweeps.append(Sweep(query.key, None if anonymous else unreadable))
+        if observed:
+            record.seen[query.key] = [o.facts for o in observed]
+
+    def _count_baselines(self, snap: Snapshot, record: PollRecord, outcome: PollOutcome) -> None:
+        """Subscriptions in their first run under ``first_run: baseline`` record, not
+        post: how many current matches each records."""
         first = set(record.baselined) & {
-            s.name for s in plan.subscriptions if s.first_run == "baseline"
+            s.name for s in snap.plan.subscriptions if s.first_run == "baseline"
         }
         outcome.baseline_matches = dict.fromkeys(sorted(first), 0)
         for match in record.matches:
             if match.subscription in first:
                 outcome.baseline_matches[match.subscription] += 1
-        outcome.error = "; ".join(errors) or None
-        mark = time.perf_counter()
-        record.messages, record.channel_states, told_before = await self._messages(events)
-        stages["render"] = time.perf_counter() - mark
-        record.listings = outcome.listings
-        outcome.events = record.events
-        outcome.messages = record.messages
-        mark = time.perf_counter()
-        if not dry_run and (outcome.ok or record.seen):
+
+    # ------------------------------------------------------------ compose
+
+    async def _compose(
+        self, events: list[Event]
+    ) -> tuple[list[OutgoingMessage], list[ChannelState], list[str]]:
+        """One message per (channel, listing, event) across every query of this poll, what
+        each channel has seen once they are queued, and the keys of changes the channel
+        was already told of (not queued again)."""
+        out: list[OutgoingMessage] = []
+        if not events:
+            return out, [], []
+        duplicates: list[str] = []
+        pairs = {(e.channel_id, e.listing.id) for e in events}
+        states = await self.store.load_channel_states(self.source, sorted(pairs))
+        told: dict[tuple[int, str], ChannelState] = {}
+        described: dict[int, dict[str, Any]] = {}
+        for grouped in group_events(events, states):
+            told[(grouped.channel_id, grouped.listing.id)] = grouped.state
+            if grouped.duplicate:
+                duplicates.append(grouped.key)
+            if grouped.silent or grouped.duplicate:
+                continue
+            out.extend(compose(grouped, described))
+        changed = [state for key, state in told.items() if states.get(key) != state]
+        return out, changed, duplicates
+
+    # ------------------------------------------------------------ commit
+
+    async def _commit(
+        self, record: PollRecord, told_before: list[str], outcome: PollOutcome
+    ) -> None:
+        """Write what the poll learned and the messages to send in one transaction (when
+        it learned anything: a poll whose every query failed writes only its failure)."""
+        if outcome.ok or record.seen:
             outcome.queued = await self.store.record_poll(record)
             record.duplicates[:0] = told_before
             outcome.pruned = record.forgotten
             self._report_duplicates(record)
-        if not dry_run and outcome.error:
+        if outcome.error:
             await self.store.record_poll_failure(self.source, outcome.error)
             outcome.ok = False
-        stages["commit"] = time.perf_counter() - mark
-        if not dry_run and outcome.ok:
-            outcome.pruned += await self._check_long_unseen(outcome)
-            if self.housekeeping is not None:
-                pruned = await self.housekeeping.run_if_due()
-                outcome.pruned += pruned.listings if pruned is not None else 0
-        outcome.duration_s = time.perf_counter() - started
-        self._observe(outcome)
-        return outcome
+
+    def _report_duplicates(self, record: PollRecord) -> None:
+        """A detected event whose key is already in the outbox is not queued again: the
+        same change reached the channel before (through another subscription, or a poll
+        that saw it first). Never silently: counted, and logged once per poll."""
+        if not record.duplicates:
+            return
+        self.metrics.events_deduplicated.labels(self.source).inc(len(record.duplicates))
+        log.info(
+            "events_already_queued",
+            source=self.source,
+            count=len(record.duplicates),
+            keys=record.duplicates[:10],
+        )
+
+    # ------------------------------------------------------------ after a good poll
 
     async def _check_long_unseen(self, outcome: PollOutcome) -> int:
         """Ask the source about a few listings no query has seen for ``retention``;
@@ -530,133 +709,6 @@ class Poller:
             )
         return forgotten
 
-    def _report_duplicates(self, record: PollRecord) -> None:
-        """A detected event whose key is already in the outbox is not queued again: the
-        same change reached the channel before (through another subscription, or a poll
-        that saw it first). Never silently: counted, and logged once per poll."""
-        if not record.duplicates:
-            return
-        self.metrics.events_deduplicated.labels(self.source).inc(len(record.duplicates))
-        log.info(
-            "events_already_queued",
-            source=self.source,
-            count=len(record.duplicates),
-            keys=record.duplicates[:10],
-        )
-
-    async def _first_run(self, plan: Plan, dry_run: bool) -> set[str]:
-        """Names of the subscriptions in their first run, from each one's own state."""
-        regs = [(s.name, s.source, s.filter_hash) for s in plan.subscriptions]
-        if dry_run:
-            return await self.store.needs_baseline(regs)
-        return await self.store.sync_subscriptions(regs)
-
-    async def _detect(  # noqa: PLR0917 - one poll's parts, each passed once
-        self,
-        plan: Plan,
-        query: Query,
-        fetched: Fetched,
-        starts: tuple[set[str], Mapping[str, datetime]],
-        record: PollRecord,
-        events: list[Event],
-    ) -> None:
-        """Change detection for one query's answer.
-
-        Only listings whose fingerprint differs from what this query recorded last time
-        can produce events; they (and, for subscriptions in their first run, all
-        listings) are matched through the query's index, and detection runs for just the
-        subscriptions whose local filters accept each one.
-        """
-        first_run, empty_since = starts
-        observed = fetched.listings
-        old_prints = await self.store.load_fingerprints(query.key, [o.facts.id for o in observed])
-        specs = [
-            SubSpec(
-                name=s.name,
-                channel_id=plan.channels[s.name],
-                notify=s.notify,
-                baselining=s.name in first_run and s.first_run == "baseline",
-                accepts=_accept_all,
-                first_run=s.name in first_run,
-                new_after=empty_since.get(s.name),
-            )
-            for s in query.subscriptions
-        ]
-        any_first_run = any(s.looks_at_everything for s in specs)
-        index = plan.indexes[query.key]
-        work: list[tuple[Listing, list[SubSpec]]] = []
-        for item in observed:
-            changed = old_prints.get(item.facts.id) != item.facts.fingerprint
-            if not (changed or any_first_run):
-                continue
-            listing = item.listing
-            accepted = [specs[i] for i in index.matches(listing)]
-            if not changed:
-                # Nothing about the listing changed: only a first run has anything to record.
-                accepted = [s for s in accepted if s.looks_at_everything]
-            if accepted:
-                work.append((listing, accepted))
-        previous: dict[tuple[str, str], MatchState] = {}
-        if work:
-            previous = await self.store.load_matches(
-                self.source, [s.name for s in query.subscriptions], [lst.id for lst, _ in work]
-            )
-        found: list[Event] = []
-        for listing, accepted in work:
-            result = detect(accepted, (listing,), previous)
-            found.extend(result.events)
-            found.extend(result.unwanted)  # no message, but the channel's sequence moves
-            record.matches.extend(result.matches)
-        wanted = Counter(event.type.value for event in found if event.wanted)
-        for kind, count in wanted.items():
-            self.metrics.events.labels(kind).inc(count)
-        record.events += wanted.total()
-        record.cursors.append(fetched.cursor)
-        starting = [s.name for s in query.subscriptions if s.name in first_run]
-        if observed or fetched.skipped:
-            record.baselined.extend(starting)
-        else:
-            # An empty first answer is not a baseline: were it one, everything a later
-            # answer holds would be announced as new. Until one that is not empty, the
-            # listings created after it are announced (see SubSpec.new_after).
-            record.empty_answers.extend(starting)
-        if fetched.complete:
-            unreadable = fetched.unreadable
-            anonymous = any(i.startswith(("#", "@")) for i in unreadable)
-            record.sweeps.append(Sweep(query.key, None if anonymous else unreadable))
-        if observed:
-            record.seen[query.key] = [o.facts for o in observed]
-        events.extend(found)
-
-    async def _messages(
-        self, events: list[Event]
-    ) -> tuple[list[OutgoingMessage], list[ChannelState], list[str]]:
-        """One message per (channel, listing, event) across every query of this poll, what
-        each channel has seen once they are queued, and the keys of changes the channel
-        was already told of (not queued again)."""
-        out: list[OutgoingMessage] = []
-        if not events:
-            return out, [], []
-        duplicates: list[str] = []
-        pairs = {(e.channel_id, e.listing.id) for e in events}
-        states = await self.store.load_channel_states(self.source, sorted(pairs))
-        told: dict[tuple[int, str], ChannelState] = {}
-        described: dict[int, dict[str, Any]] = {}
-        for grouped in group_events(events, states):
-            told[(grouped.channel_id, grouped.listing.id)] = grouped.state
-            if grouped.duplicate:
-                duplicates.append(grouped.key)
-            if grouped.silent or grouped.duplicate:
-                continue
-            out.extend(compose(grouped, described))
-        changed = [state for key, state in told.items() if states.get(key) != state]
-        return out, changed, duplicates
-
-    def _count_dropped(self) -> None:
-        """Count the fields the read stage dropped since last asked, by field."""
-        for field_name, count in self.reader.take_dropped().items():
-            self.metrics.fields_dropped.labels(self.source, field_name).inc(count)
-
     def _observe(self, outcome: PollOutcome) -> None:
         m = self.metrics
         m.polls.labels(self.source, "ok" if outcome.ok else "failed").inc()
@@ -665,6 +717,54 @@ class Poller:
         m.records_skipped.labels(self.source).inc(outcome.skipped)
         m.possible_gaps.labels(self.source).inc(outcome.gaps)
         m.source_up.labels(self.source).set(1 if outcome.ok else 0)
+
+
+# ---------------------------------------------------------------- housekeeping
+
+
+def prune_due(last: datetime | None, now: datetime, every: timedelta = PRUNE_EVERY) -> bool:
+    """True when state should be pruned now: never pruned yet, or last pruned ``every`` ago."""
+    return last is None or now - last >= every
+
+
+class Housekeeping:
+    """The state file's housekeeping (``Store.prune``), due once per ``PRUNE_EVERY``.
+
+    One instance per state file, shared by every source's poller: whichever source
+    finishes a good poll when it is due runs it, for the whole file.
+    """
+
+    def __init__(
+        self, store: Store, clock: Clock, retention: timedelta, every: timedelta = PRUNE_EVERY
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.retention = retention
+        self.every = every
+        self.last: datetime | None = None
+
+    async def run_if_due(self) -> Pruned | None:
+        now = self.clock.now()
+        if not prune_due(self.last, now, self.every):
+            return None
+        self.last = now  # before the await: two pollers never run it together
+        try:
+            pruned = await self.store.prune(now - self.retention)
+        except ListingBotError as err:
+            # Housekeeping: a failure must not turn a good poll into a bad one.
+            log.warning("prune_failed", error=str(err))
+            return None
+        if pruned.any:
+            log.info(
+                "state_pruned",
+                subscriptions=pruned.subscriptions,
+                cursors=pruned.cursors,
+                listings=pruned.listings,
+                compacted_messages=pruned.compacted,
+                sent_messages=pruned.sent_deleted,
+                older_than_days=round(self.retention.total_seconds() / 86400, 2),
+            )
+        return pruned
 
 
 def _names(query: Query) -> list[str]:
