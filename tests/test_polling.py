@@ -1,19 +1,28 @@
 """Specification of the poller: what it forgets and when, what a poll sees of a reload,
-first runs, and its upstream round trips."""
+first runs, its upstream round trips, and (at the end, without the app) what one poll
+reads, queues and commits."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
+
+from listingbot import sources
 from listingbot.app import App
 from listingbot.clock import FakeClock
-from listingbot.polling import FETCH_AHEAD, PRUNE_EVERY, prune_due
+from listingbot.metrics import Metrics
+from listingbot.models import Source
+from listingbot.polling import FETCH_AHEAD, PRUNE_EVERY, Poller, prune_due
 from listingbot.sim import SimStack
 from listingbot.sim.market import iso_ms
+from listingbot.store import Store
 from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running, zips
 
 UK_SUB = """\
@@ -545,3 +554,171 @@ async def test_queries_after_the_first_are_fetched_a_few_at_a_time(
     batch = searches[2 : 2 + FETCH_AHEAD]
     assert [sort for _, sort in batch] == ["updates"] * FETCH_AHEAD
     assert len({price for price, _ in batch}) == FETCH_AHEAD
+
+
+# ---------------------------------------------------------------- the poller alone
+# A Poller over a real Store, the source's real fetcher and the simulators: no App, no
+# scheduler, no delivery. What one poll reads, detects, queues and commits.
+
+
+@asynccontextmanager
+async def poller_for(
+    sims: SimStack, tmp_path: Path, clock: FakeClock, subscriptions: str, source: Source
+) -> AsyncIterator[tuple[Poller, Store]]:
+    """A Poller for ``source``'s subscriptions in ``subscriptions`` (numeric channels),
+    built as the app builds it, and its store."""
+    config = load(
+        tmp_path,
+        config_text(sims, subscriptions, state_path=tmp_path / "state.sqlite3", sources=(source,)),
+    )
+    store = await Store.open(config.state.path, clock.now)
+    try:
+        async with aiohttp.ClientSession() as session:
+            metrics = Metrics()
+            fetcher = sources.get(source).fetcher(
+                config, session=session, clock=clock, metrics=metrics
+            )
+            poller = Poller(source, fetcher, store, clock, metrics, channels={})
+            channels = {s.name: int(s.channel) for s in config.subscriptions}
+            poller.set_subscriptions(config.subscriptions, channels)
+            yield poller, store
+    finally:
+        await store.close()
+
+
+def dropped(poller: Poller, field_name: str) -> float:
+    value = poller.metrics.registry.get_sample_value(
+        "listingbot_record_fields_dropped_total",
+        {"source": poller.source, "field": field_name},
+    )
+    return value or 0.0
+
+
+UK_BASELINE = """\
+- name: uk-all
+  source: kato
+  channel: 704
+  filters: {}
+  first_run: baseline
+"""
+
+
+async def test_a_poll_baselines_first_then_queues_each_change_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A first run under `baseline` records every match and queues nothing; the next poll
+    queues exactly the new listing and the price drop since, and the one after nothing."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=5) as sims:
+        old = sims.market.add_kato(price=500_000)
+        async with poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, store):
+            first = await poller.poll()
+            assert first.ok
+            assert first.queued == 0
+            assert first.baseline_matches == {"uk-all": 6}
+            tick(sims, clock, 60)
+            added = sims.market.add_kato(price=250_000)
+            sims.market.update_kato(old["id"], price=400_000)
+            second = await poller.poll()
+            third = await poller.poll()
+            rows = store.all_rows_sync()
+    assert second.queued == 2
+    assert sorted((r.message.event, r.message.listing_id) for r in rows) == sorted(
+        [("new", str(added["id"])), ("price_drop", str(old["id"]))]
+    )
+    assert {r.message.channel_id for r in rows} == {704}
+    assert (third.events, third.queued) == (0, 0)
+
+
+async def test_a_dry_run_poll_composes_messages_and_writes_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """`poll(dry_run=True)` returns the messages a poll would queue; the state file stays
+    empty (no subscription, listing, cursor or outbox row)."""
+    subs = UK_BASELINE.replace("first_run: baseline", "first_run: post")
+    async with (
+        make_sims(clock, kotohomes_count=0, kato_count=3) as sims,
+        poller_for(sims, tmp_path, clock, subs, "kato") as (poller, store),
+    ):
+        outcome = await poller.poll(dry_run=True)
+        counts = store.counts_sync()
+    assert [m.event for m in outcome.messages] == ["new"] * 3
+    assert outcome.queued == 0
+    assert set(counts.values()) == {0}, counts
+
+
+async def test_a_refused_query_fails_its_subscriptions_and_the_others_commit(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Kotohomes refuses a search by states alone (400): that query's subscription is
+    named in `rejected`, the poll stays good, and the other query's listings are queued."""
+    subs = ASTORIA + (
+        "- name: ny-states\n  source: kotohomes\n  channel: 703\n  filters: {states: [NY]}\n"
+    )
+    subs = subs.replace("- name: astoria", "- name: astoria\n  first_run: post", 1)
+    async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
+        listing = sims.market.add_kotohomes(state="NY", zip_code="11101")
+        async with poller_for(sims, tmp_path, clock, subs, "kotohomes") as (poller, store):
+            outcome = await poller.poll()
+            rows = store.all_rows_sync()
+    assert outcome.ok
+    assert list(outcome.rejected) == ["ny-states"]
+    assert outcome.failed_queries == 1
+    assert [(r.message.channel_id, r.message.listing_id) for r in rows] == [(702, listing["id"])]
+
+
+async def test_a_source_outage_fails_the_poll_and_moves_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Every request failing (500, after the client's retries): the poll fails naming the
+    subscriptions, records the failure, and commits no cursor, listing or baseline."""
+    async with (
+        make_sims(clock, kotohomes_count=0, kato_count=4) as sims,
+        poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, store),
+    ):
+        sims.faults.enabled_for = {"kato"}
+        sims.faults.set(rate_500=1.0)
+        outcome = await poller.poll()
+        counts = store.counts_sync()
+        (status,) = await store.source_statuses()
+    assert not outcome.ok
+    assert outcome.error is not None
+    assert "uk-all" in outcome.error
+    assert (counts["cursors"], counts["listings"], counts["outbox"]) == (0, 0, 0)
+    assert status.consecutive_failures == 1
+    assert store_baselined(tmp_path) is None
+
+
+def store_baselined(tmp_path: Path) -> str | None:
+    """When the subscription `uk-all` completed its first run (None: not yet)."""
+    conn = sqlite3.connect(tmp_path / "state.sqlite3")
+    try:
+        row = conn.execute("SELECT baselined_at FROM subscriptions WHERE name = 'uk-all'")
+        found = row.fetchone()
+    finally:
+        conn.close()
+    return None if found is None else found[0]
+
+
+async def test_a_record_read_again_unchanged_is_not_normalized_again(
+    tmp_path: Path, clock: FakeClock, logs: LogCapture
+) -> None:
+    """A record with an unreadable field loses that field and is reported (logged and
+    counted) once; polls that read the same bytes again report nothing more, and a
+    change to the record reports it again."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
+        record = sims.market.add_kato(for_sale="perhaps")
+        async with poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, _store):
+            await poller.poll()
+            await poller.poll()
+            once = dropped(poller, "for_sale")
+            tick(sims, clock, 60)
+            sims.market.update_kato(record["id"], price=1_000, for_sale="perhaps")
+            await poller.poll()
+            again = dropped(poller, "for_sale")
+    warnings = [
+        line
+        for line in logs.getvalue().splitlines()
+        if '"record_field_dropped"' in line and '"for_sale"' in line
+    ]
+    assert (once, again) == (1.0, 2.0)
+    assert len(warnings) == 2
