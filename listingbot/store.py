@@ -24,6 +24,16 @@ Outbox row states::
 
 A claim is a compare-and-set (``... WHERE state = 'pending'``): whoever loses it does not
 send. One process per state file is enforced by :class:`StateLock` on a sidecar file.
+
+Why one module of this size: it is one class over one connection on one thread, and
+its units of work cross the table groups (``record_poll`` writes listings, matches,
+cursors, channel state and the outbox in one transaction), so the sections below are
+kept in one place on purpose while the schema is still growing. Its types that other
+stages share (match and channel state, cursors, outgoing messages, outbox rows) live in
+``listingbot.records``; what is left here is SQL and the store's own result types. The
+natural split, once the tables stop changing, is a package of mixins over one
+connection: schema and migrations; listings, matches and sweeps; the outbox; status and
+chat commands.
 """
 
 from __future__ import annotations
@@ -1361,7 +1371,7 @@ class Store:
         return OutboxSummary({str(k): int(v) for k, v in counts.items()}, _parse_ts(oldest), failed)
 
     def all_rows_sync(self) -> list[OutboxRow]:
-        """Every outbox row in order (tests and the status command's detail view)."""
+        """Every outbox row in order, for tests (``outbox list`` pages with ``list_rows_sync``)."""
         sql = f"SELECT {_ROW_COLS} FROM outbox ORDER BY seq"
         return [_row(r) for r in self._c.execute(sql)]
 
