@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from listingbot.detection import Event, detect, group_events
 from listingbot.models import EventType, Price
-from listingbot.outbox import delivery_key
 from listingbot.records import ChannelState, MatchState
 from tests.factories import listing, spec
 
@@ -107,24 +106,6 @@ def test_subscriptions_in_different_channels_get_a_message_each() -> None:
     grouped = group_events(result.events)
     assert {g.channel_id for g in grouped} == {702, 703}
     assert len({g.key for g in grouped}) == 2
-
-
-def test_delivery_key_of_new_is_once_per_channel_and_listing() -> None:
-    """`new` has one key per channel and listing, whatever the listing looks like."""
-    assert delivery_key(702, "kotohomes", "li_1", EventType.NEW) == delivery_key(
-        702, "kotohomes", "li_1", EventType.NEW, 5
-    )
-    assert delivery_key(702, "kotohomes", "li_1", EventType.NEW) != delivery_key(
-        703, "kotohomes", "li_1", EventType.NEW
-    )
-
-
-def test_delivery_key_of_a_change_comes_from_its_sequence_number() -> None:
-    """Change keys differ by sequence number and event, never by value."""
-    first = delivery_key(702, "kato", "7", EventType.PRICE_DROP, 1)
-    assert first == delivery_key(702, "kato", "7", EventType.PRICE_DROP, 1)
-    assert first != delivery_key(702, "kato", "7", EventType.PRICE_DROP, 2)
-    assert first != delivery_key(702, "kato", "7", EventType.PRICE_INCREASE, 1)
 
 
 def test_a_value_that_returns_to_an_earlier_one_is_a_new_change() -> None:
