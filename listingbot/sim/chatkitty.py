@@ -1,26 +1,27 @@
 """ChatKitty Platform API simulator: client-credentials tokens, HAL channel pages, channel
-messages with cursor pages, message patches and thread replies.
+messages with cursor pages, the application-wide message list, moderators, message
+patches, FILE messages and thread replies.
 
 Shapes follow ChatKitty's OpenAPI document (2.58.3) as the service puts them on the wire:
 camelCase keys, ``_links`` as an object keyed by rel, ``_embedded`` left out of an empty
 page. Auth failures answer ``{"error", "error_description"}``; everything else
 ``{"error", "message", "timestamp"}``. The token endpoint hands back the client's current
 token while it is still valid, with ``expires_in`` counting down, as Spring's token
-services do (the reference's example shows 42892 s left of 43200).
+services do (the reference's example shows 42892 s left of 43200). Request bodies are
+checked against the document's schemas in :mod:`listingbot.sim.chatkitty_schemas`.
+
+A message's reply thread has the message's id (the document's only evidence: its example
+replies to ``/v1/threads/44902/messages``, 44902 being its example message).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 import secrets
 import uuid
-import zlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -38,7 +39,23 @@ from listingbot.sim._http import (
     json_response,
     request_log_middleware,
 )
+from listingbot.sim.chatkitty_schemas import (
+    ApiProblem,
+    auth_error,
+    basic_credentials,
+    create_message,
+    int_id,
+    json_object,
+    merge_patch,
+    message_patch,
+    numbered_page,
+    query_int,
+    text_contains,
+    user_properties,
+)
 from listingbot.sim.faults import Faults, FaultTarget, bearer_token
+
+__all__ = ["ApiProblem", "ChatKittySim", "basic_credentials", "merge_patch"]
 
 DEFAULT_CLIENTS: Mapping[str, str] = {"test-ck-id": "test-ck-secret"}
 DEFAULT_CHANNELS: tuple[tuple[int, str, str], ...] = ((702, "nyc-homes", "NYC homes"),)
@@ -47,6 +64,7 @@ TOKEN_SCOPE = "org:1:app"  # noqa: S105 - an OAuth scope, not a secret
 DEFAULT_CHANNEL_PAGE = 25
 MAX_CHANNEL_PAGE = 2000  # Spring Data's default cap on a page size
 DEFAULT_MESSAGE_PAGE = 25
+DEFAULT_USER_PAGE = 25
 MAX_MESSAGE_PAGE = 100
 FIRST_MESSAGE_ID = 44_901
 MERGE_PATCH_TYPES = frozenset({"application/json+merge-patch", "application/merge-patch+json"})
@@ -71,23 +89,20 @@ class _Token:
     expires_at: float  # clock.monotonic() seconds
 
 
-class ApiProblem(Exception):
-    """An answer other than 200, raised from deep inside a handler."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class ChatKittySim:
     """The ChatKitty Platform API, in memory.
 
     ``messages`` holds each channel's top-level messages oldest first, ``replies`` each
     thread's replies (keyed by the parent message id), both as stored (no ``_links``).
-    Channels in ``denied_channels`` answer 403 access_denied, as a channel the
-    application's token may not use would. ``tokens_issued`` counts successful token
-    requests (a reused token counts too).
+    ``moderators`` maps a channel id to its moderators' usernames (:meth:`set_moderators`).
+    ``tokens_issued`` counts successful token requests (a reused token counts too).
+
+    Fault switches, beside the shared :class:`Faults`: channels in ``denied_channels``
+    answer 403 access_denied, as a channel the application's token may not use would;
+    ``refuse_files_with`` (an HTTP status) refuses every FILE message, as a service that
+    cannot fetch or will not take the external file would; ``threads_unavailable`` makes
+    every ``/threads/{id}…`` route answer 404 (a service whose threads are not the
+    messages' ids); :meth:`delete_message` removes a message (a moderator deleting it).
     """
 
     def __init__(
@@ -115,6 +130,9 @@ class ChatKittySim:
         self.replies: dict[int, list[JsonDict]] = {}
         self.channels: dict[int, JsonDict] = {}
         self.denied_channels: set[int] = set()
+        self.moderators: dict[int, list[str]] = {}
+        self.refuse_files_with: int | None = None
+        self.threads_unavailable = False
         self._tokens: dict[str, _Token] = {}
         self._current: dict[str, str] = {}  # client id -> its latest token
         self._by_id: dict[int, JsonDict] = {}
@@ -139,12 +157,71 @@ class ChatKittySim:
         }
         self.messages.setdefault(id, [])
 
-    def post_as(self, channel_id: int, username: str, body: str) -> JsonDict:
-        """A person (not the application) posts a text message in a channel, as
-        ``POST /channels/{id}/messages`` with a ``user`` does. Returns it as stored."""
-        return self._store(
-            {"type": "TEXT", "body": body, "user": {"username": username}}, channel_id, parent=None
-        )
+    def post_as(
+        self,
+        channel_id: int,
+        username: str,
+        body: str,
+        *,
+        thread_of: int | None = None,
+        properties: JsonDict | None = None,
+    ) -> JsonDict:
+        """A person (not the application) posts a TEXT message in a channel, or in the
+        thread of message ``thread_of``, as ``POST …/messages`` with a ``user`` does.
+        Returns it as stored; the body is checked like a request's (ApiProblem)."""
+        request: JsonDict = {"type": "TEXT", "body": body, "user": {"username": username}}
+        if properties is not None:
+            request["properties"] = properties
+        return self._post(request, channel_id, thread_of)
+
+    def post_system(
+        self,
+        channel_id: int,
+        body: str,
+        *,
+        thread_of: int | None = None,
+        properties: JsonDict | None = None,
+    ) -> JsonDict:
+        """Someone else's integration posts a SYSTEM_TEXT message (no user), as listingbot
+        itself would. Returns it as stored."""
+        request: JsonDict = {"type": "TEXT", "body": body}
+        if properties is not None:
+            request["properties"] = properties
+        return self._post(request, channel_id, thread_of)
+
+    def _post(self, request: JsonDict, channel_id: int, thread_of: int | None) -> JsonDict:
+        if channel_id not in self.channels:
+            raise ApiProblem(404, "Resource not found")
+        if thread_of is None:
+            return self._store(request, channel_id, parent=None)
+        parent = self._message(str(thread_of))
+        if parent["channelId"] != channel_id:
+            raise ApiProblem(400, f"message {thread_of} is not in channel {channel_id}")
+        return self._store(request, channel_id, parent=parent)
+
+    def set_moderators(self, channel_id: int, usernames: Iterable[str]) -> None:
+        """Make exactly these users the channel's moderators."""
+        if channel_id not in self.channels:
+            raise KeyError(channel_id)
+        self.moderators[channel_id] = list(dict.fromkeys(usernames))
+
+    def delete_message(self, message_id: int) -> None:
+        """Delete a message (and with it its thread): later calls about it get 404."""
+        message = self._by_id.pop(message_id, None)
+        if message is None:
+            raise KeyError(message_id)
+        if message["nestedLevel"] == 0:
+            stored = self.messages.get(message["channelId"], [])
+        else:
+            stored = next((r for r in self.replies.values() if message in r), [])
+        if message in stored:
+            stored.remove(message)
+        for reply in self.replies.pop(message_id, []):
+            self._by_id.pop(reply["id"], None)
+
+    def thread(self, message_id: int) -> list[JsonDict]:
+        """The replies in message ``message_id``'s thread, oldest first."""
+        return list(self.replies.get(message_id, []))
 
     def remove_channel(self, id: int) -> None:
         """Delete a channel: later calls about it get 404. Its messages stay inspectable."""
@@ -185,8 +262,12 @@ class ChatKittySim:
         app.router.add_get(f"{p}/channels/{{id}}", self._guard(self._get_channel))
         app.router.add_get(f"{p}/channels/{{id}}/messages", self._guard(self._list_messages))
         app.router.add_post(f"{p}/channels/{{id}}/messages", self._guard(self._send))
+        app.router.add_get(f"{p}/channels/{{id}}/moderators", self._guard(self._list_moderators))
+        app.router.add_get(f"{p}/messages", self._guard(self._list_all_messages))
         app.router.add_get(f"{p}/messages/{{id}}", self._guard(self._get_message))
         app.router.add_patch(f"{p}/messages/{{id}}", self._guard(self._patch_message))
+        app.router.add_delete(f"{p}/messages/{{id}}", self._guard(self._delete_message))
+        app.router.add_get(f"{p}/threads/{{id}}", self._guard(self._get_thread))
         app.router.add_get(f"{p}/threads/{{id}}/messages", self._guard(self._list_replies))
         app.router.add_post(f"{p}/threads/{{id}}/messages", self._guard(self._reply))
         return app
@@ -207,16 +288,16 @@ class ChatKittySim:
         async def guarded(request: web.Request) -> web.StreamResponse:
             token = bearer_token(request)
             if token is None:
-                return _auth_error(401, "unauthorized", FULL_AUTH)
+                return auth_error(401, "unauthorized", FULL_AUTH)
             known = self._tokens.get(token)
             if known is None:
-                return _auth_error(401, "unauthorized", "Invalid access token")
+                return auth_error(401, "unauthorized", "Invalid access token")
             if self.clock.monotonic() >= known.expires_at:
-                return _auth_error(401, "unauthorized", "Access token expired")
+                return auth_error(401, "unauthorized", "Access token expired")
             try:
                 return await handler(request)
             except _Denied:
-                return _auth_error(403, "access_denied", "Access is denied")
+                return auth_error(403, "access_denied", "Access is denied")
             except ApiProblem as problem:
                 return self._problem(problem.status, problem.message)
 
@@ -227,16 +308,16 @@ class ChatKittySim:
     async def _token(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization")
         if header is None:
-            return _auth_error(401, "unauthorized", FULL_AUTH)
+            return auth_error(401, "unauthorized", FULL_AUTH)
         credentials = basic_credentials(header)
         if credentials is None:
-            return _auth_error(401, "unauthorized", FULL_AUTH)
+            return auth_error(401, "unauthorized", FULL_AUTH)
         client_id, client_secret = credentials
         expected = self.clients.get(client_id)
         if expected is None or not secrets.compare_digest(
             expected.encode(), client_secret.encode()
         ):
-            return _auth_error(401, "unauthorized", "Bad credentials")
+            return auth_error(401, "unauthorized", "Bad credentials")
         form = await request.post()
         grant_type = form.get("grant_type") or request.query.get("grant_type")
         if not grant_type:
@@ -290,7 +371,7 @@ class ChatKittySim:
         return resource
 
     def _channel(self, raw_id: str) -> JsonDict:
-        channel_id = _int_id(raw_id, "channel")
+        channel_id = int_id(raw_id, "channel")
         channel = self.channels.get(channel_id)
         if channel is None:
             raise ApiProblem(404, "Resource not found")
@@ -299,75 +380,69 @@ class ChatKittySim:
         return channel
 
     async def _list_channels(self, request: web.Request) -> web.Response:
-        page = _query_int(request, "page", 0, minimum=0)
-        size = min(_query_int(request, "size", DEFAULT_CHANNEL_PAGE, minimum=1), MAX_CHANNEL_PAGE)
+        page = query_int(request, "page", 0, minimum=0)
+        size = min(query_int(request, "size", DEFAULT_CHANNEL_PAGE, minimum=1), MAX_CHANNEL_PAGE)
         wanted_type = request.query.get("type")
         if wanted_type is not None and wanted_type not in ("DIRECT", "PUBLIC", "PRIVATE"):
             raise ApiProblem(400, f"Invalid channel type: {wanted_type[:40]}")
         channels = [
-            c for c in self.channels.values() if wanted_type is None or c["type"] == wanted_type
+            self._channel_resource(request, c)
+            for c in self.channels.values()
+            if wanted_type is None or c["type"] == wanted_type
         ]
-        total = len(channels)
-        total_pages = math.ceil(total / size)
-        chunk = channels[page * size : (page + 1) * size]
         href = f"{self._links_base(request)}/channels"
-
-        def link(number: int) -> JsonDict:
-            return {"href": f"{href}?page={number}&size={size}"}
-
-        # Spring HATEOAS: first/last only when there is somewhere to go.
-        has_previous, has_next = page > 0, page + 1 < total_pages
-        links: JsonDict = {}
-        if has_previous or has_next:
-            links["first"] = link(0)
-        if has_previous:
-            links["prev"] = link(page - 1)
-        links["self"] = link(page)
-        if has_next:
-            links["next"] = link(page + 1)
-        if has_previous or has_next:
-            links["last"] = link(max(0, total_pages - 1))
-        body: JsonDict = {}
-        if chunk:
-            body["_embedded"] = {"channels": [self._channel_resource(request, c) for c in chunk]}
-        body["_links"] = links
-        body["page"] = {
-            "size": size,
-            "totalElements": total,
-            "totalPages": total_pages,
-            "number": page,
-        }
-        return json_response(body)
+        return json_response(numbered_page(channels, "channels", href, page, size))
 
     async def _get_channel(self, request: web.Request) -> web.Response:
         return json_response(self._channel_resource(request, self._channel(_id(request))))
+
+    async def _list_moderators(self, request: web.Request) -> web.Response:
+        """A PagedModelChatUserResource of the channel's moderators, by username."""
+        channel = self._channel(_id(request))
+        page = query_int(request, "page", 0, minimum=0)
+        size = min(query_int(request, "size", DEFAULT_USER_PAGE, minimum=1), MAX_CHANNEL_PAGE)
+        base = self._links_base(request)
+        users = []
+        for name in self.moderators.get(channel["id"], []):
+            user = user_properties(name)
+            href = f"{base}/users/{user['id']}"
+            user["_links"] = {
+                "self": {"href": href},
+                "channels": {"href": f"{href}/channels"},
+                "notifications": {"href": f"{href}/notifications"},
+                "displayPicture": {"href": f"{href}/display-picture"},
+            }
+            users.append(user)
+        href = f"{base}/channels/{channel['id']}/moderators"
+        return json_response(numbered_page(users, "users", href, page, size))
 
     # ----------------------------------------------------------------- messages
 
     def _message_resource(self, request: web.Request, message: JsonDict) -> JsonDict:
         base = self._links_base(request)
         resource = copy_record(message)
-        resource["_links"] = {
-            "self": {"href": f"{base}/messages/{message['id']}"},
-            "channel": {"href": f"{base}/channels/{message['channelId']}"},
-        }
-        if message.get("nestedLevel", 0) == 0:
-            resource["_links"]["replies"] = {"href": f"{base}/threads/{message['id']}/messages"}
+        links: JsonDict = {"self": {"href": f"{base}/messages/{message['id']}"}}
+        if "user" in message:
+            links["user"] = {"href": f"{base}/users/{message['user']['id']}"}
+        links["channel"] = {"href": f"{base}/channels/{message['channelId']}"}
+        resource["_links"] = links
         return resource
 
     async def _send(self, request: web.Request) -> web.Response:
         channel = self._channel(_id(request))
-        message = self._store(await _json_object(request), channel["id"], parent=None)
+        message = self._store(await json_object(request), channel["id"], parent=None)
         return json_response(self._message_resource(request, message))
 
     async def _reply(self, request: web.Request) -> web.Response:
-        parent = self._message(_id(request))
+        parent = self._thread_parent(_id(request))
         channel = self._channel(str(parent["channelId"]))
-        message = self._store(await _json_object(request), channel["id"], parent=parent)
+        message = self._store(await json_object(request), channel["id"], parent=parent)
         return json_response(self._message_resource(request, message))
 
     def _store(self, body: JsonDict, channel_id: int, *, parent: JsonDict | None) -> JsonDict:
-        message = self._validate(body)
+        message = create_message(body)
+        if message["type"] in ("FILE", "SYSTEM_FILE") and self.refuse_files_with is not None:
+            raise ApiProblem(self.refuse_files_with, "External files are not accepted")
         message_id = self._next_id
         self._next_id += 1
         stored: JsonDict = {
@@ -394,68 +469,39 @@ class ChatKittySim:
         current_note().commit_point = True
         return stored
 
-    def _validate(self, body: JsonDict) -> JsonDict:
-        """Check a CreateMessageResource; returns the fields to store. 400 otherwise."""
-        kind = body.get("type")
-        if kind not in ("TEXT", "FILE"):
-            raise ApiProblem(
-                400,
-                f"Invalid message type {str(kind)[:40]!r}: expected TEXT or FILE"
-                if "type" in body
-                else "Missing required property 'type'",
-            )
-        result: JsonDict = {}
-        user = body.get("user")
-        if user is not None:
-            result["user"] = _user(user)
-        if kind == "TEXT":
-            text = body.get("body")
-            if "body" not in body or text is None:
-                raise ApiProblem(400, "Missing required property 'body' for a TEXT message")
-            if not isinstance(text, str):
-                raise ApiProblem(400, "Property 'body' must be a string")
-            if not text.strip():
-                raise ApiProblem(400, "Property 'body' must not be blank")
-            result["body"] = text
-            result["type"] = "TEXT" if user is not None else "SYSTEM_TEXT"
-        else:
-            result["file"] = _file(body.get("file"))
-            result["type"] = "FILE" if user is not None else "SYSTEM_FILE"
-        if "properties" in body and body["properties"] is not None:
-            if not isinstance(body["properties"], dict):
-                raise ApiProblem(400, "Property 'properties' must be a JSON object")
-            result["properties"] = body["properties"]
-        if body.get("groupTag") is not None:
-            if not isinstance(body["groupTag"], str):
-                raise ApiProblem(400, "Property 'groupTag' must be a string")
-            result["groupTag"] = body["groupTag"]
-        return result
-
     def _message(self, raw_id: str) -> JsonDict:
-        message = self._by_id.get(_int_id(raw_id, "message"))
+        message = self._by_id.get(int_id(raw_id, "message"))
         if message is None:
             raise ApiProblem(404, "Resource not found")
         return message
 
+    def _thread_parent(self, raw_id: str) -> JsonDict:
+        if self.threads_unavailable:
+            raise ApiProblem(404, "Resource not found")
+        return self._message(raw_id)
+
     async def _get_message(self, request: web.Request) -> web.Response:
         return json_response(self._message_resource(request, self._message(_id(request))))
 
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        """Answers the deleted message's ReplyThreadResource, as the document says."""
+        message = self._message(_id(request))
+        self._channel(str(message["channelId"]))
+        thread = self._thread_resource(request, message)
+        self.delete_message(message["id"])
+        return json_response(thread)
+
     async def _patch_message(self, request: web.Request) -> web.Response:
         message = self._message(_id(request))
+        self._channel(str(message["channelId"]))
         if request.content_type not in MERGE_PATCH_TYPES:
             raise ApiProblem(
                 415,
                 f"Content type '{request.content_type}' not supported: use "
                 "application/json+merge-patch",
             )
-        patch = await _json_object(request, check_type=False)
-        if "body" in patch:
-            if message["type"] not in ("TEXT", "SYSTEM_TEXT"):
-                raise ApiProblem(400, "Only text messages have a body")
-            if not isinstance(patch["body"], str) or not patch["body"].strip():
-                raise ApiProblem(400, "Property 'body' must be a non-blank string")
-        if "properties" in patch and not isinstance(patch["properties"], dict | None):
-            raise ApiProblem(400, "Property 'properties' must be a JSON object")
+        patch = await json_object(request, check_type=False)
+        message_patch(patch, message)
         if "body" in patch:
             message["body"] = patch["body"]
         if "properties" in patch:
@@ -464,32 +510,69 @@ class ChatKittySim:
         message["lastEditedTime"] = iso_ms(self.clock.now())
         return json_response(self._message_resource(request, message))
 
+    def _thread_resource(self, request: web.Request, message: JsonDict) -> JsonDict:
+        base = self._links_base(request)
+        return {
+            "id": message["id"],
+            "type": "MESSAGE",
+            "properties": {},
+            "createdTime": message["createdTime"],
+            "_links": {
+                "self": {"href": f"{base}/threads/{message['id']}"},
+                "channel": {"href": f"{base}/channels/{message['channelId']}"},
+            },
+        }
+
+    async def _get_thread(self, request: web.Request) -> web.Response:
+        parent = self._thread_parent(_id(request))
+        self._channel(str(parent["channelId"]))
+        return json_response(self._thread_resource(request, parent))
+
     async def _list_messages(self, request: web.Request) -> web.Response:
         channel = self._channel(_id(request))
         path = f"{self._links_base(request)}/channels/{channel['id']}/messages"
         return self._cursor_page(request, self.messages.get(channel["id"], []), path)
 
     async def _list_replies(self, request: web.Request) -> web.Response:
-        parent = self._message(_id(request))
+        parent = self._thread_parent(_id(request))
+        self._channel(str(parent["channelId"]))
         path = f"{self._links_base(request)}/threads/{parent['id']}/messages"
         return self._cursor_page(request, self.replies.get(parent["id"], []), path)
+
+    async def _list_all_messages(self, request: web.Request) -> web.Response:
+        """Every message of the application, thread replies included, in the channels its
+        token may use."""
+        stored = [
+            message
+            for channel_id in self.channels
+            if channel_id not in self.denied_channels
+            for message in self.messages.get(channel_id, [])
+        ]
+        stored += [reply for parent in stored for reply in self.replies.get(parent["id"], [])]
+        stored.sort(key=lambda m: int(m["id"]))
+        return self._cursor_page(request, stored, f"{self._links_base(request)}/messages")
 
     def _cursor_page(self, request: web.Request, stored: list[JsonDict], path: str) -> web.Response:
         """Newest first. ``start`` pins the newest message of the first page, so a page
         walk is not disturbed by new arrivals; ``next`` is the exclusive upper bound of
-        the next (older) page."""
-        size = min(_query_int(request, "size", DEFAULT_MESSAGE_PAGE, minimum=1), MAX_MESSAGE_PAGE)
+        the next (older) page. ``query`` keeps the text messages whose body contains it
+        (case-insensitive), ``username`` the messages that user sent; both carry over
+        into the page links."""
+        size = min(query_int(request, "size", DEFAULT_MESSAGE_PAGE, minimum=1), MAX_MESSAGE_PAGE)
         relation = request.query.get("relation", "SELF" if "next" in request.query else None)
         if relation is not None and relation not in ("SELF", "PREVIOUS", "NEXT"):
             raise ApiProblem(400, f"Invalid relation: {relation[:40]}")
         newest = stored[-1]["id"] if stored else None
-        start = _query_int(request, "start", newest if newest is not None else 0, minimum=0)
-        cursor = _query_int(request, "next", 0, minimum=0) if "next" in request.query else None
+        start = query_int(request, "start", newest if newest is not None else 0, minimum=0)
+        cursor = query_int(request, "next", 0, minimum=0) if "next" in request.query else None
         text = request.query.get("query")
+        username = request.query.get("username")
         pool = [
             m
             for m in stored
-            if m["id"] <= start and (text is None or text.lower() in str(m.get("body", "")).lower())
+            if m["id"] <= start
+            and (text is None or text_contains(m, text))
+            and (username is None or m.get("user", {}).get("name") == username)
         ]
         if cursor is None:
             window = pool[::-1][:size]
@@ -498,13 +581,14 @@ class ChatKittySim:
         else:
             window = [m for m in pool if m["id"] < cursor][::-1][:size]
         older = bool(window) and any(m["id"] < window[-1]["id"] for m in pool)
+        filters = [(k, v) for k, v in (("username", username), ("query", text)) if v is not None]
 
         def href(next_cursor: int | None, rel: str) -> str:
-            parts = [] if not stored else [f"start={start}"]
+            params: list[tuple[str, object]] = [] if not stored else [("start", start)]
             if next_cursor is not None:
-                parts.append(f"next={next_cursor}")
-            parts += [f"size={size}", f"relation={rel}"]
-            return f"{path}?{'&'.join(parts)}"
+                params.append(("next", next_cursor))
+            params += [("size", size), ("relation", rel), *filters]
+            return f"{path}?{urlencode(params)}"
 
         body: JsonDict = {}
         if window:
@@ -533,111 +617,5 @@ _FAULT_MESSAGES = {
 }
 
 
-def _auth_error(status: int, error: str, description: str) -> web.Response:
-    headers = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = f'Bearer realm="oauth2-resource", error="{error}"'
-
-    return json_response(
-        {"error": error, "error_description": description}, status=status, headers=headers
-    )
-
-
-def basic_credentials(header: str) -> tuple[str, str] | None:
-    """``(id, secret)`` from an HTTP Basic ``Authorization`` header, or None."""
-    scheme, _, encoded = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, sep, secret = decoded.partition(":")
-    return (client_id, secret) if sep else None
-
-
 def _id(request: web.Request) -> str:
     return request.match_info["id"]
-
-
-def _int_id(raw: str, what: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiProblem(400, f"Invalid {what} ID: {raw[:40]!r} is not a number") from None
-
-
-def _query_int(request: web.Request, name: str, default: int, *, minimum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        number = int(raw)
-    except ValueError:
-        raise ApiProblem(400, f"Parameter '{name}' must be an integer") from None
-    if number < minimum:
-        raise ApiProblem(400, f"Parameter '{name}' must be at least {minimum}")
-    return number
-
-
-async def _json_object(request: web.Request, *, check_type: bool = True) -> JsonDict:
-    if check_type and request.content_type != "application/json":
-        raise ApiProblem(
-            415, f"Content type '{request.content_type}' not supported: use application/json"
-        )
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiProblem(400, "JSON parse error: the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiProblem(400, "JSON parse error: the request body must be a JSON object")
-    return body
-
-
-def _user(user: Any) -> JsonDict:
-    if not isinstance(user, dict):
-        raise ApiProblem(400, "Property 'user' must be an object with an id or a username")
-    if isinstance(user.get("username"), str) and user["username"]:
-        name = user["username"]
-        user_id = zlib.crc32(name.encode()) % 100_000
-        return {"id": user_id, "type": "PERSON", "name": name, "displayName": name}
-    if isinstance(user.get("id"), int) and not isinstance(user["id"], bool):
-        return {
-            "id": user["id"],
-            "type": "PERSON",
-            "name": f"user-{user['id']}",
-            "displayName": f"user-{user['id']}",
-        }
-    raise ApiProblem(400, "Property 'user' must have an id or a username")
-
-
-def _file(file: Any) -> JsonDict:
-    if not isinstance(file, dict):
-        raise ApiProblem(400, "Missing required property 'file' for a FILE message")
-    for key in ("url", "name", "contentType"):
-        if not isinstance(file.get(key), str) or not file[key]:
-            raise ApiProblem(400, f"Property 'file.{key}' must be a non-empty string")
-    size = file.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ApiProblem(400, "Property 'file.size' must be a non-negative integer")
-    return {
-        "type": "EXTERNAL",
-        "url": file["url"],
-        "name": file["name"],
-        "contentType": file["contentType"],
-        "size": size,
-    }
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result

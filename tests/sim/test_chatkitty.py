@@ -10,13 +10,14 @@ import aiohttp
 import pytest
 
 from listingbot.clock import FakeClock
-from listingbot.sim.chatkitty import ChatKittySim
+from listingbot.sim.chatkitty import ApiProblem, ChatKittySim
 from tests.sim.helpers import Serve, basic, bearer
 
 CLIENT = ("test-ck-id", "test-ck-secret")
 CHANNELS = [(700 + n, f"channel-{n}", f"Channel {n}") for n in range(5)]
 AUTH_ERROR_KEYS = {"error", "error_description"}
 API_ERROR_KEYS = {"error", "message", "timestamp"}
+FILE = {"url": "https://x.test/a.jpg", "name": "a.jpg", "contentType": "image/jpeg", "size": 9}
 
 
 @pytest.fixture
@@ -252,6 +253,16 @@ async def test_file_message_is_stored_as_system_file(
         {"type": "TEXT", "body": "x", "properties": ["not", "an", "object"]},
         {"type": "FILE"},
         {"type": "FILE", "file": {"url": "https://x.test/a"}},
+        {"type": "FILE", "file": {**FILE, "size": -1}},
+        {"type": "FILE", "file": {**FILE, "size": "9"}},
+        {"type": "FILE", "file": {**FILE, "url": "/relative.jpg"}},
+        {"type": "FILE", "file": {**FILE, "contentType": "jpeg"}},
+        {"type": "FILE", "file": {**FILE, "caption": "x"}},
+        {"type": "FILE", "file": FILE, "body": "text too"},
+        {"type": "TEXT", "body": "x", "file": FILE},
+        {"type": "TEXT", "body": "x", "group_tg": "g"},
+        {"type": "TEXT", "body": "x", "groupTag": 7},
+        {"type": "TEXT", "body": "x", "user": {"nickname": "j"}},
         ["a", "list"],
     ],
 )
@@ -433,3 +444,247 @@ async def test_prefix_is_configurable(
         )
     assert status == 200
     assert body["_links"]["self"]["href"].startswith(f"{root}{prefix}/messages/")
+
+
+async def _get(http: aiohttp.ClientSession, url: str, auth: dict[str, str]) -> tuple[int, Any]:
+    async with http.get(url, headers=auth) as response:
+        return response.status, await response.json()
+
+
+def _ids(page: Any) -> list[int]:
+    return [m["id"] for m in page.get("_embedded", {}).get("messages", [])]
+
+
+async def test_a_file_message_reads_snake_case_fields_and_keeps_its_group_tag(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str]
+) -> None:
+    """CreateExternalFileProperties in the schema's own spelling (content_type, group_tag)
+    is accepted and echoed camelCase, with the file typed EXTERNAL."""
+    file = {"url": FILE["url"], "name": "a.jpg", "content_type": "image/jpeg", "size": 9}
+    status, message = await _send(
+        http,
+        f"{api}/channels/702/messages",
+        auth,
+        {"type": "FILE", "file": file, "group_tag": "g1"},
+    )
+    assert status == 200
+    assert message["groupTag"] == "g1"
+    assert message["file"] == {**FILE, "type": "EXTERNAL"}
+
+
+async def test_refused_files_answer_the_switched_status_and_store_nothing(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """refuse_files_with refuses FILE messages only; text still goes."""
+    sim.refuse_files_with = 400
+    status, error = await _send(
+        http, f"{api}/channels/702/messages", auth, {"type": "FILE", "file": FILE}
+    )
+    assert (status, set(error)) == (400, API_ERROR_KEYS)
+    status, _ = await _send(
+        http, f"{api}/channels/702/messages", auth, {"type": "TEXT", "body": "x"}
+    )
+    assert status == 200
+    assert [m["type"] for m in sim.messages[702]] == ["SYSTEM_TEXT"]
+
+
+async def test_a_user_post_is_a_text_message_with_its_user(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """post_as stores a TEXT message carrying ChatUserProperties and a user link."""
+    posted = sim.post_as(702, "jane", "/listings help")
+    status, page = await _get(http, f"{api}/channels/702/messages", auth)
+    assert status == 200
+    (message,) = page["_embedded"]["messages"]
+    assert (message["id"], message["type"], message["body"]) == (
+        posted["id"],
+        "TEXT",
+        "/listings help",
+    )
+    assert message["user"]["name"] == "jane"
+    assert {"id", "type", "displayName", "displayPictureUrl", "presence"} <= message["user"].keys()
+    assert message["_links"]["user"]["href"] == f"{api}/users/{message['user']['id']}"
+
+
+async def test_a_system_post_has_no_user(sim: ChatKittySim) -> None:
+    """post_system stores SYSTEM_TEXT, as another integration's message would be."""
+    posted = sim.post_system(702, "Maintenance tonight", properties={"bot": "other"})
+    assert (posted["type"], "user" in posted, posted["properties"]) == (
+        "SYSTEM_TEXT",
+        False,
+        {"bot": "other"},
+    )
+
+
+async def test_a_user_can_post_in_a_thread(sim: ChatKittySim) -> None:
+    """post_as(thread_of=…) replies in that message's thread; another channel's is a 400."""
+    root = sim.post_system(702, "root")
+    reply = sim.post_as(702, "jane", "in thread", thread_of=root["id"])
+    assert sim.thread(root["id"]) == [reply]
+    assert root["repliesCount"] == 1
+    with pytest.raises(ApiProblem):
+        sim.post_as(703, "jane", "wrong channel", thread_of=root["id"])
+
+
+async def test_channel_messages_filter_by_username(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """username keeps only that sender's messages."""
+    sim.post_as(702, "jane", "one")
+    bob = sim.post_as(702, "bob", "two")
+    sim.post_system(702, "three")
+    _, page = await _get(http, f"{api}/channels/702/messages?username=bob", auth)
+    assert _ids(page) == [bob["id"]]
+
+
+async def test_application_messages_filter_by_text_across_channels_and_threads(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """GET /messages?query= finds text messages of every channel and thread, newest first,
+    case-insensitively; other messages and file messages stay out."""
+    first = sim.post_as(702, "jane", "/listings list")
+    sim.post_as(703, "bob", "hello")
+    reply = sim.post_as(702, "bob", "/LISTINGS help", thread_of=first["id"])
+    third = sim.post_as(704, "ann", "please /listings pause x")
+    await _send(http, f"{api}/channels/702/messages", auth, {"type": "FILE", "file": FILE})
+    status, page = await _get(http, f"{api}/messages?query=/listings", auth)
+    assert status == 200
+    assert _ids(page) == [third["id"], reply["id"], first["id"]]
+
+
+async def test_application_message_pages_keep_their_filter(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """The next links of a filtered walk carry query (and username) on, until the end."""
+    wanted = []
+    for n in range(5):
+        wanted.append(sim.post_as(700 + n, "jane", f"/listings {n}")["id"])
+        sim.post_as(700 + n, "jane", f"chatter {n}")
+    url: str | None = f"{api}/messages?query=/listings&username=jane&size=2"
+    seen: list[int] = []
+    while url is not None:
+        _, page = await _get(http, url, auth)
+        seen += _ids(page)
+        url = page["_links"].get("next", {}).get("href")
+        assert url is None or ("query=%2Flistings" in url and "username=jane" in url)
+    assert seen == wanted[::-1]
+
+
+async def test_application_messages_leave_out_channels_the_token_cannot_use(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """Denied and removed channels' messages are not listed."""
+    kept = sim.post_as(702, "jane", "/listings a")
+    sim.post_as(703, "jane", "/listings b")
+    sim.post_as(704, "jane", "/listings c")
+    sim.denied_channels.add(703)
+    sim.remove_channel(704)
+    _, page = await _get(http, f"{api}/messages", auth)
+    assert _ids(page) == [kept["id"]]
+
+
+async def test_moderators_are_a_paged_user_list(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """GET /channels/{id}/moderators: PagedModelChatUserResource, zero-based pages."""
+    sim.set_moderators(702, ["jane", "bob", "jane"])
+    status, first = await _get(http, f"{api}/channels/702/moderators?size=1", auth)
+    assert status == 200
+    assert [u["name"] for u in first["_embedded"]["users"]] == ["jane"]
+    assert first["page"] == {"size": 1, "totalElements": 2, "totalPages": 2, "number": 0}
+    _, second = await _get(http, first["_links"]["next"]["href"], auth)
+    assert [u["name"] for u in second["_embedded"]["users"]] == ["bob"]
+    assert "next" not in second["_links"]
+
+
+async def test_a_channel_without_moderators_has_an_empty_page(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str]
+) -> None:
+    """No moderators: no _embedded; an unknown channel is a 404."""
+    _, page = await _get(http, f"{api}/channels/703/moderators", auth)
+    assert "_embedded" not in page
+    assert page["page"]["totalElements"] == 0
+    status, _ = await _get(http, f"{api}/channels/999/moderators", auth)
+    assert status == 404
+
+
+async def test_a_thread_is_its_message(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """GET /threads/{id} answers a ReplyThreadResource for message id; 404 otherwise."""
+    root = sim.post_system(702, "root")
+    status, thread = await _get(http, f"{api}/threads/{root['id']}", auth)
+    assert status == 200
+    assert (thread["id"], thread["type"]) == (root["id"], "MESSAGE")
+    assert {"createdTime", "properties", "_links"} <= thread.keys()
+    status, _ = await _get(http, f"{api}/threads/{root['id'] + 100}", auth)
+    assert status == 404
+
+
+async def test_unavailable_threads_answer_404(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """threads_unavailable: a reply to an existing message is a 404 and stores nothing."""
+    root = sim.post_system(702, "root")
+    sim.threads_unavailable = True
+    status, body = await _send(
+        http, f"{api}/threads/{root['id']}/messages", auth, {"type": "TEXT", "body": "r"}
+    )
+    assert (status, body["error"]) == (404, "ResourceNotFoundError")
+    assert sim.thread(root["id"]) == []
+
+
+async def test_a_deleted_message_is_gone_with_its_thread(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """After delete_message: GET, PATCH and thread replies are 404; the channel lists it no more."""
+    root = sim.post_system(702, "root")
+    sim.post_as(702, "jane", "reply", thread_of=root["id"])
+    sim.delete_message(root["id"])
+    assert (await _get(http, f"{api}/messages/{root['id']}", auth))[0] == 404
+    status, _ = await _send(
+        http, f"{api}/threads/{root['id']}/messages", auth, {"type": "TEXT", "body": "r"}
+    )
+    assert status == 404
+    headers = {**auth, "Content-Type": "application/json+merge-patch"}
+    async with http.patch(f"{api}/messages/{root['id']}", data="{}", headers=headers) as r:
+        assert r.status == 404
+    _, page = await _get(http, f"{api}/messages", auth)
+    assert _ids(page) == []
+
+
+async def test_delete_route_removes_a_message(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """DELETE /messages/{id} answers the message's thread resource and removes it."""
+    root = sim.post_system(702, "root")
+    async with http.delete(f"{api}/messages/{root['id']}", headers=auth) as response:
+        assert response.status == 200
+        assert (await response.json())["id"] == root["id"]
+    assert sim.messages[702] == []
+
+
+async def test_patch_with_an_unknown_key_is_400(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """Only body and properties can be patched; anything else is named in a 400."""
+    root = sim.post_system(702, "root", properties={"a": 1})
+    headers = {**auth, "Content-Type": "application/json+merge-patch"}
+    data = '{"properties": {"a": 2}, "groupTag": "x"}'
+    async with http.patch(f"{api}/messages/{root['id']}", data=data, headers=headers) as r:
+        assert r.status == 400
+        assert "groupTag" in (await r.json())["message"]
+    assert root["properties"] == {"a": 1}
+
+
+async def test_a_reply_can_be_patched(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """Merge-patching a thread reply's properties works like a channel message's."""
+    root = sim.post_system(702, "root")
+    reply = sim.post_system(702, "r", thread_of=root["id"], properties={"x": {"y": 1}})
+    headers = {**auth, "Content-Type": "application/merge-patch+json"}
+    data = '{"properties": {"x": {"z": 2}}}'
+    async with http.patch(f"{api}/messages/{reply['id']}", data=data, headers=headers) as r:
+        assert r.status == 200
+    assert sim.thread(root["id"])[0]["properties"] == {"x": {"y": 1, "z": 2}}
