@@ -508,6 +508,8 @@ class ChatKittySim:
             merged = merge_patch(message["properties"], patch["properties"])
             message["properties"] = merged if isinstance(merged, dict) else {}
         message["lastEditedTime"] = iso_ms(self.clock.now())
+        # From here on the patch is applied whatever happens to the response.
+        current_note().commit_point = True
         return json_response(self._message_resource(request, message))
 
     def _thread_resource(self, request: web.Request, message: JsonDict) -> JsonDict:

@@ -3,6 +3,7 @@ patches, threads and the documented error bodies."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -688,3 +689,19 @@ async def test_a_reply_can_be_patched(
     async with http.patch(f"{api}/messages/{reply['id']}", data=data, headers=headers) as r:
         assert r.status == 200
     assert sim.thread(root["id"])[0]["properties"] == {"x": {"y": 1, "z": 2}}
+
+
+async def test_a_patch_can_be_applied_and_its_answer_lost(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """commit_then_fail covers PATCH: the patch is applied, then the answer fails."""
+    root = sim.post_system(702, "root")
+    sim.faults.enabled_for = {"chatkitty"}
+    sim.faults.set(rate_commit_then_fail=1.0)
+    headers = {**auth, "Content-Type": "application/json+merge-patch"}
+    data = '{"properties": {"a": 1}}'
+    with contextlib.suppress(aiohttp.ClientError):
+        async with http.patch(f"{api}/messages/{root['id']}", data=data, headers=headers) as r:
+            assert r.status == 500
+    assert root["properties"] == {"a": 1}
+    assert sim.faults.counts["commit_then_fail"] == 1
