@@ -18,11 +18,12 @@ import re
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeAlias, Union, get_args, get_origin
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from pydantic import (
@@ -42,7 +43,9 @@ from pydantic_core import PydanticCustomError
 from listingbot.errors import ConfigError
 from listingbot.models import SOURCES, EventType, Source
 from listingbot.normalize import slug
+from listingbot.quiet import QuietHours, QuietHoursError
 from listingbot.sources.kato import KATO_URL_FIELDS
+from listingbot.templates import Template, TemplateError, cached_template, parse_template
 
 __all__ = [
     "KATO_PROPERTY_TYPES",
@@ -946,6 +949,11 @@ class Subscription(_Model):
     filters: KotohomesFilters | KatoFilters
     notify: frozenset[EventType] = frozenset(EventType)
     first_run: Literal["baseline", "post"] = "baseline"
+    # Per subscription (README "Messages"): a template for its messages, one for every
+    # event or one per event; quiet hours on the wall clock of ``timezone``.
+    template: str | tuple[tuple[EventType, str], ...] | None = None
+    quiet_hours: str | None = None
+    timezone: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -1014,6 +1022,102 @@ class Subscription(_Model):
                 )
         problems.raise_if_any()
         return frozenset(EventType(str(item).strip().lower()) for item in value)
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _template(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        who = (
+            f"subscription {info.data['name']!r}: "
+            if isinstance(info.data.get("name"), str)
+            else ""
+        )
+        if isinstance(value, str):
+            try:
+                parse_template(value)
+            except TemplateError as err:
+                raise _problem(f"{who}{err}") from None
+            return value
+        if not isinstance(value, Mapping) or not value:
+            raise _problem(
+                f"expected a template (text), or a mapping of events to templates ({_EVENTS})"
+            )
+        problems = _Problems()
+        names = [e.value for e in EventType]
+        out: dict[EventType, str] = {}
+        for event, text in value.items():
+            where = (str(event),)
+            name = str(event).strip().lower()
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                problems.add(where, f"unknown event {_show(event)} ({hint}events: {_EVENTS})")
+                continue
+            if not isinstance(text, str):
+                problems.add(where, f"expected a template (text), got {_show(text)}")
+                continue
+            try:
+                parse_template(text)
+            except TemplateError as err:
+                problems.add(where, f"{who}{err}")
+                continue
+            out[EventType(name)] = text
+        problems.raise_if_any()
+        return tuple(out.items())
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _quiet_hours(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise _problem(
+                f'expected HH:MM-HH:MM in quotes, e.g. "22:00-07:00" (got {_show(value)})'
+            )
+        try:
+            return str(QuietHours.parse(value))
+        except QuietHoursError as err:
+            raise _problem(str(err)) from None
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _timezone(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise _problem(
+                f"expected an IANA time zone name, e.g. America/New_York (got {_show(value)})"
+            )
+        name = value.strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            close = difflib.get_close_matches(name, sorted(available_timezones()), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise _problem(
+                f"unknown time zone {name!r} ({hint}use an IANA name, e.g. America/New_York)"
+            ) from None
+        return name
+
+    @cached_property
+    def quiet(self) -> QuietHours | None:
+        """The parsed ``quiet_hours``."""
+        return QuietHours.parse(self.quiet_hours) if self.quiet_hours else None
+
+    @cached_property
+    def zone(self) -> tzinfo:
+        """``timezone`` (UTC when not set)."""
+        return ZoneInfo(self.timezone) if self.timezone else UTC
+
+    def template_for(self, event: EventType) -> Template | None:
+        """This subscription's template for ``event``, or None (the default)."""
+        if isinstance(self.template, str):
+            return cached_template(self.template)
+        for kind, text in self.template or ():
+            if kind is event:
+                return cached_template(text)
+        return None
 
     def upstream_params(self) -> tuple[tuple[str, str], ...]:
         """Canonical, sorted ``(name, value)`` pairs of the filters sent upstream."""

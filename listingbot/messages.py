@@ -20,11 +20,14 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from listingbot.models import EventType, Listing, Price, PriceUnit
 from listingbot.templates import DEFAULT_TEMPLATE, EVENT_HEADLINES, Template, cached_template
+
+if TYPE_CHECKING:
+    from listingbot.config import Subscription
 
 __all__ = [
     "MESSAGE_MAX_CHARS",
@@ -34,6 +37,8 @@ __all__ = [
     "map_link",
     "message_fields",
     "render",
+    "labels_of",
+    "render_for",
     "sanitize",
 ]
 
@@ -211,6 +216,43 @@ def render(
         tz=tz,
     )
     return fill(template or cached_template(DEFAULT_TEMPLATE), values)
+
+
+def render_for(
+    listing: Listing,
+    event: EventType,
+    names: Sequence[str],
+    subscriptions: Sequence[Subscription],
+    *,
+    old_price: Price | None = None,
+    old_status: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """:func:`render` for the subscriptions ``names`` (sharing one message in one channel),
+    as their configuration (``subscriptions``) asks: labels in the headline; the template
+    of the first of them (by name) that sets one for ``event``; open houses in the zone of
+    the first that sets ``timezone``."""
+    ordered = sorted(subscriptions, key=lambda s: s.name)
+    template = next((t for s in ordered if (t := s.template_for(event)) is not None), None)
+    tz = next((s.zone for s in ordered if s.timezone), None)
+    return render(
+        listing,
+        event,
+        names,
+        old_price=old_price,
+        old_status=old_status,
+        labels=labels_of(names, ordered),
+        template=template,
+        now=now,
+        tz=tz,
+    )
+
+
+def labels_of(names: Iterable[str], subscriptions: Iterable[Subscription]) -> list[str]:
+    """What a headline calls the subscriptions ``names``: each one's name (a ``label``
+    replaces it once subscriptions have one)."""
+    known = {s.name for s in subscriptions}
+    return [name for name in names if name in known or name]
 
 
 def message_fields(

@@ -14,13 +14,16 @@ send of unknown outcome in the channel by it instead of sending it again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from listingbot.messages import render
+from listingbot.messages import render_for
 from listingbot.models import EventType
 from listingbot.records import OutgoingMessage
 
 if TYPE_CHECKING:
+    from listingbot.config import Subscription
     from listingbot.detection import Grouped
 
 # The envelope's own key in a message's properties.
@@ -45,20 +48,28 @@ def delivery_key(
 
 
 def compose(
-    group: Grouped, described: dict[int, dict[str, Any]] | None = None
+    group: Grouped,
+    described: dict[int, dict[str, Any]] | None = None,
+    *,
+    subscriptions: Sequence[Subscription] = (),
+    now: datetime | None = None,
 ) -> list[OutgoingMessage]:
     """The messages that tell ``group``'s channel of its event: today exactly one.
 
     ``described`` memoizes the listing's JSON by object identity across the groups of one
     poll (the same listing often goes to many channels: describe it once).
+    ``subscriptions`` are the group's (their labels, template and time zone shape the
+    text, see :func:`listingbot.messages.render_for`); ``now`` picks the next open house.
     """
     listing = group.listing
-    body = render(
+    body = render_for(
         listing,
         group.type,
         group.subscriptions,
+        subscriptions,
         old_price=group.old_price,
         old_status=group.old_status,
+        now=now,
     )
     memo = {} if described is None else described
     shown = memo.get(id(listing))

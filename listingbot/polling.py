@@ -404,7 +404,7 @@ class Poller:
         self._count_baselines(snap, record, outcome)
         outcome.error = "; ".join(errors) or None
         mark = time.perf_counter()
-        record.messages, record.channel_states, told_before = await self._compose(events)
+        record.messages, record.channel_states, told_before = await self._compose(plan, events)
         stages["render"] = time.perf_counter() - mark
         record.listings = outcome.listings
         outcome.events = record.events
@@ -611,7 +611,7 @@ class Poller:
     # ------------------------------------------------------------ compose
 
     async def _compose(
-        self, events: list[Event]
+        self, plan: Plan, events: list[Event]
     ) -> tuple[list[OutgoingMessage], list[ChannelState], list[str]]:
         """One message per (channel, listing, event) across every query of this poll, what
         each channel has seen once they are queued, and the keys of changes the channel
@@ -624,13 +624,16 @@ class Poller:
         states = await self.store.load_channel_states(self.source, sorted(pairs))
         told: dict[tuple[int, str], ChannelState] = {}
         described: dict[int, dict[str, Any]] = {}
+        subs = {s.name: s for s in plan.subscriptions}
+        now = self.clock.now()
         for grouped in group_events(events, states):
             told[(grouped.channel_id, grouped.listing.id)] = grouped.state
             if grouped.duplicate:
                 duplicates.append(grouped.key)
             if grouped.silent or grouped.duplicate:
                 continue
-            out.extend(compose(grouped, described))
+            mine = [subs[name] for name in grouped.subscriptions if name in subs]
+            out.extend(compose(grouped, described, subscriptions=mine, now=now))
         changed = [state for key, state in told.items() if states.get(key) != state]
         return out, changed, duplicates
 
