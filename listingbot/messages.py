@@ -37,7 +37,6 @@ __all__ = [
     "map_link",
     "message_fields",
     "render",
-    "labels_of",
     "render_for",
     "sanitize",
 ]
@@ -241,18 +240,10 @@ def render_for(
         names,
         old_price=old_price,
         old_status=old_status,
-        labels=labels_of(names, ordered),
         template=template,
         now=now,
         tz=tz,
     )
-
-
-def labels_of(names: Iterable[str], subscriptions: Iterable[Subscription]) -> list[str]:
-    """What a headline calls the subscriptions ``names``: each one's name (a ``label``
-    replaces it once subscriptions have one)."""
-    known = {s.name for s in subscriptions}
-    return [name for name in names if name in known or name]
 
 
 def message_fields(
