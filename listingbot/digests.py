@@ -24,10 +24,13 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from listingbot.messages import ELLIPSIS, MESSAGE_MAX_CHARS, sanitize
-from listingbot.templates import EVENT_HEADLINES
+
+if TYPE_CHECKING:
+    from listingbot.config import Subscription
 
 __all__ = [
     "DIGEST_EVENT",
@@ -36,15 +39,13 @@ __all__ = [
     "DigestItem",
     "build_digest",
     "digest_key",
-    "item_line",
+    "quiet_until",
 ]
 
 DIGEST_EVENT: Final = "digest"
 DIGEST_OVER_DEFAULT: Final = 10
 # The most listings a digest names; the rest are counted ("… and 15 more").
 TOP_LISTINGS: Final = 8
-_PLACE_MAX_CHARS: Final = 70
-_LINE_MAX_CHARS: Final = 240
 _BULLET: Final = "• "
 _SEP: Final = " · "
 
@@ -87,20 +88,6 @@ def digest_key(channel_id: int, item_keys: Sequence[str]) -> str:
     """The same for the same messages in the same channel, whatever their order."""
     raw = f"{channel_id}|digest|" + "|".join(sorted(item_keys))
     return "lb4-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def item_line(event: str, fields: Mapping[str, str]) -> str:
-    """``📉 1 Main St, Albany, NY · $525,000 → $500,000 (-4.8%) · https://…``: the event's
-    symbol, where, what changed (else the price), the link, from a message's fields
-    (:func:`listingbot.messages.message_fields`). One line."""
-    symbol = _symbol(event)
-    url = fields.get("url", "")
-    head = sanitize(fields.get("place", ""), max_len=_PLACE_MAX_CHARS)
-    what = fields.get("change") or fields.get("prices", "").split(_SEP, 1)[0]
-    text = _SEP.join(part for part in (head, what) if part)
-    room = _LINE_MAX_CHARS - len(url) - len(_SEP) if url else _LINE_MAX_CHARS
-    text = sanitize(f"{symbol} {text}".strip(), max_len=max(room, 20))
-    return f"{text}{_SEP}{url}" if url else text
 
 
 def build_digest(
@@ -163,8 +150,16 @@ def _counts(items: Sequence[DigestItem]) -> str:
     return _SEP.join(parts)
 
 
-def _symbol(event: str) -> str:
-    for kind, headline in EVENT_HEADLINES.items():
-        if kind.value == event:
-            return headline.split(" ", 1)[0]
-    return "•"
+def quiet_until(subscriptions: Sequence[Subscription], now: datetime) -> datetime | None:
+    """When a message for ``subscriptions`` may go if they are ALL in quiet hours now
+    (the first of their windows to end); None when it may go now."""
+    if not subscriptions:
+        return None
+    ends: list[datetime] = []
+    for sub in subscriptions:
+        quiet = sub.quiet
+        end = quiet.ends_at(now, sub.zone) if quiet is not None else None
+        if end is None:
+            return None
+        ends.append(end)
+    return min(ends)

@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 from urllib.parse import urlsplit
 
 from listingbot.models import EventType, Listing, Price, PriceUnit
@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MESSAGE_MAX_CHARS",
     "SUMMARY_MAX_CHARS",
+    "Text",
     "fill",
     "format_price",
+    "item_line",
     "map_link",
     "message_fields",
     "render",
@@ -59,6 +61,8 @@ MINUS: Final = "\u2212"  # a real minus sign, as typeset
 SEP: Final = " · "
 
 _AGENT_MAX_CHARS: Final = 100
+_PLACE_MAX_CHARS: Final = 70  # in a digest line
+_LINE_MAX_CHARS: Final = 240
 _MAP_URL: Final = "https://www.openstreetmap.org/"
 _MAP_ZOOM: Final = 17
 
@@ -226,24 +230,40 @@ def render_for(
     old_price: Price | None = None,
     old_status: str | None = None,
     now: datetime | None = None,
-) -> str:
+) -> Text:
     """:func:`render` for the subscriptions ``names`` (sharing one message in one channel),
     as their configuration (``subscriptions``) asks: labels in the headline; the template
     of the first of them (by name) that sets one for ``event``; open houses in the zone of
-    the first that sets ``timezone``."""
+    the first that sets ``timezone``. With the message's one-line form, for a digest."""
     ordered = sorted(subscriptions, key=lambda s: s.name)
     template = next((t for s in ordered if (t := s.template_for(event)) is not None), None)
     tz = next((s.zone for s in ordered if s.timezone), None)
-    return render(
-        listing,
-        event,
-        names,
-        old_price=old_price,
-        old_status=old_status,
-        template=template,
-        now=now,
-        tz=tz,
+    values = message_fields(
+        listing, event, names, old_price=old_price, old_status=old_status, now=now, tz=tz
     )
+    body = fill(template or cached_template(DEFAULT_TEMPLATE), values)
+    return Text(body, item_line(event.value, values))
+
+
+class Text(NamedTuple):
+    """A message's text, and its one-line form for a digest."""
+
+    body: str
+    line: str
+
+
+def item_line(event: str, fields: Mapping[str, str]) -> str:
+    """``📉 1 Main St, Albany, NY · $525,000 → $500,000 (-4.8%) · https://…``: the event's
+    symbol, where, what changed (else the price), the link, from :func:`message_fields`.
+    One line, for a digest."""
+    symbol = next((h.split(" ", 1)[0] for k, h in EVENT_HEADLINES.items() if k.value == event), "•")
+    url = fields.get("url", "")
+    head = sanitize(fields.get("place", ""), max_len=_PLACE_MAX_CHARS)
+    what = fields.get("change") or fields.get("prices", "").split(SEP, 1)[0]
+    text = SEP.join(part for part in (head, what) if part)
+    room = _LINE_MAX_CHARS - len(url) - len(SEP) if url else _LINE_MAX_CHARS
+    text = sanitize(f"{symbol} {text}".strip(), max_len=max(room, 20))
+    return f"{text}{SEP}{url}" if url else text
 
 
 def message_fields(

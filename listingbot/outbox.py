@@ -62,7 +62,7 @@ def compose(
     text, see :func:`listingbot.messages.render_for`); ``now`` picks the next open house.
     """
     listing = group.listing
-    body = render_for(
+    text = render_for(
         listing,
         group.type,
         group.subscriptions,
@@ -83,7 +83,8 @@ def compose(
             listing_id=listing.id,
             event=group.type.value,
             subscriptions=group.subscriptions,
-            body=body,
+            body=text.body,
+            line=text.line,
             properties={
                 ENVELOPE: {
                     "key": group.key,

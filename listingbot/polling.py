@@ -40,7 +40,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -50,6 +50,7 @@ import structlog
 from listingbot.clock import Clock
 from listingbot.config import Subscription
 from listingbot.detection import Event, SubSpec, detect, group_events
+from listingbot.digests import DIGEST_EVENT, DigestItem, Reason, build_digest, quiet_until
 from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamRejected
 from listingbot.logs import Throttle
 from listingbot.matching import MatchIndex
@@ -66,7 +67,7 @@ from listingbot.records import (
     OutgoingMessage,
 )
 from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query
-from listingbot.store import PollRecord, Pruned, Store, Sweep
+from listingbot.store import HeldMessage, PollRecord, Pruned, Release, Store, Sweep
 
 log = structlog.get_logger("listingbot.poll")
 
@@ -405,6 +406,10 @@ class Poller:
         outcome.error = "; ".join(errors) or None
         mark = time.perf_counter()
         record.messages, record.channel_states, told_before = await self._compose(plan, events)
+        if not dry_run:
+            # Messages that waited out quiet hours go before this poll's own.
+            record.released, digests = await self._release(self.clock.now())
+            record.messages[:0] = digests
         stages["render"] = time.perf_counter() - mark
         record.listings = outcome.listings
         outcome.events = record.events
@@ -635,7 +640,88 @@ class Poller:
             mine = [subs[name] for name in grouped.subscriptions if name in subs]
             out.extend(compose(grouped, described, subscriptions=mine, now=now))
         changed = [state for key, state in told.items() if states.get(key) != state]
-        return out, changed, duplicates
+        return self._shape(plan, out, now), changed, duplicates
+
+    def _shape(
+        self, plan: Plan, out: list[OutgoingMessage], now: datetime
+    ) -> list[OutgoingMessage]:
+        """Quiet hours (README "Messages"): a message whose subscriptions are all in quiet
+        hours is held until the first of their windows ends."""
+        subs = {s.name: s for s in plan.subscriptions}
+        shaped: list[OutgoingMessage] = []
+        for message in out:
+            mine = [subs[n] for n in message.subscriptions if n in subs]
+            until = quiet_until(mine, now)
+            shaped.append(
+                message if until is None else replace(message, state="held", hold_until=until)
+            )
+        return shaped
+
+    def _digest(
+        self,
+        channel_id: int,
+        messages: Sequence[OutgoingMessage],
+        reason: Reason,
+    ) -> list[OutgoingMessage]:
+        """The digest standing for ``messages``, then the messages as told by it."""
+        items = [
+            DigestItem(m.key, m.source, m.listing_id, m.event, m.subscriptions, m.line)
+            for m in messages
+        ]
+        names = tuple(sorted({n for m in messages for n in m.subscriptions}))
+        digest = build_digest(channel_id, items, reason=reason, labels=names)
+        head = OutgoingMessage(
+            key=digest.key,
+            channel_id=channel_id,
+            source=self.source,
+            listing_id="",
+            event=DIGEST_EVENT,
+            subscriptions=names,
+            body=digest.body,
+            properties=digest.properties,
+        )
+        told = [
+            replace(m, state="digested", digest=digest.key, body="", properties={}, line="")
+            for m in messages
+        ]
+        return [head, *told]
+
+    async def _release(self, now: datetime) -> tuple[list[Release], list[OutgoingMessage]]:
+        """Held messages whose quiet hours are over: one alone is queued as itself, more
+        for one channel go out as one digest."""
+        due = await self.store.held_due(self.source, now)
+        if not due:
+            return [], []
+        by_channel: dict[int, list[HeldMessage]] = {}
+        for row in due:
+            by_channel.setdefault(row.channel_id, []).append(row)
+        released: list[Release] = []
+        digests: list[OutgoingMessage] = []
+        for channel_id, rows in by_channel.items():
+            if len(rows) == 1:
+                released.append(Release(rows[0].key))
+                continue
+            waiting = [
+                OutgoingMessage(
+                    r.key,
+                    r.channel_id,
+                    r.source,
+                    r.listing_id,
+                    r.event,
+                    r.subscriptions,
+                    "",
+                    {},
+                    line=r.line,
+                )
+                for r in rows
+            ]
+            head = self._digest(channel_id, waiting, "quiet_hours")[0]
+            digests.append(head)
+            released.extend(Release(r.key, head.key) for r in rows)
+        log.info(
+            "quiet_hours_over", source=self.source, released=len(released), digests=len(digests)
+        )
+        return released, digests
 
     # ------------------------------------------------------------ commit
 

@@ -134,6 +134,13 @@ class OutgoingMessage:
     subscriptions: tuple[str, ...]
     body: str
     properties: dict[str, Any]
+    # For digests and quiet hours (README "Messages"): the one-line form a digest shows;
+    # the state it is queued in: "pending", "held" until ``hold_until`` (quiet hours), or
+    # "digested" (told by the digest ``digest``, never sent on its own).
+    line: str = ""
+    state: str = "pending"
+    hold_until: datetime | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)

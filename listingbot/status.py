@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from listingbot.config import Config, StateConfig, load_config
 from listingbot.errors import ConfigError, StoreError
 from listingbot.models import SOURCES
-from listingbot.store import OUTBOX_STATES, PROBLEM_CHANNEL, Store
+from listingbot.store import OUTBOX_STATES, PROBLEM_CHANNEL, QUIET_STATES, Store
 
 
 def state_path(config_file: Path) -> Path:
@@ -140,7 +140,12 @@ def outbox_list(config: Config, state: str | None, limit: int) -> int:
         summary = store.outbox_summary_sync(failed_limit=0)
     finally:
         store.close_sync()
-    counts = " · ".join(f"{s} {summary.counts.get(s, 0)}" for s in OUTBOX_STATES)
+    # Quiet-hours states are named only when a message is in one.
+    counts = " · ".join(
+        f"{s} {summary.counts.get(s, 0)}"
+        for s in OUTBOX_STATES
+        if s not in QUIET_STATES or summary.counts.get(s, 0)
+    )
     print(f"outbox: {counts}")
     if not rows:
         print(f"no {state} messages" if state else "no messages")

@@ -245,6 +245,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX commands_unanswered ON commands (answered_at) WHERE answered_at IS NULL;
     CREATE INDEX commands_user ON commands (channel_id, username, handled_at);
     """,
+    # 7: digests and quiet hours (issue 13). State 'held': the message waits out its
+    # subscriptions' quiet hours until next_attempt_at; state 'digested': a digest told it
+    # (outbox.digest is that digest's key), it is never sent on its own. outbox.line: the
+    # message's one-line form, for the digest that may stand for it.
+    """
+    ALTER TABLE outbox ADD COLUMN digest TEXT;
+    ALTER TABLE outbox ADD COLUMN line TEXT NOT NULL DEFAULT '';
+    CREATE INDEX outbox_held ON outbox (state, source, next_attempt_at);
+    """,
 )
 
 CHAT_STATES = ("active", "paused")
@@ -253,7 +262,9 @@ COMMAND_DONE = "done"  # carried out (or answered, for list/explain/help)
 COMMAND_REFUSED = "refused"  # malformed, not permitted, over the cap...: answered why
 COMMAND_SKIPPED = "skipped"  # not answered: a flood beyond the per-user limit
 
-OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dropped")
+OUTBOX_STATES = ("pending", "sending", "sent", "failed", "dropped", "held", "digested")
+# held: waiting out quiet hours; digested: told by a digest, never sent on its own.
+QUIET_STATES = ("held", "digested")
 
 # subscription_problems.kind
 PROBLEM_CHANNEL = "channel"  # held: its channel does not exist in ChatKitty
@@ -286,6 +297,28 @@ class Sweep:
     unreadable: frozenset[str] | None = frozenset()
 
 
+@dataclass(frozen=True)
+class HeldMessage:
+    """A message waiting out quiet hours (state ``held``)."""
+
+    key: str
+    channel_id: int
+    source: str
+    listing_id: str
+    event: str
+    subscriptions: tuple[str, ...]
+    line: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """A held message whose wait is over: queued as itself (``digest`` None), or told by
+    the digest ``digest``."""
+
+    key: str
+    digest: str | None = None
+
+
 @dataclass
 class PollRecord:
     """Everything one successful poll of one source changes, written in one transaction."""
@@ -302,6 +335,8 @@ class PollRecord:
     empty_answers: list[str] = field(default_factory=list)
     empty_answers_to_baseline: int = 3
     messages: list[OutgoingMessage] = field(default_factory=list)
+    # Held messages whose quiet hours are over (applied before ``messages`` are queued).
+    released: list[Release] = field(default_factory=list)
     channel_states: list[ChannelState] = field(default_factory=list)
     sweeps: list[Sweep] = field(default_factory=list)
     gone_after_sweeps: int = 3
@@ -803,6 +838,23 @@ class Store:
                     out[(sub, lid)] = MatchState(sub, source, lid, price, status)
         return out
 
+    async def held_due(self, source: str, now: datetime) -> list[HeldMessage]:
+        """Messages of ``source`` held for quiet hours that end at or before ``now``,
+        oldest first."""
+        return await self._run(self._held_due, source, _ts(now))
+
+    def _held_due(self, source: str, now: str) -> list[HeldMessage]:
+        rows = self._c.execute(
+            "SELECT key, channel_id, source, listing_id, event, subscriptions, line"
+            " FROM outbox WHERE state = 'held' AND source = ? AND next_attempt_at <= ?"
+            " ORDER BY seq",
+            (source, now),
+        ).fetchall()
+        return [
+            HeldMessage(str(k), int(ch), str(src), str(lid), str(ev), tuple(json.loads(subs)), line)
+            for k, ch, src, lid, ev, subs, line in rows
+        ]
+
     async def load_channel_states(
         self, source: str, pairs: Sequence[tuple[int, str]]
     ) -> dict[tuple[int, str], ChannelState]:
@@ -962,11 +1014,29 @@ class Store:
                     for r in conn.execute(f"SELECT key FROM outbox WHERE key IN ({marks})", chunk)
                 )
             rec.duplicates = [k for k in keys if k in existing]
+            # Compare-and-set on 'held': a release applies once, whoever saw it due.
+            conn.executemany(
+                "UPDATE outbox SET state = ?, digest = ?, next_attempt_at = ?,"
+                " sent_at = CASE WHEN ? IS NULL THEN sent_at ELSE ? END"
+                " WHERE key = ? AND state = 'held'",
+                [
+                    (
+                        "pending" if r.digest is None else "digested",
+                        r.digest,
+                        now,
+                        r.digest,
+                        now,
+                        r.key,
+                    )
+                    for r in rec.released
+                ],
+            )
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO outbox (key, channel_id, source, listing_id, event,"
-                " subscriptions, body, properties, created_at, next_attempt_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " subscriptions, body, properties, created_at, next_attempt_at, state,"
+                " digest, line, sent_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         m.key,
@@ -978,7 +1048,12 @@ class Store:
                         m.body,
                         json.dumps(m.properties, separators=(",", ":"), ensure_ascii=False),
                         now,
-                        now,
+                        _ts(m.hold_until) if m.hold_until is not None else now,
+                        m.state,
+                        m.digest,
+                        m.line,
+                        # A told (digested) message counts as sent for housekeeping.
+                        now if m.state == "digested" else None,
                     )
                     for m in rec.messages
                     if m.key not in existing
@@ -1249,14 +1324,15 @@ class Store:
             # Rows an operator dropped (sent_at: when) go like sent ones; failed rows stay
             # until an operator retries or drops them.
             sent_deleted = conn.execute(
-                "DELETE FROM outbox WHERE state IN ('sent', 'dropped') AND sent_at < ?"
+                "DELETE FROM outbox WHERE state IN ('sent', 'dropped', 'digested') AND sent_at < ?"
                 " AND (event != 'new'"
                 " OR NOT EXISTS (SELECT 1 FROM matches m WHERE m.source = outbox.source"
                 " AND m.listing_id = outbox.listing_id))",
                 (cutoff,),
             ).rowcount
             compacted = conn.execute(
-                "UPDATE outbox SET body = '', properties = '{}' WHERE state = 'sent'"
+                "UPDATE outbox SET body = '', properties = '{}', line = ''"
+                " WHERE state IN ('sent', 'digested')"
                 " AND sent_at < ? AND body != ''",
                 (cutoff,),
             ).rowcount

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from listingbot.digests import DigestItem, build_digest, digest_key, item_line
-from listingbot.messages import MESSAGE_MAX_CHARS, message_fields
+from listingbot.digests import DigestItem, build_digest, digest_key
+from listingbot.messages import MESSAGE_MAX_CHARS, item_line, message_fields
 from listingbot.models import EventType, Price
 from tests.factories import listing
 
