@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from listingbot.config import KatoFilters, KotohomesFilters, Subscription
-from listingbot.config import _message as _config_message  # the YAML's own wording
+from listingbot.config import error_message as _config_message  # the YAML's own wording
 from listingbot.messages import sanitize
 from listingbot.models import SOURCES, Source
 
@@ -490,7 +490,7 @@ def _refusal(
         where, text, _ = error["ctx"]["problems"][0]
         loc, reason = (*loc, *where), text
     else:
-        reason = _config_message(error, {"subscriptions": [raw]}, False)
+        reason = _config_message(error, {"subscriptions": [raw]})
     if loc[:1] == ("name",):
         return f"That name does not work: {reason}."
     key = next((str(part) for part in loc[1:2]), None)
