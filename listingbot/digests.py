@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from listingbot.messages import ELLIPSIS, MESSAGE_MAX_CHARS, sanitize
+from listingbot.messages import MESSAGE_MAX_CHARS
+from listingbot.text import ELLIPSIS, sanitize
 
 if TYPE_CHECKING:
     from listingbot.config import Subscription

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from listingbot.config import LocalFilters
 from listingbot.models import Listing, Price, PriceUnit
-from listingbot.normalize import slug
+from listingbot.text import slug
 
 __all__ = ["SQFT_PER_SQM", "MatchIndex", "local_match", "rent_per_sqft"]
 

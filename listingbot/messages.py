@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from listingbot.models import EventType, Listing, Price, PriceUnit
 from listingbot.templates import DEFAULT_TEMPLATE, EVENT_HEADLINES, Template, cached_template
+from listingbot.text import cap_message, sanitize
 
 if TYPE_CHECKING:
     from listingbot.config import Subscription
@@ -53,7 +54,6 @@ _NAME_MAX_CHARS: Final = 60
 _ADDRESS_MAX_CHARS: Final = 200
 _URL_MAX_CHARS: Final = 300
 
-ELLIPSIS: Final = "…"
 _ON_APPLICATION: Final = "on application"
 ARROW: Final = "→"
 EN_DASH: Final = "\u2013"  # ranges: 2,000-4,500 typeset with an en dash
@@ -78,73 +78,8 @@ _UNIT_SUFFIX: Final[dict[PriceUnit, str]] = {
 # Rents per area are small numbers quoted to the penny ("£45.00 per sq ft").
 _AREA_UNITS: Final = frozenset({PriceUnit.PER_SQFT, PriceUnit.PER_SQM})
 
-# Removed outright: bidi embeddings/overrides/isolates (they can make text read backwards
-# or hide part of it), invisible zero-width spaces and BOMs (they can split a "<@" so
-# the check below misses it). ZWJ/ZWNJ stay: emoji sequences and Persian text need them.
-_INVISIBLE: Final = frozenset(
-    [chr(c) for c in range(0x202A, 0x202F)]
-    + [chr(c) for c in range(0x2066, 0x206A)]
-    + ["\u200b", "\u2060", "\ufeff"]
-)
-_LINE_BREAKS: Final = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
-# The mention syntax is "<" directly followed by "@" or "#". Replacing that "<" with the
-# look-alike U+2039 keeps the text readable while no parser can take it for a mention; a
-# zero-width character would also work, but some clients strip those, and copy-pasting
-# the text would bring the mention back.
-_MENTION_START: Final = re.compile(r"<(?=[@#])")
-_MENTION_SAFE_LT: Final = "\u2039"  # single left-pointing angle quotation mark
 _CURRENCY_CODE: Final = re.compile(r"[A-Z]{3}")
 _URL_FORBIDDEN: Final = frozenset('<>"\\ `{}|^')
-
-
-def sanitize(text: str, *, max_len: int | None = None, multiline: bool = False) -> str:
-    """Make listing-derived text safe and tidy for a chat message.
-
-    Drops control characters (C0, DEL, C1), bidi controls, zero-width spaces and lone
-    surrogates; collapses whitespace runs to one space (with ``multiline``, line breaks
-    survive as single ``\\n`` and blank lines go); neutralizes ``<@…>`` / ``<#…>``
-    mention syntax; and cuts to ``max_len`` characters, ellipsis included, at a word
-    boundary when there is one nearby.
-    """
-    chars: list[str] = []
-    for ch in text.replace("\r\n", "\n"):
-        if ch in _LINE_BREAKS:
-            chars.append("\n" if multiline else " ")
-        elif ch.isspace():
-            chars.append(" ")
-        elif ch in _INVISIBLE or _is_control(ch):
-            continue
-        else:
-            chars.append(ch)
-    lines = (" ".join(line.split()) for line in "".join(chars).split("\n"))
-    cleaned = "\n".join(line for line in lines if line)
-    cleaned = _MENTION_START.sub(_MENTION_SAFE_LT, cleaned)
-    return cleaned if max_len is None else _truncate(cleaned, max_len)
-
-
-def _is_control(ch: str) -> bool:
-    code = ord(ch)
-    return (
-        code < 0x20
-        or 0x7F <= code <= 0x9F
-        # Lone surrogates (from "\\ud800" in bad JSON) cannot be encoded as UTF-8 and
-        # would make the send itself fail.
-        or 0xD800 <= code <= 0xDFFF
-    )
-
-
-def _truncate(text: str, max_len: int) -> str:
-    if len(text) <= max_len:
-        return text
-    if max_len <= 0:
-        return ""
-    cut = text[: max_len - 1]
-    boundary = max(cut.rfind(" "), cut.rfind("\n"))
-    # Only back up to a word boundary when it costs little; a long URL-like token would
-    # otherwise leave almost nothing.
-    if boundary >= (max_len * 2) // 3:
-        cut = cut[:boundary]
-    return cut.rstrip(" \n,;:.-\u2013\u2014") + ELLIPSIS
 
 
 def format_price(price: Price | None) -> str:
@@ -361,8 +296,8 @@ def fill(template: Template, values: Mapping[str, str]) -> str:
     if url and url in lines:
         rest = "\n".join(line for line in lines if line != url)
         room = MESSAGE_MAX_CHARS - len(url) - 1
-        return _clean("\n".join(part for part in (_truncate(rest, room), url) if part))
-    return _clean(_truncate(body, MESSAGE_MAX_CHARS))
+        return _clean("\n".join(part for part in (cap_message(rest, room), url) if part))
+    return _clean(cap_message(body, MESSAGE_MAX_CHARS))
 
 
 def _clean(text: str) -> str:

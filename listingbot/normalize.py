@@ -13,8 +13,9 @@ and counts that.
 The readers take the forms both APIs use (Kato's is PHP/Laravel): ``[]`` is an empty
 object, booleans arrive as ``0``/``1``/``"1"``, money as ``"£45.00 psf"``.
 
-Text is cleaned here (control characters, bidi overrides, invalid surrogates, runs of
-whitespace, length caps); neutralizing chat mention syntax is the message renderer's job.
+Text is cleaned here with :mod:`listingbot.text` (control characters, bidi overrides,
+invalid surrogates, runs of whitespace, length caps); neutralizing chat mention syntax is
+the message renderer's job.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 from pydantic import ValidationError
 
 from listingbot.models import Listing
+from listingbot.text import cap, clean
 
 MAX_MONEY = 1e10
 SUMMARY_MAX_CHARS = 600
@@ -41,13 +43,10 @@ URL_MAX_CHARS = 2048
 RAW_TEXT_MAX_CHARS = 10_000
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
 
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_LINE_BREAKS = str.maketrans({"\r": "\n", "\u2028": "\n", "\u2029": "\n", "\t": " "})
 _CURRENCY_SYMBOLS = {"£": "GBP", "$": "USD", "€": "EUR"}
 _AMOUNT = re.compile(r"-?\d+(?:\.\d+)?")
 _HTML_BREAK = re.compile(r"<\s*(?:br|/p|/div|/li|/h[1-6]|/tr)\b[^<>]*>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>")
-_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 FIGURE = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 _UNIT_DIGITS = re.compile(r"(?i)(?:ft|m)[2²]")
 _LETTERS = re.compile(r"[A-Za-z0-9]")
@@ -94,50 +93,9 @@ class MalformedRecord(ValueError):
 # --- text ----------------------------------------------------------------------------------
 
 
-def clean_text(text: str, *, multiline: bool = False) -> str:
-    """``text`` without control characters, bidi overrides or invalid surrogates.
-
-    Single-line text has every run of whitespace collapsed to one space; multi-line text
-    keeps line breaks (at most one blank line in a row) and collapses spaces within lines.
-    """
-    if text.isascii() and text.isprintable():
-        # The common case, and a hot path (every text field of every changed record):
-        # printable ASCII holds no control, bidi, surrogate or line-break character, so
-        # only whitespace needs collapsing, in both modes. Same result, about 2x faster.
-        return " ".join(text.split())
-    # Lone surrogates (from JSON like "\\ud800") cannot even be encoded to UTF-8 for SQLite.
-    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    text = text.replace("\r\n", "\n").translate(_LINE_BREAKS)
-    text = "".join(
-        ch
-        for ch in text
-        if ch == "\n" or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
-    )
-    if not multiline:
-        return " ".join(text.split())
-    lines = [" ".join(line.split()) for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def cap(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, at a word boundary, with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    boundary = max(cut.rfind(" "), cut.rfind("\n"))
-    if boundary >= limit * 0.6:
-        cut = cut[:boundary]
-    return cut.rstrip(" \n,;:-") + "…"
-
-
 def html_to_text(text: str) -> str:
     """Kato marketing text is HTML: tags out, breaks kept, entities decoded."""
     return html.unescape(_HTML_TAG.sub("", _HTML_BREAK.sub("\n", text)))
-
-
-def slug(text: str) -> str:
-    """``"Under Offer"`` -> ``"under_offer"``."""
-    return _SLUG_JUNK.sub("_", clean_text(text).lower()).strip("_")
 
 
 def short(value: Any) -> str:
@@ -202,7 +160,7 @@ class FieldReader:
         if not isinstance(value, str):
             self.fail(name, f"expected text, got {type(value).__name__}")
         # Every cap is far below this; cleaning a 100 kB description whole is wasted work.
-        cleaned = clean_text(value[:RAW_TEXT_MAX_CHARS], multiline=multiline)
+        cleaned = clean(value[:RAW_TEXT_MAX_CHARS], multiline=multiline)
         if not multiline:
             cleaned = cap(cleaned, FIELD_MAX_CHARS)
         return cleaned or None
@@ -214,7 +172,7 @@ class FieldReader:
             return None
         if not isinstance(value, str):
             self.fail(name, f"expected a URL, got {type(value).__name__}")
-        url = clean_text(value)
+        url = clean(value)
         if (
             not url.lower().startswith(("http://", "https://"))
             or " " in url

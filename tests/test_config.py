@@ -894,8 +894,8 @@ def test_office_retail_is_one_slug_in_config_normalization_and_matching() -> Non
     """`property_types: [Office/Retail]` matches a Kato listing typed "Office/Retail": the
     config, the normalizer and the matcher share one slug function."""
     from listingbot.matching import local_match  # noqa: PLC0415 - this test only
-    from listingbot.normalize import slug  # noqa: PLC0415
     from listingbot.sources.kato import normalize_kato  # noqa: PLC0415
+    from listingbot.text import slug  # noqa: PLC0415
 
     config = parse(with_filters("{property_types: [Office/Retail]}", source="kato"))
     filters = config.subscriptions[0].local

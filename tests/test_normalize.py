@@ -16,10 +16,10 @@ from listingbot.normalize import (
     TITLE_MAX_CHARS,
     FieldProblem,
     MalformedRecord,
-    clean_text,
 )
 from listingbot.sources.kato import normalize_kato
 from listingbot.sources.kotohomes import normalize_kotohomes
+from listingbot.text import clean as clean_text
 
 # The example record of the Kotohomes seed, verbatim.
 SEED_RECORD: dict[str, Any] = {

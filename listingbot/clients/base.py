@@ -34,6 +34,7 @@ from listingbot.errors import (
 )
 from listingbot.ratelimit import SlidingWindowLimiter
 from listingbot.redact import SECRET_PARAMS, redact_text, redact_url
+from listingbot.text import cap
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -209,10 +210,6 @@ def error_hint(body: bytes) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
-def _cap(text: str, limit: int = HINT_MAX_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 class ApiClient:
     """Sends requests to one API and turns every outcome into a value or a listingbot error.
 
@@ -361,7 +358,9 @@ class ApiClient:
             status = outcome.status
             if 200 <= status < 300:
                 return self._decode(shown, outcome, expect)
-            hint = _cap(self.redact(error_hint(outcome.body)))
+            hint = cap(
+                self.redact(error_hint(outcome.body)), HINT_MAX_CHARS, word_share=None, trim=None
+            )
             message = f"{shown} -> HTTP {status}" + (f": {hint}" if hint else "")
 
             if status == 401 and self._auth is not None and not replayed_401:

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from listingbot.config import KatoFilters, KotohomesFilters, Subscription
 from listingbot.config import error_message as _config_message  # the YAML's own wording
-from listingbot.messages import sanitize
 from listingbot.models import SOURCES, Source
+from listingbot.text import sanitize
 
 __all__ = [
     "ALIASES",

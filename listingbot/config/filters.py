@@ -17,7 +17,7 @@ from pydantic import (
 
 from listingbot.config._errors import Problems, num, problem
 from listingbot.config._types import Float, Model, NonNegFloat, NonNegInt, PosFloat
-from listingbot.normalize import slug
+from listingbot.text import slug
 
 # The documented values of Kotohomes' property_types filter (later docs).
 KOTOHOMES_PROPERTY_TYPES: frozenset[str] = frozenset(

@@ -24,18 +24,16 @@ from listingbot.normalize import (
     FieldReader,
     MalformedRecord,
     build_listing,
-    cap,
     capitalized,
-    clean_text,
     html_to_text,
     read_record_id,
     short,
-    slug,
     summary,
     words,
 )
 from listingbot.records import Cursor
 from listingbot.sources.base import Fetched, Query, Read
+from listingbot.text import cap, clean, slug
 
 if TYPE_CHECKING:
     import aiohttp
@@ -198,7 +196,7 @@ def _kato_title(
     else:
         kind = capitalized(words(property_types[0])) if property_types else "Availability"
         title = f"{kind} in {town}" if town else f"{kind} {record_id}"
-    return cap(clean_text(title), TITLE_MAX_CHARS)
+    return cap(clean(title), TITLE_MAX_CHARS)
 
 
 KATO_URL_FIELDS = ("id", "reference_number", "external_ref")

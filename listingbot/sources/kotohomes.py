@@ -22,17 +22,15 @@ from listingbot.normalize import (
     FieldReader,
     MalformedRecord,
     build_listing,
-    cap,
     capitalized,
-    clean_text,
     read_record_id,
     short,
-    slug,
     summary,
     words,
 )
 from listingbot.records import Cursor
 from listingbot.sources.base import Fetched, Query, Read
+from listingbot.text import cap, clean, slug
 
 if TYPE_CHECKING:
     import aiohttp
@@ -274,7 +272,7 @@ def _kotohomes_title(
         head += " for rent"
     place = ", ".join(part for part in (city, state) if part) or street
     title = f"{head} in {place}" if place else f"{head} {record_id}"
-    return cap(capitalized(clean_text(title)), TITLE_MAX_CHARS)
+    return cap(capitalized(clean(title)), TITLE_MAX_CHARS)
 
 
 def _kotohomes_agent(r: FieldReader, raw: Mapping[str, Any]) -> str | None:
