@@ -124,6 +124,12 @@ def messages(sims: SimStack, channel: int) -> list[dict[str, Any]]:
     return list(sims.chatkitty.messages.get(channel, []))
 
 
+def sample(app: App, name: str, **labels: str) -> float:
+    """A sample of the app's metrics as /metrics shows it (``name`` with its ``_total``),
+    read through prometheus-client's public API; 0 for a label set never counted."""
+    return app.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
 def meta(message: dict[str, Any]) -> dict[str, Any]:
     props = message["properties"]
     assert isinstance(props, dict)

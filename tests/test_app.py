@@ -11,7 +11,17 @@ from listingbot.app import App
 from listingbot.clock import FakeClock
 from listingbot.sim import SimStack
 from listingbot.store import Store
-from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running, zips
+from tests.harness import (
+    LogCapture,
+    config_text,
+    load,
+    make_sims,
+    messages,
+    meta,
+    running,
+    sample,
+    zips,
+)
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
 
@@ -217,7 +227,7 @@ async def once_against_a_throttling_kato(
         )
         async with running(load(tmp_path, text), clock) as app:
             assert await app.once()
-            waited = app.metrics.rate_wait_seconds.labels("kato")._value.get()
+            waited = sample(app, "listingbot_rate_limit_wait_seconds_total", api="kato")
         return [r.status for r in sims.kato.requests], waited
 
 
@@ -263,8 +273,10 @@ async def test_a_malformed_field_costs_the_field_not_the_record(
         odd = sims.market.add_kotohomes(state="NY", bedrooms="three", price=300_000)
         good = sims.market.add_kotohomes(state="NY", price=310_000)
         assert await app.once()
-        skipped = app.metrics.records_skipped.labels("kotohomes")._value.get()
-        dropped = app.metrics.fields_dropped.labels("kotohomes", "bedrooms")._value.get()
+        skipped = sample(app, "listingbot_records_skipped_total", source="kotohomes")
+        dropped = sample(
+            app, "listingbot_record_fields_dropped_total", source="kotohomes", field="bedrooms"
+        )
     posted = {meta(m)["listing_id"]: m for m in messages(sims, 702)}
     assert sorted(posted) == sorted([odd["id"], good["id"]])
     assert "three" not in posted[odd["id"]]["body"]
@@ -284,7 +296,7 @@ async def test_ambiguous_send_failure_is_reconciled_without_a_duplicate(
         assert await app.once()
         assert app.store is not None
         rows = app.store.all_rows_sync()
-        found = app.metrics.messages_reconciled.labels("already_sent")._value.get()
+        found = sample(app, "listingbot_messages_reconciled_total", result="already_sent")
     assert len(messages(sims, 702)) == 1
     assert [r.state for r in rows] == ["sent"]
     assert found == 1

@@ -17,7 +17,7 @@ from listingbot import cli
 from listingbot.clock import FakeClock
 from listingbot.logs import configure_logging
 from listingbot.sim import SimStack
-from tests.harness import SECRETS, LogCapture, config_text, load, running, write_config
+from tests.harness import SECRETS, LogCapture, config_text, load, running, sample, write_config
 
 UK_BASE = """\
 - name: uk-base
@@ -94,7 +94,7 @@ async def test_a_bad_record_is_warned_about_once_an_hour_and_counted_every_time(
         for advance in (0, 600, 3000):  # two polls within the hour, one after it
             clock.advance(advance)
             await app.once()
-            counted.append(app.metrics.records_skipped.labels("kato")._value.get())
+            counted.append(sample(app, "listingbot_records_skipped_total", source="kato"))
     warned = Counter(
         e["record_id"] for e in json_lines(logs.getvalue()) if e["event"] == "record_skipped"
     )

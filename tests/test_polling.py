@@ -23,7 +23,17 @@ from listingbot.polling import FETCH_AHEAD, PRUNE_EVERY, Poller, prune_due
 from listingbot.sim import SimStack
 from listingbot.sim.market import iso_ms
 from listingbot.store import Store
-from tests.harness import LogCapture, config_text, load, make_sims, messages, meta, running, zips
+from tests.harness import (
+    LogCapture,
+    config_text,
+    load,
+    make_sims,
+    messages,
+    meta,
+    running,
+    sample,
+    zips,
+)
 
 UK_SUB = """\
 - name: uk-all
@@ -507,7 +517,7 @@ async def test_an_event_whose_key_is_already_queued_is_counted_and_logged(
         told = len(messages(sims, 704))
         await app.reload(v2)
         outcome = await app.poll("kato")
-        counted = app.metrics.events_deduplicated.labels("kato")._value.get()
+        counted = sample(app, "listingbot_events_deduplicated_total", source="kato")
     assert outcome.events == told > 0
     assert outcome.queued == 0
     assert counted == told
