@@ -1,5 +1,9 @@
-"""Time as a collaborator: the service never calls ``datetime.now()`` or ``asyncio.sleep``
-directly, so tests can drive time without waiting for it."""
+"""Time as a collaborator: the running service never calls ``datetime.now()`` or
+``asyncio.sleep`` directly, so tests can drive time without waiting for it.
+
+The one exception is on purpose: the one-shot operator commands in ``status.py`` (``status``,
+``outbox list``) read the wall clock to say how long ago something happened; they run
+outside the service, and nothing they print feeds back into it."""
 
 from __future__ import annotations
 

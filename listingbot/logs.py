@@ -7,8 +7,9 @@ it is. Every event passes through a redaction step that replaces registered secr
 
 The secret registry is module-level on purpose: logging is process-global, and a secret
 must be redacted from every log line whichever component emits it, including third-party
-libraries logging through stdlib ``logging``. Components that hold a secret call
-:func:`register_secret` once when they receive it.
+libraries logging through stdlib ``logging``. The CLI registers every secret of the
+configuration (:func:`register_secret`) right after loading it and after each reload;
+the components that hold a secret do not register it themselves.
 """
 
 from __future__ import annotations
