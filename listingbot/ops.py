@@ -18,13 +18,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from listingbot.app import App
-from listingbot.config import OpsConfig, load_config
+from listingbot.config import OpsConfig, load_config, raw_key
 from listingbot.errors import ConfigError, ListingBotError
 
 DEFAULT_LISTEN = OpsConfig().listen
@@ -118,14 +117,9 @@ def listen_address(path: Path) -> str | None:
     except ConfigError as err:
         full_error = err
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-        ops = data.get("ops") if isinstance(data, dict) else None
-        if ops is None:
-            return DEFAULT_LISTEN
-        if not isinstance(ops, dict):
-            raise full_error
-        return OpsConfig.model_validate({"listen": ops.get("listen", DEFAULT_LISTEN)}).listen
-    except (OSError, ValueError, yaml.YAMLError, ValidationError):
+        listen = raw_key(path, "ops", "listen", DEFAULT_LISTEN)
+        return OpsConfig.model_validate({"listen": listen}).listen
+    except (ConfigError, ValidationError):
         raise full_error from None
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from listingbot.config import Config, StateConfig, load_config
+from listingbot.config import Config, StateConfig, load_config, raw_key
 from listingbot.errors import ConfigError, StoreError
 from listingbot.models import SOURCES
 from listingbot.store import OUTBOX_STATES, PROBLEM_CHANNEL, QUIET_STATES, Store
@@ -28,15 +27,13 @@ def state_path(config_file: Path) -> Path:
     except ConfigError as err:
         full_error = err
     try:
-        data = yaml.safe_load(config_file.read_text(encoding="utf-8-sig"))
-        state = data.get("state") if isinstance(data, dict) else None
-        raw = state.get("path") if isinstance(state, dict) else None
+        raw = raw_key(config_file, "state", "path")
         if not isinstance(raw, str) or "$" in raw:
             raise full_error
         checked = StateConfig.model_validate(
             {"path": raw}, context={"base_dir": config_file.parent}
         )
-    except (OSError, ValueError, yaml.YAMLError, ValidationError):
+    except (ConfigError, ValidationError):
         raise full_error from None
     return checked.path
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from listingbot.config._env import MAX_NODES, interpolate, is_tainted
 from listingbot.config._errors import config_error, error_lines, message
 from listingbot.config._types import parse_interval
-from listingbot.config._yaml import load_yaml
+from listingbot.config._yaml import load_yaml, raw_key
 from listingbot.config.filters import (
     KATO_PROPERTY_TYPES,
     KATO_STATUSES,
@@ -70,6 +70,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_interval",
+    "raw_key",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -56,3 +57,24 @@ def load_yaml(text: str) -> Any:
         raise ConfigError(f"YAML syntax error{where}: {what}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"YAML error: {type(err).__name__}") from None
+
+
+def raw_key(path: Path, section: str, key: str, default: Any = None) -> Any:
+    """``section.key`` as written in the YAML file at ``path``, not validated.
+
+    For the commands that need one key when the whole file no longer validates (its
+    secrets are not in this shell's environment, or an edit broke another key): the
+    state file of ``status``, the listen address of ``healthcheck``. ``default`` when the
+    section is absent or null or the key is absent; ``ConfigError`` when the file cannot
+    be read or parsed, or the section is not a mapping.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read {section}.{key} ({type(err).__name__})") from None
+    part = data.get(section) if isinstance(data, dict) else None
+    if part is None:
+        return default
+    if not isinstance(part, dict):
+        raise ConfigError(f"{path}: {section} is not a mapping")
+    return part.get(key, default)
