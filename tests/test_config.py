@@ -103,8 +103,8 @@ def test_example_config_loads(shipped: Path) -> None:
     assert config.sources.kotohomes is not None
     assert config.sources.kato is not None
     assert config.sources.kato.poll_interval == timedelta(minutes=10)
-    assert len(config.subscriptions_for("kotohomes")) >= 1
-    assert any(not s.local.is_empty() for s in config.subscriptions_for("kato"))
+    assert any(s.source == "kotohomes" for s in config.subscriptions)
+    assert any(s.source == "kato" and not s.local.is_empty() for s in config.subscriptions)
 
 
 @pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: p.name)
@@ -143,13 +143,6 @@ def test_defaults_fill_optional_sections() -> None:
     sub = config.subscriptions[0]
     assert sub.notify == frozenset(EventType)
     assert sub.first_run == "baseline"
-
-
-def test_subscriptions_for_selects_by_source() -> None:
-    """subscriptions_for returns the subscriptions of one source, in file order."""
-    config = parse()
-    assert [s.name for s in config.subscriptions_for("kotohomes")] == ["nyc-homes"]
-    assert [s.name for s in config.subscriptions_for("kato")] == ["city-offices"]
 
 
 # --------------------------------------------------------------------------- interpolation

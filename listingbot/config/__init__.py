@@ -32,6 +32,7 @@ from listingbot.config.filters import (
     LocalFilters,
 )
 from listingbot.config.settings import (
+    KATO_URL_FIELDS,
     ChatKittyConfig,
     Config,
     DeliveryConfig,
@@ -50,6 +51,7 @@ from listingbot.errors import ConfigError
 __all__ = [
     "KATO_PROPERTY_TYPES",
     "KATO_STATUSES",
+    "KATO_URL_FIELDS",
     "KOTOHOMES_PROPERTY_TYPES",
     "US_STATE_CODES",
     "ChatKittyConfig",

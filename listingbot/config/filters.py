@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable
-from functools import cached_property
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterable, Mapping
+from functools import cache, cached_property
+from typing import Annotated, Any, ClassVar, Literal, Self, get_origin
 
 from pydantic import (
     BaseModel,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -53,52 +54,6 @@ def _casefold_unique(values: Iterable[str]) -> tuple[str, ...]:
 
 def _postcode(value: str) -> str:
     return "".join(value.split()).upper()
-
-
-class LocalFilters(Model):
-    """Filters listingbot applies itself to normalized listings (both sources).
-
-    Values are stored normalized (keywords case-folded, postcode prefixes upper-case
-    without spaces, types as slugs, all sorted and unique) so that matching is a plain
-    comparison and equal filters compare and hash equal.
-    """
-
-    keywords_any: tuple[str, ...] = ()
-    keywords_none: tuple[str, ...] = ()
-    property_types: tuple[str, ...] = ()
-    size_min: float | None = None
-    size_max: float | None = None
-    rent_max: float | None = None
-    postcode_prefixes: tuple[str, ...] = ()
-    to_let: bool | None = None
-    for_sale: bool | None = None
-
-    @field_validator("keywords_any", "keywords_none")
-    @classmethod
-    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _casefold_unique(value)
-
-    @field_validator("property_types")
-    @classmethod
-    def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # The one slug normalization gives listings, so "Office/Retail" finds them.
-        return tuple(sorted({slug(v) for v in value if slug(v)}))
-
-    @field_validator("postcode_prefixes")
-    @classmethod
-    def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(sorted({_postcode(v) for v in value if v.strip()}))
-
-    def is_empty(self) -> bool:
-        """True when these filters let every listing through."""
-        return self == _NO_LOCAL_FILTERS
-
-    @cached_property
-    def property_type_set(self) -> frozenset[str]:
-        return frozenset(self.property_types)
-
-
-_NO_LOCAL_FILTERS = LocalFilters()
 
 
 def _as_list(value: Any) -> Any:
@@ -249,8 +204,133 @@ def _params(model: BaseModel, names: Iterable[str]) -> tuple[tuple[str, str], ..
     return tuple(sorted(pairs))
 
 
-class KotohomesFilters(Model):
+class Filters(Model):
+    """What every ``filters:`` model shares: the one place for list coercion, range checks
+    and query parameters.
+
+    - Every list field (``tuple[str, ...]``) also takes a bare value (a one-item list) or
+      null (an empty one), and numbers in it are strings (ZIP codes written unquoted).
+    - ``item_checks`` names, per list field, the check and normalization of each item;
+      every bad item is reported by its index.
+    - ``ranges`` names the ``<stem>_min``/``<stem>_max`` pairs: ``_max`` must be >= ``_min``.
+      A source's other rules (``more_rules``) are reported in the same breath.
+    - ``upstream_params()`` are the canonical, sorted ``(name, value)`` query pairs of
+      ``upstream_names()``; ``warnings()`` what is valid but probably not meant.
+    """
+
+    item_checks: ClassVar[Mapping[str, Callable[[str], str]]] = {}
+    ranges: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return {k: _as_list(v) if k in _list_fields(cls) else v for k, v in data.items()}
+
+    @field_validator("*")
+    @classmethod
+    def _items(cls, value: Any, info: ValidationInfo) -> Any:
+        check = cls.item_checks.get(info.field_name or "")
+        return value if check is None else _check_items(value, check)
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        problems = Problems()
+        for stem in self.ranges:
+            _check_range(problems, self, f"{stem}_min", f"{stem}_max")
+        self.more_rules(problems)
+        problems.raise_if_any()
+        return self
+
+    def more_rules(self, problems: Problems) -> None:
+        """Rules across fields beyond the ranges (a source's own), added to ``problems``."""
+
+    @classmethod
+    def upstream_names(cls) -> tuple[str, ...]:
+        """The fields sent upstream as query parameters."""
+        return ()
+
+    def upstream_params(self) -> tuple[tuple[str, str], ...]:
+        """Canonical ``(name, value)`` pairs sent upstream (names without ``[]``)."""
+        return self._upstream
+
+    @cached_property
+    def _upstream(self) -> tuple[tuple[str, str], ...]:
+        return _params(self, self.upstream_names())
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """``(key path below filters, text)`` of what is valid but probably not meant."""
+        return []
+
+
+@cache
+def _list_fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name for name, f in model.model_fields.items() if get_origin(f.annotation) is tuple
+    )
+
+
+class LocalFilters(Filters):
+    """Filters listingbot applies itself to normalized listings (both sources).
+
+    Values are stored normalized (keywords case-folded, postcode prefixes upper-case
+    without spaces, types as slugs, all sorted and unique) so that matching is a plain
+    comparison and equal filters compare and hash equal.
+    """
+
+    keywords_any: tuple[str, ...] = ()
+    keywords_none: tuple[str, ...] = ()
+    property_types: tuple[str, ...] = ()
+    size_min: float | None = None
+    size_max: float | None = None
+    rent_max: float | None = None
+    postcode_prefixes: tuple[str, ...] = ()
+    to_let: bool | None = None
+    for_sale: bool | None = None
+
+    @field_validator("keywords_any", "keywords_none")
+    @classmethod
+    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _casefold_unique(value)
+
+    @field_validator("property_types")
+    @classmethod
+    def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # The one slug normalization gives listings, so "Office/Retail" finds them.
+        return tuple(sorted({slug(v) for v in value if slug(v)}))
+
+    @field_validator("postcode_prefixes")
+    @classmethod
+    def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted({_postcode(v) for v in value if v.strip()}))
+
+    def is_empty(self) -> bool:
+        """True when these filters let every listing through."""
+        return self == _NO_LOCAL_FILTERS
+
+    @cached_property
+    def property_type_set(self) -> frozenset[str]:
+        return frozenset(self.property_types)
+
+
+_NO_LOCAL_FILTERS = LocalFilters()
+
+
+class KotohomesFilters(Filters):
     """Kotohomes query parameters (sent upstream) plus the keyword filters (local)."""
+
+    item_checks: ClassVar[Mapping[str, Callable[[str], str]]] = {
+        "mls_numbers": _nonempty_item,
+        "keywords_any": _keyword,
+        "keywords_none": _keyword,
+        "states": _state,
+        "zip_codes": _zip,
+        "property_types": _kotohomes_type,
+    }
+    ranges: ClassVar[tuple[str, ...]] = (
+        *("price", "living_area", "year_built", "bedrooms", "bathrooms"),
+    )
 
     mls_numbers: tuple[str, ...] = ()
     property_types: tuple[str, ...] = ()
@@ -275,31 +355,6 @@ class KotohomesFilters(Model):
     keywords_any: tuple[str, ...] = ()
     keywords_none: tuple[str, ...] = ()
 
-    _to_list = field_validator(
-        "mls_numbers",
-        "property_types",
-        "states",
-        "zip_codes",
-        "keywords_any",
-        "keywords_none",
-        mode="before",
-    )(_as_list)
-
-    @field_validator("mls_numbers")
-    @classmethod
-    def _nonempty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _nonempty_item)
-
-    @field_validator("keywords_any", "keywords_none")
-    @classmethod
-    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _keyword)
-
-    @field_validator("states")
-    @classmethod
-    def _states(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _state)
-
     @field_validator("territory")
     @classmethod
     def _territory(cls, value: str | None) -> str | None:
@@ -313,21 +368,7 @@ class KotohomesFilters(Model):
             )
         return text
 
-    @field_validator("zip_codes")
-    @classmethod
-    def _zips(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _zip)
-
-    @field_validator("property_types")
-    @classmethod
-    def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _kotohomes_type)
-
-    @model_validator(mode="after")
-    def _rules(self) -> KotohomesFilters:
-        problems = Problems()
-        for stem in ("price", "living_area", "year_built", "bedrooms", "bathrooms"):
-            _check_range(problems, self, f"{stem}_min", f"{stem}_max")
+    def more_rules(self, problems: Problems) -> None:
         geo = {"latitude": self.latitude, "longitude": self.longitude, "radius": self.radius}
         given = [k for k, v in geo.items() if v is not None]
         if given and len(given) < 3:
@@ -344,25 +385,39 @@ class KotohomesFilters(Model):
                 "needs a geographic constraint: zip_codes, territory, mls_numbers, or "
                 "latitude + longitude + radius (Kotohomes rejects searches without one)",
             )
-        problems.raise_if_any()
-        return self
 
-    def upstream_params(self) -> tuple[tuple[str, str], ...]:
-        """Canonical ``(name, value)`` pairs sent to Kotohomes (names without ``[]``)."""
-        return self._upstream
+    @classmethod
+    def upstream_names(cls) -> tuple[str, ...]:
+        return tuple(n for n in cls.model_fields if n not in {"keywords_any", "keywords_none"})
 
-    @cached_property
-    def _upstream(self) -> tuple[tuple[str, str], ...]:
-        local = {"keywords_any", "keywords_none"}
-        return _params(self, (n for n in type(self).model_fields if n not in local))
+    def warnings(self) -> list[tuple[str, str]]:
+        geo = self.latitude is not None
+        if self.states and not (self.zip_codes or self.mls_numbers or self.territory or geo):
+            return [
+                (
+                    "",
+                    "today's Kotohomes API refuses a search by states alone (400); "
+                    "add zip_codes, territory, mls_numbers or latitude + longitude + radius",
+                )
+            ]
+        return []
 
     @cached_property
     def local(self) -> LocalFilters:
         return LocalFilters(keywords_any=self.keywords_any, keywords_none=self.keywords_none)
 
 
-class KatoFilters(Model):
+class KatoFilters(Filters):
     """Kato availability filters: three sent upstream, the rest applied locally."""
+
+    item_checks: ClassVar[Mapping[str, Callable[[str], str]]] = {
+        "keywords_any": _keyword,
+        "keywords_none": _keyword,
+        "status": _kato_known("status", KATO_STATUSES),
+        "property_types": _kato_known("property type", KATO_PROPERTY_TYPES),
+        "postcode_prefixes": _postcode_prefix,
+    }
+    ranges: ClassVar[tuple[str, ...]] = ("size",)
 
     status: tuple[str, ...] = ()
     published_to_website: bool | None = None
@@ -377,49 +432,27 @@ class KatoFilters(Model):
     to_let: bool | None = None
     for_sale: bool | None = None
 
-    _to_list = field_validator(
-        "status",
-        "keywords_any",
-        "keywords_none",
-        "property_types",
-        "postcode_prefixes",
-        mode="before",
-    )(_as_list)
-
-    @field_validator("keywords_any", "keywords_none")
     @classmethod
-    def _keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _keyword)
+    def upstream_names(cls) -> tuple[str, ...]:
+        return ("status", "published_to_website", "api_controlled")
 
-    @field_validator("status")
-    @classmethod
-    def _statuses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _kato_known("status", KATO_STATUSES))
-
-    @field_validator("property_types")
-    @classmethod
-    def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _kato_known("property type", KATO_PROPERTY_TYPES))
-
-    @field_validator("postcode_prefixes")
-    @classmethod
-    def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_items(value, _postcode_prefix)
-
-    @model_validator(mode="after")
-    def _rules(self) -> KatoFilters:
-        problems = Problems()
-        _check_range(problems, self, "size_min", "size_max")
-        problems.raise_if_any()
-        return self
-
-    def upstream_params(self) -> tuple[tuple[str, str], ...]:
-        """Canonical ``(name, value)`` pairs sent to Kato."""
-        return self._upstream
-
-    @cached_property
-    def _upstream(self) -> tuple[tuple[str, str], ...]:
-        return _params(self, ("status", "published_to_website", "api_controlled"))
+    def warnings(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for name, values, known in (
+            ("status", self.status, KATO_STATUSES),
+            ("property_types", self.property_types, KATO_PROPERTY_TYPES),
+        ):
+            for j, value in enumerate(values):
+                if value not in known:
+                    out.append(
+                        (
+                            f".{name}[{j}]",
+                            f"{value!r} is not a value listingbot knows "
+                            f"(known: {', '.join(known)}); Kato does not document the list, "
+                            "so check that your listings carry it",
+                        )
+                    )
+        return out
 
     @cached_property
     def local(self) -> LocalFilters:

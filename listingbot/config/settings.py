@@ -32,15 +32,12 @@ from listingbot.config._types import (
 )
 from listingbot.config.filters import (
     FILTERS_BY_SOURCE,
-    KATO_PROPERTY_TYPES,
-    KATO_STATUSES,
     RESERVED_FILTER_KEYS,
     KatoFilters,
     KotohomesFilters,
 )
 from listingbot.config.subscriptions import Subscription, cross_problems
 from listingbot.models import SOURCES, Source
-from listingbot.sources.kato import KATO_URL_FIELDS
 
 
 class StateConfig(Model):
@@ -131,6 +128,10 @@ class KotohomesConfig(Model):
         return secret_ok(value)
 
 
+# The placeholders of sources.kato.listing_url: Kato records carry no link of their own.
+KATO_URL_FIELDS: tuple[str, ...] = ("id", "reference_number", "external_ref")
+
+
 class KatoConfig(Model):
     """The Kato Client API (UK commercial availability)."""
 
@@ -197,7 +198,7 @@ class SourcesConfig(Model):
 
     @model_validator(mode="after")
     def _at_least_one(self) -> SourcesConfig:
-        if self.kotohomes is None and self.kato is None:
+        if not self.configured():
             raise problem("configure at least one source: kotohomes or kato")
         return self
 
@@ -312,39 +313,14 @@ class Config(Model):
         cross_problems(subs, set(self.sources.configured())).raise_if_any()
         return self
 
-    def subscriptions_for(self, source: Source) -> tuple[Subscription, ...]:
-        """The subscriptions that read from ``source``, in file order."""
-        return tuple(s for s in self.subscriptions if s.source == source)
-
 
 def config_warnings(config: Config) -> list[str]:
     """What is valid but probably not what was meant, by key path (``check-config``)."""
-    out: list[str] = []
-    for i, sub in enumerate(config.subscriptions):
-        where = f"subscriptions[{i}].filters"
-        filters = sub.filters
-        if isinstance(filters, KotohomesFilters):
-            geo = filters.latitude is not None
-            if filters.states and not (
-                filters.zip_codes or filters.mls_numbers or filters.territory or geo
-            ):
-                out.append(
-                    f"{where}: today's Kotohomes API refuses a search by states alone (400); "
-                    "add zip_codes, territory, mls_numbers or latitude + longitude + radius"
-                )
-            continue
-        for name, values, known in (
-            ("status", filters.status, KATO_STATUSES),
-            ("property_types", filters.property_types, KATO_PROPERTY_TYPES),
-        ):
-            for j, value in enumerate(values):
-                if value not in known:
-                    out.append(
-                        f"{where}.{name}[{j}]: {value!r} is not a value listingbot knows "
-                        f"(known: {', '.join(known)}); Kato does not document the list, so "
-                        "check that your listings carry it"
-                    )
-    return out
+    return [
+        f"subscriptions[{i}].filters{where}: {text}"
+        for i, sub in enumerate(config.subscriptions)
+        for where, text in sub.filters.warnings()
+    ]
 
 
 def _model_fields_at(loc: Loc, raw: Any) -> tuple[type[BaseModel] | None, str | None]:
@@ -393,9 +369,9 @@ def unknown_key(loc: Loc, raw: Any) -> str:
             return f"unknown key {key!r} - not a filter: {reason}"
         if key.endswith("[]") and key[:-2] in names:
             return f"unknown key {key!r}; write {key[:-2]!r} (listingbot adds the [] itself)"
-        other = "kato" if source == "kotohomes" else "kotohomes"
-        if key in FILTERS_BY_SOURCE[other].model_fields:
-            return f"unknown key {key!r} - a {other} filter, not a {source} one {allowed}"
+        for other, filters in FILTERS_BY_SOURCE.items():
+            if other != source and key in filters.model_fields:
+                return f"unknown key {key!r} - a {other} filter, not a {source} one {allowed}"
     close = difflib.get_close_matches(key, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown key {key!r}{hint} {allowed}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from listingbot.clients.kato import KatoClient
+from listingbot.config import KATO_URL_FIELDS
 from listingbot.models import Listing, Price, PriceUnit
 from listingbot.normalize import (
     FIGURE,
@@ -199,7 +200,6 @@ def _kato_title(
     return cap(clean(title), TITLE_MAX_CHARS)
 
 
-KATO_URL_FIELDS = ("id", "reference_number", "external_ref")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
