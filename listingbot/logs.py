@@ -17,16 +17,15 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Final, Literal, TextIO
-from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from listingbot.errors import ConfigError
+from listingbot.redact import Redactor
 
 __all__ = ["REDACTED", "Throttle", "configure_logging", "redact", "register_secret"]
 
@@ -53,9 +52,8 @@ _LEVELS: Final[dict[str, int]] = {
     "critical": logging.CRITICAL,
 }
 
-_secrets_lock = threading.Lock()
-_secrets: set[str] = set()
-_secret_pattern: re.Pattern[str] | None = None
+# Process-wide on purpose, see the module doc.
+_redactor = Redactor(mask=REDACTED, min_len=MIN_SECRET_LEN)
 
 
 def register_secret(value: str) -> None:
@@ -63,26 +61,12 @@ def register_secret(value: str) -> None:
 
     Values shorter than ``MIN_SECRET_LEN`` characters are ignored.
     """
-    global _secret_pattern  # noqa: PLW0603 - the registry is process-wide, see module doc
-    if len(value) < MIN_SECRET_LEN:
-        return
-    # A key sent in a query string shows up percent-encoded in logged URLs.
-    variants = {value, quote(value, safe=""), quote_plus(value)}
-    with _secrets_lock:
-        if variants <= _secrets:
-            return
-        _secrets.update(variants)
-        # Longest first, so a secret containing another one is replaced whole.
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _secret_pattern = re.compile("|".join(re.escape(s) for s in ordered))
+    _redactor.add(value)
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every registered secret replaced by ``REDACTED``."""
-    pattern = _secret_pattern
-    if pattern is None:
-        return text
-    return pattern.sub(REDACTED, text)
+    return _redactor.redact(text)
 
 
 def _redact_value(value: Any, pattern: re.Pattern[str]) -> Any:
@@ -103,7 +87,7 @@ def _redact_value(value: Any, pattern: re.Pattern[str]) -> Any:
 
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: redact registered secrets from every value of the event."""
-    pattern = _secret_pattern
+    pattern = _redactor.pattern
     if pattern is None:
         return event_dict
     return {

@@ -12,6 +12,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from listingbot.errors import ConfigError
+from listingbot.redact import redact_text
 
 Loc: TypeAlias = tuple[str | int, ...]
 
@@ -154,14 +155,6 @@ def error_lines(
     return lines
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    # Belt and braces: messages are built not to echo secrets; this catches the rest.
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
 def config_error(source: str, lines: list[str], secrets: Iterable[str] = ()) -> ConfigError:
     unique = list(dict.fromkeys(lines))
     extra = len(unique) - MAX_PROBLEMS
@@ -169,4 +162,5 @@ def config_error(source: str, lines: list[str], secrets: Iterable[str] = ()) -> 
     plural = "s" if len(unique) != 1 else ""
     body = "\n".join(f"  {line}" for line in shown)
     text = f"{source}: invalid configuration ({len(unique)} problem{plural}):\n{body}"
-    return ConfigError(redact(text, secrets))
+    # Belt and braces: messages are built not to echo secrets; this catches the rest.
+    return ConfigError(redact_text(text, secrets, min_len=4))
