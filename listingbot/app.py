@@ -37,9 +37,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from listingbot import sources
+from listingbot.clients.base import RequestObserver, new_session
 from listingbot.clients.chatkitty import Channel, ChatKittyClient
 from listingbot.clock import Clock, SystemClock
-from listingbot.config import Config, Subscription
+from listingbot.config import ChatKittyConfig, Config, Subscription
 from listingbot.delivery import Deliverer, DeliveryOutcome
 from listingbot.errors import ConfigError, ListingBotError
 from listingbot.metrics import Metrics
@@ -156,27 +157,9 @@ class App:
             wait_lock_s=self.wait_lock_s,
             sleep=self.clock.sleep,
         )
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None),
-            headers={"User-Agent": "listingbot/0.1 (+https://github.com/listingbot)"},
-        )
-        # aiohttp silently re-sends an idempotent request once when a kept-alive connection
-        # drops. That hidden retry bypasses the Kato limiter (Kato then sees more than
-        # requests_per_minute) and our own retry policy; listingbot retries dropped
-        # connections itself, through the limiter. There is no public switch: the attribute
-        # is private, and requirements.lock pins the aiohttp version it was checked against.
-        self.session._retry_connection = False
-        ck = cfg.chatkitty
-        self.chatkitty = ChatKittyClient(
-            api_url=ck.api_url,
-            path_prefix=ck.path_prefix,
-            token_url=ck.token_url,
-            client_id=ck.client_id,
-            client_secret=ck.client_secret,
-            session=self.session,
-            clock=self.clock,
-            timeout_s=ck.timeout_s,
-            observer=self.metrics,
+        self.session = new_session()
+        self.chatkitty = chatkitty_client(
+            cfg.chatkitty, session=self.session, clock=self.clock, observer=self.metrics
         )
         self.deliverer = Deliverer(
             self.store, self.chatkitty, self.clock, self.metrics, cfg.delivery, rng=self.rng
@@ -952,6 +935,27 @@ def match_channels(
             near = did_you_mean(sub.channel, by_name)
             held[sub.name] = f"{reason} (did you mean {near!r}?)" if near else reason
     return channels, held, unresolved
+
+
+def chatkitty_client(
+    config: ChatKittyConfig,
+    *,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    observer: RequestObserver | None = None,
+) -> ChatKittyClient:
+    """The ChatKitty client ``config`` describes (``run``, ``once`` and ``--online``)."""
+    return ChatKittyClient(
+        api_url=config.api_url,
+        path_prefix=config.path_prefix,
+        token_url=config.token_url,
+        client_id=config.client_id,
+        client_secret=config.client_secret,
+        session=session,
+        clock=clock,
+        timeout_s=config.timeout_s,
+        observer=observer,
+    )
 
 
 def did_you_mean(name: str, names: Iterable[str]) -> str | None:

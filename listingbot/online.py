@@ -7,13 +7,9 @@ quick, clear answer before ``run``, not a poll.
 
 from __future__ import annotations
 
-import aiohttp
-import yarl
-
-from listingbot.app import match_channels
-from listingbot.clients.auth import ClientCredentialsAuth
-from listingbot.clients.base import PreparedRequest
-from listingbot.clients.chatkitty import ChatKittyClient
+from listingbot.app import chatkitty_client, match_channels
+from listingbot.clients.base import new_session
+from listingbot.clients.kato import KatoClient
 from listingbot.clients.kotohomes import KotohomesClient
 from listingbot.clock import SystemClock
 from listingbot.config import Config
@@ -30,7 +26,7 @@ async def check_online(config: Config) -> int:
     clock = SystemClock()
     failed = False
     missing = False
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+    async with new_session() as session:
         k = config.sources.kotohomes
         if k is not None:
             client = KotohomesClient(
@@ -50,36 +46,25 @@ async def check_online(config: Config) -> int:
                 print("kotohomes: ok (API key accepted)")
         c = config.sources.kato
         if c is not None:
-            auth = ClientCredentialsAuth(
-                api="kato",
-                token_url=c.api_url.rstrip("/") + "/" + c.token_path.lstrip("/"),
+            kato = KatoClient(
+                base_url=c.api_url,
+                api_version=c.api_version,
                 client_id=c.client_id,
                 client_secret=c.client_secret,
                 session=session,
                 clock=clock,
-                style="form_body",
                 scope=c.scope,
-                default_lifetime_s=3600,
+                token_path=c.token_path,
                 timeout_s=c.timeout_s,
             )
             try:
-                await auth.apply(PreparedRequest("GET", yarl.URL(c.api_url)))
+                await kato.check_credentials()
             except ListingBotError as err:
                 failed = True
                 print(f"kato: FAILED: {err}")
             else:
                 print("kato: ok (client credentials accepted)")
-        ck = config.chatkitty
-        chat = ChatKittyClient(
-            api_url=ck.api_url,
-            path_prefix=ck.path_prefix,
-            token_url=ck.token_url,
-            client_id=ck.client_id,
-            client_secret=ck.client_secret,
-            session=session,
-            clock=clock,
-            timeout_s=ck.timeout_s,
-        )
+        chat = chatkitty_client(config.chatkitty, session=session, clock=clock)
         try:
             listing = await chat.list_channels()
         except ListingBotError as err:

@@ -3,6 +3,10 @@
 ``ClientCredentialsAuth`` caches its token until shortly before it expires and fetches a new
 one under an ``asyncio.Lock``, so many concurrent callers cause one token request; a 401
 drops the token that failed and the request path replays the call once.
+
+:func:`client_credentials_api` is the one place an API client is wired to OAuth client
+credentials (Kato and ChatKitty): the token requests share the API's session, limiter,
+observer, timeout and retry policy.
 """
 
 from __future__ import annotations
@@ -123,6 +127,10 @@ class ClientCredentialsAuth:
     def __repr__(self) -> str:
         return f"ClientCredentialsAuth(api={self.api!r}, token_url={self.token_url!r})"
 
+    async def ensure_token(self) -> None:
+        """Hold a valid token (fetching one if needed): the credentials check."""
+        await self._current_token()
+
     async def apply(self, request: PreparedRequest) -> None:
         token = await self._current_token()
         request.headers["Authorization"] = f"Bearer {token.value}"
@@ -202,3 +210,58 @@ class ClientCredentialsAuth:
         margin = min(self._early_s, lifetime * 0.05)
         # Counted from when the request was sent: the server's clock started no earlier.
         return _Token(access.strip(), requested_at + lifetime - margin)
+
+
+def client_credentials_api(
+    *,
+    api: str,
+    base_url: str,
+    token_url: str,
+    client_id: SecretStr,
+    client_secret: SecretStr,
+    style: Literal["form_body", "basic"],
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    token_lifetime_s: float,
+    scope: str | None = None,
+    refresh_early_s: float = 300.0,
+    limiter: SlidingWindowLimiter | None = None,
+    observer: RequestObserver | None = None,
+    timeout_s: float = 30.0,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> tuple[ApiClient, ClientCredentialsAuth]:
+    """An API client whose requests carry a client-credentials bearer token, and its auth.
+
+    The token endpoint is called through the same ``limiter`` (Kato counts token requests
+    against its rate limit), ``observer``, ``timeout_s`` and ``retry`` as the API itself.
+    ``token_lifetime_s`` is used when a token answer has no ``expires_in``. The auth is
+    returned too, for a credentials check (:meth:`ClientCredentialsAuth.ensure_token`).
+    """
+    auth = ClientCredentialsAuth(
+        api=api,
+        token_url=token_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        session=session,
+        clock=clock,
+        style=style,
+        scope=scope,
+        default_lifetime_s=token_lifetime_s,
+        early_s=refresh_early_s,
+        limiter=limiter,
+        observer=observer,
+        timeout_s=timeout_s,
+        retry=retry,
+    )
+    http = ApiClient(
+        api=api,
+        base_url=base_url,
+        session=session,
+        clock=clock,
+        auth=auth,
+        retry=retry,
+        timeout_s=timeout_s,
+        limiter=limiter,
+        observer=observer,
+    )
+    return http, auth

@@ -39,6 +39,7 @@ from listingbot.text import cap
 T = TypeVar("T", bound=BaseModel)
 
 HINT_MAX_CHARS = 300
+USER_AGENT = "listingbot/0.1 (+https://github.com/listingbot)"
 DEFAULT_HEADERS: Mapping[str, str] = {"Accept": "application/json"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
@@ -208,6 +209,22 @@ def error_hint(body: bytes) -> str:
     elif isinstance(doc, str):
         text = doc
     return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def new_session() -> aiohttp.ClientSession:
+    """The HTTP session the clients share: each request sets its own timeout, and a
+    dropped connection is retried by :meth:`ApiClient.request` only, never by aiohttp."""
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None), headers={"User-Agent": USER_AGENT}
+    )
+    # aiohttp silently re-sends an idempotent request once when a kept-alive connection
+    # drops. That hidden retry bypasses the Kato limiter (Kato then sees more than
+    # requests_per_minute) and our own retry policy. aiohttp 3.14 still has no public
+    # switch (its maintainers chose a private attribute, aio-libs/aiohttp#9141, and left
+    # #10790 asking for a public one closed), so this is the one place listingbot touches
+    # it; tests/clients/test_base.py fails when aiohttp renames it or stops retrying.
+    session._retry_connection = False
+    return session
 
 
 class ApiClient:

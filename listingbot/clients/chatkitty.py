@@ -18,8 +18,8 @@ import structlog
 import yarl
 from pydantic import SecretStr
 
-from listingbot.clients.auth import ClientCredentialsAuth
-from listingbot.clients.base import DEFAULT_RETRY, ApiClient, RequestObserver, RetryPolicy
+from listingbot.clients.auth import client_credentials_api
+from listingbot.clients.base import DEFAULT_RETRY, RequestObserver, RetryPolicy
 from listingbot.clock import Clock
 from listingbot.errors import UpstreamUnavailable
 
@@ -190,30 +190,21 @@ class ChatKittyClient:
     ) -> None:
         self.prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
         self._origin = yarl.URL(api_url).origin()
-        self._auth = ClientCredentialsAuth(
+        self.timeout_s = float(timeout_s)
+        self._http, _auth = client_credentials_api(
             api=API,
+            base_url=api_url,
             token_url=token_url,
             client_id=client_id,
             client_secret=client_secret,
-            session=session,
-            clock=clock,
             style="basic",
-            default_lifetime_s=TOKEN_LIFETIME_S,
-            early_s=TOKEN_EARLY_S,
-            observer=observer,
-            timeout_s=timeout_s,
-            retry=retry,
-        )
-        self.timeout_s = float(timeout_s)
-        self._http = ApiClient(
-            api=API,
-            base_url=api_url,
             session=session,
             clock=clock,
-            auth=self._auth,
-            retry=retry,
-            timeout_s=timeout_s,
+            token_lifetime_s=TOKEN_LIFETIME_S,
+            refresh_early_s=TOKEN_EARLY_S,
             observer=observer,
+            timeout_s=timeout_s,
+            retry=retry,
         )
 
     def __repr__(self) -> str:

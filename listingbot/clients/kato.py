@@ -15,8 +15,8 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from listingbot.clients.auth import ClientCredentialsAuth
-from listingbot.clients.base import DEFAULT_RETRY, ApiClient, RequestObserver, RetryPolicy
+from listingbot.clients.auth import client_credentials_api
+from listingbot.clients.base import DEFAULT_RETRY, RequestObserver, RetryPolicy
 from listingbot.clock import Clock
 from listingbot.errors import UpstreamUnavailable
 from listingbot.ratelimit import SlidingWindowLimiter
@@ -87,35 +87,30 @@ class KatoClient:
         self.page_size = page_size
         base = base_url.rstrip("/")
         self.limiter = SlidingWindowLimiter(requests_per_minute, 60.0 + WINDOW_SLACK_S, clock)
-        self._auth = ClientCredentialsAuth(
+        self._http, self._auth = client_credentials_api(
             api=API,
+            base_url=base,
             token_url=base + "/" + token_path.lstrip("/"),
             client_id=client_id,
             client_secret=client_secret,
-            session=session,
-            clock=clock,
             style="form_body",
             scope=scope,
-            default_lifetime_s=TOKEN_LIFETIME_S,
-            limiter=self.limiter,
-            observer=observer,
-            timeout_s=timeout_s,
-            retry=retry,
-        )
-        self._http = ApiClient(
-            api=API,
-            base_url=base,
             session=session,
             clock=clock,
-            auth=self._auth,
-            retry=retry,
-            timeout_s=timeout_s,
+            token_lifetime_s=TOKEN_LIFETIME_S,
             limiter=self.limiter,
             observer=observer,
+            timeout_s=timeout_s,
+            retry=retry,
         )
 
     def __repr__(self) -> str:
         return f"KatoClient(base_url={self._http.base_url!r}, api_version={self.api_version!r})"
+
+    async def check_credentials(self) -> None:
+        """Fetch a token: raises :class:`listingbot.errors.UpstreamAuthError` when the
+        client credentials are refused (``check-config --online``)."""
+        await self._auth.ensure_token()
 
     async def sweep(self, params: Sequence[tuple[str, str]] = ()) -> KatoSweep:
         """Every page of availability matching ``params``, or an error: never a part.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import timedelta
 from email.utils import format_datetime
@@ -16,6 +17,7 @@ from listingbot.clients.base import (
     ApiClient,
     RetryPolicy,
     error_hint,
+    new_session,
     parse_retry_after,
 )
 from listingbot.clock import FakeClock
@@ -360,3 +362,62 @@ def test_error_hint_reads_each_apis_error_shape() -> None:
     assert error_hint(b'{"error": "ClientError", "message": "check"}') == "check"
     assert error_hint(b'{"error": "ClientError"}') == "ClientError"
     assert error_hint(b"latitude requires radius\n") == "latitude requires radius"
+
+
+class _DropsSecondRequest:
+    """A loopback HTTP/1.1 server: on each connection it answers the first request
+    (keep-alive) and closes the connection on the second one without an answer."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = 0
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                self.requests += 1
+                if answered:
+                    break
+                answered += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
+async def test_aiohttp_resends_on_its_own_when_a_kept_alive_connection_drops() -> None:
+    """Why new_session exists: a plain aiohttp session re-sends an idempotent request once
+    on a fresh connection. If this fails, aiohttp stopped doing it: drop the switch."""
+    dropper = _DropsSecondRequest()
+    async with dropper as url, aiohttp.ClientSession() as plain:
+        for path in ("/first", "/second"):
+            async with plain.get(url + path) as reply:
+                assert reply.status == 200
+    assert dropper.requests == 3  # the second one twice: dropped, then re-sent by aiohttp
+
+
+async def test_new_session_leaves_a_dropped_connection_to_our_retry_policy(
+    clock: FakeClock,
+) -> None:
+    """new_session switches aiohttp's hidden re-send off: a kept-alive connection dropped
+    mid-request reaches ApiClient as one failed attempt (fails if aiohttp renames the
+    private `_retry_connection` switch)."""
+    dropper = _DropsSecondRequest()
+    async with dropper as url, new_session() as session:
+        client = make_client(url, session, clock, retry=RetryPolicy(max_attempts=1))
+        assert await client.request("GET", "/first") == {}
+        with pytest.raises(UpstreamUnavailable, match="connection dropped"):
+            await client.request("GET", "/second")
+    assert dropper.requests == 2
