@@ -22,6 +22,7 @@ from listingbot.app import App
 from listingbot.config import Config, config_warnings, load_config
 from listingbot.errors import ConfigError, ListingBotError, StateLocked, StoreError
 from listingbot.logs import configure_logging, register_secret
+from listingbot.polling import PollOutcome
 from listingbot.store import OUTBOX_STATES
 
 EXIT_OK = 0
@@ -261,10 +262,29 @@ async def _once(config: Config, *, dry_run: bool, wait_lock_s: float = 0.0) -> i
     app = App(config, wait_lock_s=wait_lock_s)
     try:
         await app.start(dry_run=dry_run)
-        ok = await app.once(dry_run=dry_run)
+        ok = await run_once(app, dry_run=dry_run)
     finally:
         await app.close()
     return EXIT_OK if ok else EXIT_FAILED
+
+
+async def run_once(app: App, *, dry_run: bool) -> bool:
+    """``once``: one poll of every source and one delivery pass (a dry run prints what it
+    would post instead)."""
+    if dry_run:
+        app.on_poll.append(print_dry_run)
+    return await app.once(dry_run=dry_run)
+
+
+def print_dry_run(outcome: PollOutcome) -> None:
+    """What a dry-run poll would post, and what first runs would record."""
+    for message in outcome.messages:
+        print(f"--- channel {message.channel_id} · {message.event} · {message.key}")
+        print(message.body)
+        print()
+    for name, count in outcome.baseline_matches.items():
+        print(f"--- would record {count} current matches for {name}, post nothing")
+        print()
 
 
 async def _run(config: Config, path: Path, *, wait_lock_s: float = 0.0) -> int:

@@ -111,6 +111,10 @@ class Deliverer:
         self._lock = asyncio.Lock()
         self._stopping = False
 
+    def configure(self, config: DeliveryConfig) -> None:
+        """Deliver by ``config`` from now on (a reload's settings): the one way they change."""
+        self.config = config
+
     def stop(self) -> None:
         """Finish the sends in flight, start no new ones."""
         self._stopping = True

@@ -7,7 +7,8 @@ quick, clear answer before ``run``, not a poll.
 
 from __future__ import annotations
 
-from listingbot.app import chatkitty_client, match_channels
+from listingbot.app import chatkitty_client
+from listingbot.channels import match_channels
 from listingbot.clients.base import new_session
 from listingbot.clients.kato import KatoClient
 from listingbot.clients.kotohomes import KotohomesClient

@@ -88,10 +88,9 @@ class OpsServer:
     async def metrics(self, _request: web.Request) -> web.Response:
         m = self.app.metrics
         m.declare_sources(list(self.app.pollers))
-        store = self.app.store
-        if store is not None:
+        if self.app.started:
             try:
-                pending, oldest = await store.open_counts()
+                pending, oldest = await self.app.store.open_counts()
             except ListingBotError:
                 pass  # closing: keep the last values
             else:

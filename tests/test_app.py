@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from listingbot.app import App
+from listingbot.cli import run_once
 from listingbot.clock import FakeClock
 from listingbot.sim import SimStack
 from listingbot.store import Store
@@ -350,7 +351,7 @@ async def test_dry_run_prints_messages_and_changes_nothing(
     app = App(config, clock=clock)
     await app.start(dry_run=True)
     try:
-        assert await app.once(dry_run=True)
+        assert await run_once(app, dry_run=True)
     finally:
         await app.close()
     out = capsys.readouterr().out

@@ -267,7 +267,7 @@ async def test_reconciliation_that_cannot_reach_the_claim_time_leaves_the_outcom
 ) -> None:
     """When the lookback cap stops the search before the claim time, the row stays
     `sending` (searched again later), never taken as "not found"."""
-    bed.deliverer.config = delivery_config(reconcile_lookback=100)
+    bed.deliverer.configure(delivery_config(reconcile_lookback=100))
     (key,) = await bed.queue()
     await stored_then_failed(bed)
     bed.sims.chatkitty.messages[702].clear()  # (the bot's message was lost on ChatKitty's side)
@@ -411,7 +411,7 @@ async def test_forty_minutes_of_429_use_up_nothing_and_keep_channel_order(bed: B
 async def test_a_message_refused_past_give_up_after_fails_and_stays_listed(bed: Bed) -> None:
     """Give-up is by age: refused for longer than give_up_after, the row fails with its
     reason and stays until an operator acts; prune does not remove it."""
-    bed.deliverer.config = delivery_config(give_up_after=timedelta(hours=2))
+    bed.deliverer.configure(delivery_config(give_up_after=timedelta(hours=2)))
     (key,) = await bed.queue()
     bed.sims.faults.enabled_for = {"chatkitty"}
     bed.sims.faults.set(rate_429=1.0)

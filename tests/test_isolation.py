@@ -120,7 +120,7 @@ async def test_a_near_channel_name_is_suggested(
     """A channel name that differs only in case or a leading # is held with "did you mean"."""
     subs = NYC_NAMED.replace("channel: nyc-homes", "channel: '#NYC-homes'")
     async with running(load(tmp_path, cfg(sims, tmp_path, subs)), clock) as app:
-        assert app.held == {
+        assert app.channels.held == {
             "nyc-offices": "ChatKitty has no channel named '#NYC-homes' (did you mean 'nyc-homes'?)"
         }
 
@@ -136,14 +136,14 @@ async def test_a_renamed_channel_holds_its_subscription_until_it_returns_without
         baseline = len(messages(sims, 704))
         sims.chatkitty.add_channel(702, "nyc-homes-archive", "NYC homes (old)")
         await app.check_channels()
-        assert "nyc-offices" in app.held
+        assert "nyc-offices" in app.channels.held
         during = sims.market.add_kato()
         assert not await app.once()
         assert messages(sims, 702) == []  # held: nothing posted to the renamed channel
         assert len(messages(sims, 704)) == baseline + 1  # uk-all goes on
         sims.chatkitty.add_channel(702, "nyc-homes", "NYC homes")
         await app.check_channels()
-        assert app.held == {}
+        assert app.channels.held == {}
         after = sims.market.add_kato()
         assert await app.once()
     assert during["id"] != after["id"]
