@@ -6,6 +6,7 @@ patching listingbot."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sqlite3
 import sys
@@ -138,6 +139,119 @@ async def stored_then_failed(bed: Bed, channel: int = 702) -> DeliveryOutcome:
     bed.sims.faults.clear()
     assert out.unknown == 1
     return out
+
+
+# --------------------------------------------------------------------------- a pass
+
+
+async def test_a_pass_posts_every_due_message_once_in_channel_order_and_marks_it_sent(
+    bed: Bed,
+) -> None:
+    """One pass posts each queued message to its channel, in the order queued, and
+    records it sent with ChatKitty's message id."""
+    north, south = await bed.queue(702, 3), await bed.queue(703, 2)
+    out = await bed.deliverer.run_pass()
+    assert (out.sent, out.channels, out.pending) == (5, 2, 0)
+    assert bed.posted(702) == north
+    assert bed.posted(703) == south
+    rows = bed.rows()
+    assert {rows[k].state for k in north + south} == {"sent"}
+    ids = {m["id"] for ch in (702, 703) for m in bed.sims.chatkitty.messages[ch]}
+    assert {rows[k].message_id for k in north + south} == ids
+
+
+async def test_a_second_pass_posts_nothing_again(bed: Bed) -> None:
+    """Exactly once: a message sent by one pass is not sent by the next."""
+    keys = await bed.queue(702, 2)
+    await bed.deliverer.run_pass()
+    out = await bed.deliverer.run_pass()
+    assert out.sent == 0
+    assert bed.posted() == keys
+
+
+async def test_a_503_requeues_the_message_with_backoff_and_holds_its_channel_behind_it(
+    bed: Bed,
+) -> None:
+    """ChatKitty answering 503 (it did not take the message): the row waits one jittered
+    backoff, the messages after it wait too (channel order), and once due all go out."""
+    keys = await bed.queue(702, 3)
+    bed.sims.faults.enabled_for = {"chatkitty"}
+    bed.sims.faults.set(rate_503=1.0)
+    out = await bed.deliverer.run_pass()
+    bed.sims.faults.clear()
+    assert (out.sent, out.retried) == (0, 1)
+    first = bed.rows()[keys[0]]
+    assert first.state == "pending"
+    assert first.attempts == 1
+    assert "503" in (first.last_error or "")
+    assert (await bed.deliverer.run_pass()).sent == 0  # not due yet
+    bed.clock.advance(60)
+    assert (await bed.deliverer.run_pass()).sent == 3
+    assert bed.posted() == keys
+
+
+async def test_a_message_chatkitty_rejects_fails_alone_and_its_channel_goes_on(
+    bed: Bed,
+) -> None:
+    """A 400 for one message (a blank body) fails that row with ChatKitty's reason; the
+    messages after it in the channel are still posted in the same pass."""
+    before = await bed.queue(702)
+    await bed.store.record_poll(
+        PollRecord("kotohomes", messages=[dataclasses.replace(message("blank"), body="   ")])
+    )
+    after = await bed.queue(702)
+    out = await bed.deliverer.run_pass()
+    assert (out.sent, out.failed) == (2, 1)
+    assert bed.posted() == before + after
+    row = bed.rows()["blank"]
+    assert row.state == "failed"
+    assert "blank" in (row.last_error or "")
+
+
+async def test_a_channel_chatkitty_refuses_holds_only_its_own_messages(bed: Bed) -> None:
+    """403 on one channel (the app lost access) requeues its rows; another channel's
+    messages go out in the same pass."""
+    await bed.queue(702, 2)
+    other = await bed.queue(703, 2)
+    bed.sims.chatkitty.denied_channels.add(702)
+    out = await bed.deliverer.run_pass()
+    assert (out.sent, out.retried) == (2, 1)
+    assert bed.posted(703) == other
+    assert bed.posted(702) == []
+    assert {r.state for r in bed.rows().values() if r.message.channel_id == 702} == {"pending"}
+
+
+async def test_a_stopped_deliverer_starts_no_new_pass(bed: Bed) -> None:
+    """After stop() (shutdown), a pass sends nothing and leaves the rows queued."""
+    await bed.queue(702, 2)
+    bed.deliverer.stop()
+    out = await bed.deliverer.run_pass()
+    assert out.sent == 0
+    assert bed.posted() == []
+    assert {r.state for r in bed.rows().values()} == {"pending"}
+
+
+async def test_configure_applies_new_settings_to_the_next_pass(bed: Bed) -> None:
+    """configure() (a reload) is how settings change: a lower give_up_after fails an old
+    message refused on the next pass instead of retrying it."""
+    (key,) = await bed.queue()
+    bed.clock.advance(2 * 3600)
+    bed.sims.faults.enabled_for = {"chatkitty"}
+    bed.sims.faults.set(rate_429=1.0)
+    assert (await bed.deliverer.run_pass()).retried == 1
+    bed.deliverer.configure(delivery_config(give_up_after=timedelta(hours=1)))
+    bed.clock.advance(120)
+    out = await bed.deliverer.run_pass()
+    assert out.failed == 1
+    assert "give_up_after" in (bed.rows()[key].last_error or "")
+
+
+async def test_the_sent_counter_counts_each_posted_message(bed: Bed) -> None:
+    """listingbot_messages_sent_total grows by the messages a pass posted."""
+    await bed.queue(702, 3)
+    await bed.deliverer.run_pass()
+    sent = bed.metrics.registry.get_sample_value("listingbot_messages_sent_total")
+    assert sent == 3
 
 
 # --------------------------------------------------------------------------- claims (defect 2)
