@@ -17,13 +17,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
 import yarl
 from multidict import CIMultiDictProxy
-from pydantic import BaseModel, ValidationError
 
 from listingbot.clock import Clock
 from listingbot.errors import (
@@ -35,8 +34,6 @@ from listingbot.errors import (
 from listingbot.ratelimit import SlidingWindowLimiter
 from listingbot.redact import SECRET_PARAMS, redact_text, redact_url
 from listingbot.text import cap
-
-T = TypeVar("T", bound=BaseModel)
 
 HINT_MAX_CHARS = 300
 USER_AGENT = "listingbot/0.1 (+https://github.com/listingbot)"
@@ -286,7 +283,6 @@ class ApiClient:
             return yarl.URL(path_or_url)
         return yarl.URL(self.base_url + "/" + path_or_url.lstrip("/"))
 
-    @overload
     async def request(
         self,
         method: str,
@@ -297,39 +293,11 @@ class ApiClient:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
-        expect: type[T],
-    ) -> T: ...
-
-    @overload
-    async def request(
-        self,
-        method: str,
-        path_or_url: str,
-        *,
-        params: Sequence[tuple[str, str]] = (),
-        json: Any = None,
-        data: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        retry: bool = True,
-        expect: None = None,
-    ) -> Any: ...
-
-    async def request(
-        self,
-        method: str,
-        path_or_url: str,
-        *,
-        params: Sequence[tuple[str, str]] = (),
-        json: Any = None,
-        data: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        retry: bool = True,
-        expect: type[T] | None = None,
     ) -> Any:
         """Send the request, retrying what is worth retrying; return the decoded JSON.
 
-        Returns ``expect`` validated from the JSON when given, else the JSON (None for an
-        empty body). Raises only :class:`listingbot.errors.UpstreamError` subclasses.
+        Returns the JSON (None for an empty body); the API modules read its shape.
+        Raises only :class:`listingbot.errors.UpstreamError` subclasses.
         ``retry=False`` makes one attempt (plus the single replay after a 401), for calls
         that must not be repeated blindly.
         """
@@ -374,7 +342,7 @@ class ApiClient:
 
             status = outcome.status
             if 200 <= status < 300:
-                return self._decode(shown, outcome, expect)
+                return self._decode(shown, outcome)
             hint = cap(
                 self.redact(error_hint(outcome.body)), HINT_MAX_CHARS, word_share=None, trim=None
             )
@@ -492,30 +460,17 @@ class ApiClient:
         cause = UpstreamCause(f"{name}: {detail}" if detail else name)
         return _Failure(kind, reason, ambiguous, cause)
 
-    def _decode(self, shown: str, reply: _Reply, expect: type[T] | None) -> Any:
-        payload: Any = None
-        if reply.body.strip():
-            try:
-                payload = jsonlib.loads(reply.body)
-            except (ValueError, UnicodeDecodeError) as err:
-                # Typically a proxy's HTML error page. The server did answer 2xx, so a
-                # non-idempotent call may have taken effect: ambiguous.
-                raise UpstreamUnavailable(
-                    self.api,
-                    f"{shown} -> HTTP {reply.status} with a body that is not JSON",
-                    status=reply.status,
-                    ambiguous=True,
-                ) from err
-        if expect is None:
-            return payload
+    def _decode(self, shown: str, reply: _Reply) -> Any:
+        if not reply.body.strip():
+            return None
         try:
-            return expect.model_validate(payload)
-        except ValidationError as err:
-            # Only field locations: pydantic's own message quotes the payload (tokens!).
-            where = ", ".join(
-                ".".join(str(part) for part in e["loc"]) or "(root)" for e in err.errors()[:5]
-            )
-            problem = f"{shown} -> HTTP {reply.status} with an unexpected shape at {where}"
-        raise UpstreamUnavailable(
-            self.api, problem, status=reply.status, ambiguous=True
-        ) from UpstreamCause(problem)
+            return jsonlib.loads(reply.body)
+        except (ValueError, UnicodeDecodeError) as err:
+            # Typically a proxy's HTML error page. The server did answer 2xx, so a
+            # non-idempotent call may have taken effect: ambiguous.
+            raise UpstreamUnavailable(
+                self.api,
+                f"{shown} -> HTTP {reply.status} with a body that is not JSON",
+                status=reply.status,
+                ambiguous=True,
+            ) from err

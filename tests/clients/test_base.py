@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import aiohttp
 import pytest
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from listingbot.clients.auth import ApiKeyAuth
@@ -253,32 +253,6 @@ async def test_a_2xx_body_that_is_not_json_is_unavailable(
     server.script("GET", "/x", Reply(200, text="<html>Bad gateway</html>"))
     with pytest.raises(UpstreamUnavailable, match="not JSON"):
         await make_client(server.url, session, clock).request("GET", "/x")
-
-
-class Token(BaseModel):
-    access_token: str
-    expires_in: int
-
-
-async def test_expect_validates_the_json_into_the_model(
-    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
-) -> None:
-    """expect=Model returns the validated model."""
-    server.script("GET", "/x", Reply(json={"access_token": "t", "expires_in": 5}))
-    token = await make_client(server.url, session, clock).request("GET", "/x", expect=Token)
-    assert token == Token(access_token="t", expires_in=5)
-
-
-async def test_a_shape_mismatch_names_the_field_but_not_the_values(
-    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
-) -> None:
-    """Validation failures say where, never quoting the payload (it may hold a token)."""
-    server.script("GET", "/x", Reply(json={"access_token": "tok-abcdef", "expires_in": "soon"}))
-    with pytest.raises(UpstreamUnavailable) as caught:
-        await make_client(server.url, session, clock).request("GET", "/x", expect=Token)
-    assert "expires_in" in str(caught.value)
-    assert "tok-abcdef" not in str(caught.value)
-    assert "soon" not in str(caught.value)
 
 
 async def test_absolute_urls_are_used_as_given(
