@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from listingbot import __version__
+from listingbot import __version__, sources
 from listingbot.app import App
 from listingbot.config import Config, config_warnings, load_config
 from listingbot.errors import ConfigError, ListingBotError, StateLocked, StoreError
@@ -173,12 +173,7 @@ def _register_secrets(config: Config) -> None:
     for secret in (
         config.chatkitty.client_id,
         config.chatkitty.client_secret,
-        *([config.sources.kotohomes.key] if config.sources.kotohomes is not None else []),
-        *(
-            [config.sources.kato.client_id, config.sources.kato.client_secret]
-            if config.sources.kato is not None
-            else []
-        ),
+        *(secret for source in sources.ALL for secret in source.secrets(config)),
     ):
         register_secret(secret.get_secret_value())
 
@@ -222,7 +217,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             sys.stderr.write(f"listingbot: warning: {warning}\n")
         print(
             f"{config_path(args.config)}: ok · {len(config.subscriptions)} subscription(s), "
-            f"sources: {', '.join(s for s in ('kotohomes', 'kato') if getattr(config.sources, s))}"
+            f"sources: {', '.join(s.name for s in sources.ALL if s.settings(config))}"
         )
         if args.online:
             from listingbot.online import check_online  # noqa: PLC0415

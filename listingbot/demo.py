@@ -12,8 +12,9 @@ import contextlib
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from listingbot import sources
 from listingbot.app import App
 from listingbot.config import load_config
 from listingbot.delivery import DeliveryOutcome
@@ -27,6 +28,8 @@ CHANNELS = (
 )
 
 LAST_PASSES = 5  # delivery passes after the last poll before the demo stops regardless
+CYCLE_SOURCE = sources.ALL[0].name  # the demo's clock: a cycle per poll of this source
+SIMULATED = (*(s.name for s in sources.ALL), "chatkitty")  # SimStack serves each by name
 
 DEMO_ENV = {
     "CHATKITTY_CLIENT_ID": "test-ck-id",
@@ -129,18 +132,18 @@ async def run_demo(
             await app.start()
             transcript = Transcript(sims, out)
             stop = asyncio.Event()
-            polls = {"kotohomes": 0}
-            # A cycle is one Kotohomes poll and the delivery after it. After the last poll
-            # the demo stops once the outbox is empty, so the last cycle is posted too (or
-            # after a few delivery passes, should sends keep being retried).
+            polls = {CYCLE_SOURCE: 0}
+            # A cycle is one poll of the first source (Kotohomes) and the delivery after it.
+            # After the last poll the demo stops once the outbox is empty, so the last cycle
+            # is posted too (or after a few delivery passes, should sends keep being retried).
             after_last_poll = {"deliveries": -1}
 
             def on_poll(outcome: PollOutcome) -> None:
-                if outcome.source == "kotohomes":
-                    polls["kotohomes"] += 1
-                    if cycles is not None and polls["kotohomes"] == cycles:
+                if outcome.source == CYCLE_SOURCE:
+                    polls[CYCLE_SOURCE] += 1
+                    if cycles is not None and polls[CYCLE_SOURCE] == cycles:
                         after_last_poll["deliveries"] = 0
-                    elif cycles is None or polls["kotohomes"] < cycles:
+                    elif cycles is None or polls[CYCLE_SOURCE] < cycles:
                         # The market moves between polls: an hour of market time per cycle
                         # (and no more after the last one: polls go on while the demo
                         # waits for its last messages, they never wait on delivery).
@@ -161,8 +164,9 @@ async def run_demo(
             out.write(
                 f"listingbot demo · market seed {seed} · "
                 f"{'until Ctrl-C' if cycles is None else f'{cycles} poll cycles'}\n"
-                f"simulators: kotohomes {sims.kotohomes_url} · kato {sims.kato_url} · "
-                f"chatkitty {sims.chatkitty_url}\n\n"
+                "simulators: "
+                + " · ".join(f"{name} {getattr(sims, f'{name}_url')}" for name in SIMULATED)
+                + "\n\n"
             )
             runner = asyncio.ensure_future(app.run(stop))
             try:
@@ -180,18 +184,13 @@ async def run_demo(
 def _summary(out: TextIO, app: App, sims: SimStack) -> None:
     totals = app.totals
     posted = sum(len(m) for m in sims.chatkitty.messages.values())
-    requests: dict[str, Any] = {
-        "kotohomes": len(sims.kotohomes.requests),
-        "kato": len(sims.kato.requests),
-        "chatkitty": len(sims.chatkitty.requests),
-    }
+    requests = ", ".join(f"{name} {len(getattr(sims, name).requests)}" for name in SIMULATED)
     out.write(
         "summary\n"
         f"  polls:            {totals.polls} ({totals.failed_polls} failed)\n"
         f"  listings seen:    {totals.listings}\n"
         f"  events:           {totals.events}\n"
         f"  messages posted:  {posted} across {len(sims.chatkitty.messages)} channels\n"
-        f"  upstream requests: kotohomes {requests['kotohomes']}, kato {requests['kato']}, "
-        f"chatkitty {requests['chatkitty']}\n"
+        f"  upstream requests: {requests}\n"
     )
     out.flush()

@@ -7,19 +7,15 @@ quick, clear answer before ``run``, not a poll.
 
 from __future__ import annotations
 
+from listingbot import sources
 from listingbot.app import chatkitty_client
 from listingbot.channels import match_channels
 from listingbot.clients.base import new_session
-from listingbot.clients.kato import KatoClient
-from listingbot.clients.kotohomes import KotohomesClient
 from listingbot.clock import SystemClock
 from listingbot.config import Config
 from listingbot.errors import ListingBotError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-# A listing id no one has: Kotohomes answers 404 (key accepted) or 401/403 (refused).
-PROBE_LISTING_ID = "listingbot-credentials-check"
 
 
 async def check_online(config: Config) -> int:
@@ -28,43 +24,16 @@ async def check_online(config: Config) -> int:
     failed = False
     missing = False
     async with new_session() as session:
-        k = config.sources.kotohomes
-        if k is not None:
-            client = KotohomesClient(
-                base_url=k.api_url,
-                key=k.key,
-                session=session,
-                clock=clock,
-                array_style=k.array_style,
-                timeout_s=k.timeout_s,
-            )
+        for source in sources.ALL:
+            if source.settings(config) is None:
+                continue
             try:
-                await client.get(PROBE_LISTING_ID)
+                accepted = await source.check_credentials(config, session=session, clock=clock)
             except ListingBotError as err:
                 failed = True
-                print(f"kotohomes: FAILED: {err}")
+                print(f"{source.name}: FAILED: {err}")
             else:
-                print("kotohomes: ok (API key accepted)")
-        c = config.sources.kato
-        if c is not None:
-            kato = KatoClient(
-                base_url=c.api_url,
-                api_version=c.api_version,
-                client_id=c.client_id,
-                client_secret=c.client_secret,
-                session=session,
-                clock=clock,
-                scope=c.scope,
-                token_path=c.token_path,
-                timeout_s=c.timeout_s,
-            )
-            try:
-                await kato.check_credentials()
-            except ListingBotError as err:
-                failed = True
-                print(f"kato: FAILED: {err}")
-            else:
-                print("kato: ok (client credentials accepted)")
+                print(f"{source.name}: ok ({accepted})")
         chat = chatkitty_client(config.chatkitty, session=session, clock=clock)
         try:
             listing = await chat.list_channels()

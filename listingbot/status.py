@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from listingbot import sources
 from listingbot.config import Config, StateConfig, load_config, raw_key
 from listingbot.errors import ConfigError, StoreError
-from listingbot.models import SOURCES
 from listingbot.store import OUTBOX_STATES, PROBLEM_CHANNEL, QUIET_STATES, Store
 
 
@@ -65,7 +65,7 @@ def print_status(path: Path) -> int:
     try:
         print(f"state file: {path} (schema v{store.schema_version})")
         print("\nsources:")
-        order: dict[str, int] = {name: index for index, name in enumerate(SOURCES)}
+        order: dict[str, int] = {s.name: index for index, s in enumerate(sources.ALL)}
         statuses = sorted(store.source_statuses_sync(), key=lambda st: order.get(st.source, 99))
         if not statuses:
             print("  none polled yet")

@@ -37,6 +37,7 @@ from listingbot.errors import NotFound, UpstreamAuthError, UpstreamUnavailable
 from listingbot.ratelimit import SlidingWindowLimiter
 
 API = "kotohomes"
+PROBE_LISTING_ID = "listingbot-credentials-check"  # the credentials check's unknown id
 LISTINGS_PATH = "/v1/listings"
 ARRAY_FILTERS = frozenset({"mls_numbers", "property_types", "states", "zip_codes"})
 # Set by the client itself; a filter with one of these names is a programming error.
@@ -269,6 +270,11 @@ class KotohomesClient:
                 break
             created_min = newest
         return Window(records, requests, gap=gap, complete=complete, order=order)
+
+    async def check_credentials(self) -> None:
+        """Ask for a listing no one has: a 404 means the key was accepted; raises
+        :class:`listingbot.errors.UpstreamAuthError` when it is refused."""
+        await self.get(PROBE_LISTING_ID)
 
     async def get(self, listing_id: str) -> dict[str, Any] | None:
         """One listing's raw record, or None when the API no longer knows it (404)."""

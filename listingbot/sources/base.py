@@ -101,3 +101,15 @@ class Source(Protocol):
     ) -> Fetcher:
         """The client and fetcher for this source; ``config`` must configure it."""
         ...
+
+    async def check_credentials(
+        self, config: Config, *, session: aiohttp.ClientSession, clock: Clock
+    ) -> str:
+        """One request with the configured credentials (``check-config --online``): what
+        was accepted, or the client's error."""
+        ...
+
+    def refused_credentials(self, error: str) -> str | None:
+        """Why polling stops when this source refuses its credentials (until the config
+        changes), or None when polling goes on."""
+        ...

@@ -66,21 +66,38 @@ class Kato:
     ) -> KatoFetcher:
         c = config.sources.kato
         assert c is not None, "kato is not configured"
-        client = KatoClient(
-            base_url=c.api_url,
-            api_version=c.api_version,
-            client_id=c.client_id,
-            client_secret=c.client_secret,
-            session=session,
-            clock=clock,
-            requests_per_minute=c.requests_per_minute,
-            page_size=c.page_size,
-            scope=c.scope,
-            token_path=c.token_path,
-            timeout_s=c.timeout_s,
-            observer=metrics,
-        )
-        return KatoFetcher(client, listing_url=c.listing_url)
+        return KatoFetcher(_client(c, session, clock, metrics), listing_url=c.listing_url)
+
+    async def check_credentials(
+        self, config: Config, *, session: aiohttp.ClientSession, clock: Clock
+    ) -> str:
+        c = config.sources.kato
+        assert c is not None, "kato is not configured"
+        await _client(c, session, clock, None).check_credentials()
+        return "client credentials accepted"
+
+    def refused_credentials(self, error: str) -> str | None:
+        del error  # polling goes on: the next poll asks for a new token
+        return None
+
+
+def _client(
+    c: KatoConfig, session: aiohttp.ClientSession, clock: Clock, metrics: Metrics | None
+) -> KatoClient:
+    return KatoClient(
+        base_url=c.api_url,
+        api_version=c.api_version,
+        client_id=c.client_id,
+        client_secret=c.client_secret,
+        session=session,
+        clock=clock,
+        requests_per_minute=c.requests_per_minute,
+        page_size=c.page_size,
+        scope=c.scope,
+        token_path=c.token_path,
+        timeout_s=c.timeout_s,
+        observer=metrics,
+    )
 
 
 class KatoFetcher:

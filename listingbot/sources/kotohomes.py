@@ -58,18 +58,38 @@ class Kotohomes:
     ) -> KotohomesFetcher:
         k = config.sources.kotohomes
         assert k is not None, "kotohomes is not configured"
-        client = KotohomesClient(
-            base_url=k.api_url,
-            key=k.key,
-            session=session,
-            clock=clock,
-            array_style=k.array_style,
-            created_sort=k.created_sort,
-            timeout_s=k.timeout_s,
-            min_request_interval_s=k.min_request_interval_s,
-            observer=metrics,
+        return KotohomesFetcher(_client(k, session, clock, metrics), limit=k.limit)
+
+    async def check_credentials(
+        self, config: Config, *, session: aiohttp.ClientSession, clock: Clock
+    ) -> str:
+        k = config.sources.kotohomes
+        assert k is not None, "kotohomes is not configured"
+        await _client(k, session, clock, None).check_credentials()
+        return "API key accepted"
+
+    def refused_credentials(self, error: str) -> str | None:
+        # A key cannot be refreshed: polling again with it would be refused the same way.
+        return (
+            "Kotohomes refused the API key: polling of kotohomes is stopped until the "
+            f"configuration changes (fix sources.kotohomes.key and reload). {error}"
         )
-        return KotohomesFetcher(client, limit=k.limit)
+
+
+def _client(
+    k: KotohomesConfig, session: aiohttp.ClientSession, clock: Clock, metrics: Metrics | None
+) -> KotohomesClient:
+    return KotohomesClient(
+        base_url=k.api_url,
+        key=k.key,
+        session=session,
+        clock=clock,
+        array_style=k.array_style,
+        created_sort=k.created_sort,
+        timeout_s=k.timeout_s,
+        min_request_interval_s=k.min_request_interval_s,
+        observer=metrics,
+    )
 
 
 class KotohomesFetcher:
