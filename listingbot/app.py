@@ -78,6 +78,17 @@ class Totals:
     sent: int = 0
     failed_messages: int = 0
 
+    def add_poll(self, outcome: PollOutcome) -> None:
+        self.polls += 1
+        self.failed_polls += 0 if outcome.ok else 1
+        self.listings += outcome.listings
+        self.events += outcome.events
+        self.queued += outcome.queued
+
+    def add_delivery(self, outcome: DeliveryOutcome) -> None:
+        self.sent += outcome.sent + outcome.reconciled_sent
+        self.failed_messages += outcome.failed
+
 
 @dataclass(frozen=True)
 class Parts:
@@ -263,68 +274,17 @@ class App:
         return outcome
 
     def _account_poll(self, outcome: PollOutcome) -> None:
-        self.totals.polls += 1
-        self.totals.listings += outcome.listings
-        self.totals.events += outcome.events
-        self.totals.queued += outcome.queued
-        if not outcome.ok:
-            self.totals.failed_polls += 1
-        log.info(
-            "poll_finished",
-            source=outcome.source,
-            outcome="ok" if outcome.ok else "failed",
-            queries=outcome.queries,
-            failed_queries=outcome.failed_queries,
-            rejected_subscriptions=sorted(outcome.rejected),
-            requests=outcome.requests,
-            listings=outcome.listings,
-            skipped=outcome.skipped,
-            events=outcome.events,
-            queued=outcome.queued,
-            possible_gaps=outcome.gaps,
-            duration_s=round(outcome.duration_s, 3),
-        )
+        self.totals.add_poll(outcome)
         stop_reason = None
-        if not outcome.ok and outcome.auth_failed and outcome.source == "kotohomes":
-            stop_reason = (
-                f"Kotohomes refused the API key: polling of kotohomes is stopped until the "
-                f"configuration changes (fix sources.kotohomes.key and reload). {outcome.error}"
-            )
+        if not outcome.ok and outcome.auth_failed:
+            source = sources.get(outcome.source)
+            stop_reason = source.refused_credentials(outcome.error or "")
         self.health.poll_finished(outcome, stop_reason=stop_reason)
 
     async def deliver(self) -> DeliveryOutcome:
         outcome = await self.parts.deliverer.run_pass()
-        self.totals.sent += outcome.sent + outcome.reconciled_sent
-        self.totals.failed_messages += outcome.failed
-        # A pass with nothing to do is routine (one every delivery interval): debug only.
-        busy = (
-            outcome.sent
-            or outcome.retried
-            or outcome.unknown
-            or outcome.failed
-            or outcome.reconciled_sent
-            or outcome.reconciled_requeued
-            or outcome.reconcile_incomplete
-            or outcome.claims_lost
-            or outcome.store_errors
-            or outcome.pending
-        )
-        (log.info if busy else log.debug)(
-            "delivery_finished",
-            channels=outcome.channels,
-            sent=outcome.sent,
-            retried=outcome.retried,
-            unknown=outcome.unknown,
-            failed=outcome.failed,
-            reconciled_sent=outcome.reconciled_sent,
-            reconciled_requeued=outcome.reconciled_requeued,
-            reconcile_incomplete=outcome.reconcile_incomplete,
-            claims_lost=outcome.claims_lost,
-            store_errors=outcome.store_errors,
-            rounds=outcome.rounds,
-            pending=outcome.pending,
-            duration_s=round(outcome.duration_s, 3),
-        )
+        self.totals.add_delivery(outcome)
+        self.health.delivery_finished(outcome)
         for hook in self.on_delivery:
             result = hook(outcome)
             if result is not None:

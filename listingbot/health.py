@@ -1,9 +1,11 @@
 """What the service knows about its own health between polls, and what it says about it.
 
-The policy is "fail loudly once, recover quietly once": a source that starts failing is
-logged once (``source_failing``) and once when it comes back (``source_recovered``); a
-subscription whose query the source refuses likewise (``subscription_failing`` /
-``subscription_recovered``). Nothing here raises into the scheduler.
+Each poll and each delivery pass is said in one canonical line (``poll_finished``,
+``delivery_finished``). The policy is "fail loudly once, recover quietly once": a source
+that starts failing is logged once (``source_failing``) and once when it comes back
+(``source_recovered``); a subscription whose query the source refuses likewise
+(``subscription_failing`` / ``subscription_recovered``). Nothing here raises into the
+scheduler.
 
 ``readiness`` and ``liveness`` are the bodies of ``/readyz`` and ``/healthz``.
 """
@@ -20,6 +22,7 @@ import structlog
 
 from listingbot.channels import Channels, iso
 from listingbot.clock import Clock
+from listingbot.delivery import DeliveryOutcome
 from listingbot.metrics import Metrics
 from listingbot.polling import PollOutcome
 from listingbot.scheduler import Scheduler
@@ -78,11 +81,27 @@ class Health:
                     gauge.remove(gone)
 
     def poll_finished(self, outcome: PollOutcome, *, stop_reason: str | None = None) -> None:
-        """Record a poll; say a source's failure once and its recovery once.
+        """Record a poll in its one canonical line; say a source's failure once and its
+        recovery once.
 
         ``stop_reason``: the poll's credentials were refused and the source is stopped
         until the configuration changes.
         """
+        log.info(
+            "poll_finished",
+            source=outcome.source,
+            outcome="ok" if outcome.ok else "failed",
+            queries=outcome.queries,
+            failed_queries=outcome.failed_queries,
+            rejected_subscriptions=sorted(outcome.rejected),
+            requests=outcome.requests,
+            listings=outcome.listings,
+            skipped=outcome.skipped,
+            events=outcome.events,
+            queued=outcome.queued,
+            possible_gaps=outcome.gaps,
+            duration_s=round(outcome.duration_s, 3),
+        )
         source = outcome.source
         health = self.sources[source]
         now = self.clock.now()
@@ -101,6 +120,38 @@ class Health:
         if not health.failing:
             health.failing = True
             log.error("source_failing", source=source, error=outcome.error)
+
+    def delivery_finished(self, outcome: DeliveryOutcome) -> None:
+        """A delivery pass's one canonical line; a pass with nothing to do is routine (one
+        every delivery interval), so it is said at debug level only."""
+        busy = (
+            outcome.sent
+            or outcome.retried
+            or outcome.unknown
+            or outcome.failed
+            or outcome.reconciled_sent
+            or outcome.reconciled_requeued
+            or outcome.reconcile_incomplete
+            or outcome.claims_lost
+            or outcome.store_errors
+            or outcome.pending
+        )
+        (log.info if busy else log.debug)(
+            "delivery_finished",
+            channels=outcome.channels,
+            sent=outcome.sent,
+            retried=outcome.retried,
+            unknown=outcome.unknown,
+            failed=outcome.failed,
+            reconciled_sent=outcome.reconciled_sent,
+            reconciled_requeued=outcome.reconciled_requeued,
+            reconcile_incomplete=outcome.reconcile_incomplete,
+            claims_lost=outcome.claims_lost,
+            store_errors=outcome.store_errors,
+            rounds=outcome.rounds,
+            pending=outcome.pending,
+            duration_s=round(outcome.duration_s, 3),
+        )
 
     # ------------------------------------------------------------------ subscriptions
     def subscriptions_polled(
