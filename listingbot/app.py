@@ -474,7 +474,8 @@ class App:
         touched = changed_sources | {
             s.name
             for s in sources.ALL
-            if new.subscriptions_for(s.name) != old.subscriptions_for(s.name)
+            if [x for x in new.subscriptions if x.source == s.name]
+            != [x for x in old.subscriptions if x.source == s.name]
         }
         self.config = new
         if changed_sources:
