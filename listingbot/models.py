@@ -49,10 +49,24 @@ class OpenHouse(Frozen):
 
 
 class EventType(StrEnum):
+    """What happened to a listing, as a subscription's ``notify`` names it."""
+
     NEW = "new"
-    PRICE_DROP = "price_drop"
+    PRICE_DROP = "price_drop"  # of the sale price or of the rent (the event says which)
     PRICE_INCREASE = "price_increase"
     STATUS_CHANGE = "status_change"
+    NOW_FOR_RENT = "now_for_rent"  # the deal type changed to renting: not a price change
+    NOW_FOR_SALE = "now_for_sale"  # the deal type changed to selling
+    REMOVED = "removed"  # confirmed gone from the source
+    BACK_ON_MARKET = "back_on_market"  # listed again after it was removed
+
+
+# What a subscription hears about unless its ``notify`` says otherwise: removals and
+# returns are opt-in (a listing that goes quiet is usually just sold or let).
+DEFAULT_NOTIFY: frozenset[EventType] = frozenset(EventType) - {
+    EventType.REMOVED,
+    EventType.BACK_ON_MARKET,
+}
 
 
 class Listing(Frozen):

@@ -54,6 +54,10 @@ EVENT_HEADLINES: Final[Mapping[EventType, str]] = {
     EventType.PRICE_DROP: "📉 Price drop",
     EventType.PRICE_INCREASE: "📈 Price increase",
     EventType.STATUS_CHANGE: "🔔 Status change",
+    EventType.NOW_FOR_RENT: "🔑 Now for rent",
+    EventType.NOW_FOR_SALE: "🏷️ Now for sale",
+    EventType.REMOVED: "🚫 No longer listed",
+    EventType.BACK_ON_MARKET: "🔁 Back on the market",
 }
 
 # Every field a template may name, with what it holds. README "Messages" lists these.

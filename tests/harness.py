@@ -63,8 +63,16 @@ def config_text(
     kotohomes: str = "",
     kato: str = "",
     sources: tuple[str, ...] = ("kotohomes", "kato"),
+    digest_over: int | None = 0,
+    messages: str = "",
     extra: str = "",
 ) -> str:
+    """A config for the app against ``sims``.
+
+    ``digest_over`` is 0 (no digests) unless a test asks for one, so that tests see one
+    message per event; None leaves it out (the documented default, 10). ``messages``: more
+    keys of the ``messages`` section.
+    """
     parts = [
         f"state:\n  path: {state_path}\n",
         "chatkitty:\n"
@@ -95,6 +103,10 @@ def config_text(
         )
     parts.append("subscriptions:\n" + textwrap.indent(textwrap.dedent(subscriptions), "  "))
     parts.append("ops:\n  listen: null\n")
+    section = "" if digest_over is None else f"digest_over: {digest_over}\n"
+    section += textwrap.dedent(messages)
+    if section:
+        parts.append("messages:\n" + textwrap.indent(section, "  "))
     parts.append(textwrap.dedent(extra))
     return "".join(parts)
 

@@ -141,7 +141,7 @@ def test_defaults_fill_optional_sections() -> None:
         timedelta(minutes=5),
     )
     sub = config.subscriptions[0]
-    assert sub.notify == frozenset(EventType)
+    assert sub.notify == frozenset(EventType) - {EventType.REMOVED, EventType.BACK_ON_MARKET}
     assert sub.first_run == "baseline"
 
 

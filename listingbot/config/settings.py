@@ -1,4 +1,5 @@
-"""The sections of the file (state, chatkitty, sources, ops, delivery, log) and ``Config``."""
+"""The sections of the file (state, chatkitty, sources, ops, delivery, messages, log) and
+``Config``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydantic import (
     BaseModel,
     Field,
     SecretStr,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -26,6 +28,7 @@ from listingbot.config._types import (
     Jitter,
     Model,
     NonNegFloat,
+    NonNegInt,
     PosFloat,
     http_url,
     secret_ok,
@@ -276,6 +279,15 @@ class DeliveryConfig(Model):
         return self
 
 
+class MessagesConfig(Model):
+    """How messages are shaped, for every subscription (each may override a key)."""
+
+    threads: StrictBool = True  # later events about a listing reply under its first post
+    photos: StrictBool = False  # post the listing's primary photo with the text
+    # More messages than this for one channel from one poll become one digest; 0: never.
+    digest_over: NonNegInt = 10
+
+
 class LogConfig(Model):
     """Log level and format (``auto``: JSON unless stdout is a terminal)."""
 
@@ -297,6 +309,7 @@ class Config(Model):
     subscriptions: tuple[Subscription, ...]
     ops: OpsConfig = OpsConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    messages: MessagesConfig = MessagesConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("subscriptions", mode="before")
@@ -312,6 +325,15 @@ class Config(Model):
         subs = ((i, s.name, s.source) for i, s in enumerate(self.subscriptions))
         cross_problems(subs, set(self.sources.configured())).raise_if_any()
         return self
+
+    def messages_for(self, sub: Subscription) -> MessagesConfig:
+        """The ``messages`` settings for ``sub``: its own overrides, else the top level."""
+        overrides = {
+            key: getattr(sub, key)
+            for key in ("threads", "photos", "digest_over")
+            if getattr(sub, key) is not None
+        }
+        return self.messages.model_copy(update=overrides) if overrides else self.messages
 
 
 def config_warnings(config: Config) -> list[str]:

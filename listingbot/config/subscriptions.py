@@ -13,6 +13,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
+    StrictBool,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -20,14 +21,15 @@ from pydantic import (
 )
 
 from listingbot.config._errors import Problems, fmt_loc, problem, show
-from listingbot.config._types import Model
+from listingbot.config._types import Model, NonNegInt
 from listingbot.config.filters import FILTERS_BY_SOURCE, KatoFilters, KotohomesFilters, LocalFilters
-from listingbot.models import SOURCES, EventType, Source
+from listingbot.models import DEFAULT_NOTIFY, SOURCES, EventType, Source
 from listingbot.quiet import QuietHours, QuietHoursError
 from listingbot.templates import Template, TemplateError, cached_template, parse_template
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _EVENTS = ", ".join(e.value for e in EventType)
+_LABEL_MAX_CHARS = 60
 
 
 class Subscription(Model):
@@ -37,8 +39,14 @@ class Subscription(Model):
     source: Source
     channel: int | str  # a channel id, or a channel name resolved at start-up
     filters: KotohomesFilters | KatoFilters
-    notify: frozenset[EventType] = frozenset(EventType)
+    notify: frozenset[EventType] = DEFAULT_NOTIFY
     first_run: Literal["baseline", "post"] = "baseline"
+    # Shown in headlines instead of the name (the name stays the key of its state).
+    label: str | None = None
+    # Overrides of the top-level ``messages`` keys; None: as ``messages`` says.
+    threads: StrictBool | None = None
+    photos: StrictBool | None = None
+    digest_over: NonNegInt | None = None
     # Per subscription (README "Messages"): a template for its messages, one for every
     # event or one per event; quiet hours on the wall clock of ``timezone``.
     template: str | tuple[tuple[EventType, str], ...] | None = None
@@ -103,15 +111,36 @@ class Subscription(Model):
         if not value:
             raise problem(f"must name at least one event ({_EVENTS})")
         problems = Problems()
+        names = [e.value for e in EventType]
         for i, item in enumerate(value):
-            if not isinstance(item, str) or item.strip().lower() not in set(EventType):
-                problems.add(
-                    (i,),
-                    f"unknown event {show(item)} (use {_EVENTS})",
-                    f"unknown event (use {_EVENTS})",
-                )
+            if isinstance(item, str) and item.strip().lower() in names:
+                continue
+            hint = f"use {_EVENTS}"
+            if isinstance(item, str):
+                text = item.strip().lower().replace("-", "_").replace(" ", "_")
+                close = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
+                if close:
+                    hint = f"did you mean {close[0]!r}? Events: {_EVENTS}"
+            problems.add((i,), f"unknown event {show(item)} ({hint})", f"unknown event ({hint})")
         problems.raise_if_any()
         return frozenset(EventType(str(item).strip().lower()) for item in value)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise problem(
+                f"expected a string (got {show(value)}; put it in quotes)", "expected a string"
+            )
+        text = " ".join(value.split())
+        if not text or len(text) > _LABEL_MAX_CHARS or not text.isprintable():
+            raise problem(
+                f"must be 1-{_LABEL_MAX_CHARS} printable characters on one line (got {value!r})",
+                f"must be 1-{_LABEL_MAX_CHARS} printable characters on one line",
+            )
+        return text
 
     @field_validator("template", mode="before")
     @classmethod
