@@ -12,6 +12,11 @@ checked against the document's schemas in :mod:`listingbot.sim.chatkitty_schemas
 
 A message's reply thread has the message's id (the document's only evidence: its example
 replies to ``/v1/threads/44902/messages``, 44902 being its example message).
+
+Why one class of this size: its routes are views over one in-memory application (users,
+channels, messages, threads, tokens) and the fault switches cut across all of them (a
+rate limit or an outage applies to every route), so the state and the switches stay
+together. What is only data, the OpenAPI request schemas, is in its own module.
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ from listingbot.sim._http import (
     request_log_middleware,
     retry_after_s,
 )
+from listingbot.sim._shapes import KATO_STATUSES
 from listingbot.sim.faults import Faults, FaultTarget, bearer_token
-from listingbot.sim.market import KATO_STATUSES, Market
+from listingbot.sim.market import Market
 
 DEFAULT_CLIENTS: Mapping[str, str] = {"test-kato-id": "test-kato-secret"}
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a secret

@@ -4,15 +4,20 @@ US homes (Kotohomes) and UK commercial availability (Kato) in the APIs' own JSON
 evolving tick by tick on market time: new listings appear, prices move (mostly down),
 statuses change, some listings disappear. Everything is drawn from one seeded RNG, so the
 same seed and the same calls give the same data and the same ``history``.
+
+Why the two sources' builders stay methods of one class: they share that one RNG and
+the id counters, and the order of draws *is* the data. Every test and benchmark that
+names a seed depends on it, so splitting the builders into per-source objects would
+have to thread the same stream through them in the same order for no gain. What does
+not change over time (the types and weights, money and rent shapes, rounding, places
+and descriptions) lives in ``listingbot.sim._shapes``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import random
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,64 +31,44 @@ from listingbot.sim._places import (
     UK_BUILDINGS,
     UK_OFFICES,
     UK_STREETS,
-    UK_TOWNS,
     US_BROKERS,
-    US_CITIES,
     US_STREETS,
     US_SUFFIXES,
     UkTown,
     UsCity,
 )
+from listingbot.sim._shapes import (
+    BASE62,
+    KATO_QUALIFIERS,
+    KATO_RENT_BASE,
+    KATO_STATUSES,
+    KATO_TYPES,
+    KOTOHOMES_TYPES,
+    ONE_MS,
+    ONE_US,
+    POSTCODE_LETTERS,
+    STACKED_TYPES,
+    as_source,
+    is_number,
+    js_number,
+    kato_price,
+    kato_rent,
+    other_rent_metric,
+    pick_city,
+    pick_town,
+    round_gbp_price,
+    round_us_price,
+    status_of,
+    truncate,
+    uk_key_points,
+    uk_summary,
+    us_description,
+    weighted,
+)
 
 EventKind = Literal["created", "price_changed", "status_changed", "removed"]
 
 DEFAULT_START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # FakeClock's default start
-BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
-ONE_MS = timedelta(milliseconds=1)
-ONE_US = timedelta(microseconds=1)
-POSTCODE_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # letters used in the inward part of UK postcodes
-
-KOTOHOMES_STATUSES = ("active", "pending")
-KATO_STATUSES = ("available", "under_offer", "coming_soon", "let", "sold")
-# Weighted mostly towards the everyday types, as a real feed is.
-KOTOHOMES_TYPES: tuple[tuple[str, int], ...] = (
-    ("single_family", 30),
-    ("condominium", 20),
-    ("townhouse", 15),
-    ("house", 14),
-    ("apartment", 5),
-    ("multifamily", 4),
-    ("duplex", 3),
-    ("residential", 3),
-    ("new_construction", 2),
-    ("waterfront", 1),
-    ("mobile_manufactured", 1),
-    ("vacation_home", 1),
-)
-STACKED_TYPES = frozenset({"condominium", "apartment"})  # have unit numbers, no lot
-KATO_TYPES: tuple[tuple[str, int], ...] = (
-    ("office", 40),
-    ("retail", 18),
-    ("industrial", 14),
-    ("warehouse", 8),
-    ("leisure", 5),
-    ("restaurant", 5),
-    ("flexible_workspace", 4),
-    ("medical", 3),
-    ("land", 3),
-)
-KATO_QUALIFIERS = (None, None, "guide_price", "offers_over", "offers_in_excess_of")
-KATO_RENT_BASE = {  # GBP per sq ft per year, before the town factor
-    "office": 28.0,
-    "retail": 32.0,
-    "industrial": 9.0,
-    "warehouse": 8.0,
-    "leisure": 18.0,
-    "restaurant": 26.0,
-    "flexible_workspace": 40.0,
-    "medical": 22.0,
-    "land": 4.0,
-}
 
 
 @dataclass(frozen=True)
@@ -237,7 +222,7 @@ class Market:
 
     def remove(self, source: str, id: str) -> None:
         """Take a listing off the market (KeyError when it is not live)."""
-        src = _source(source)
+        src = as_source(source)
         key = str(id)
         store = self._store(src)
         if key not in store:
@@ -272,11 +257,11 @@ class Market:
                     updated = created + (self.now - created) * self._rng.random()
                 else:
                     updated = created
-                self._create(_source(source), created, {}, updated=updated, log=False)
+                self._create(as_source(source), created, {}, updated=updated, log=False)
 
     def _next_created(self, source: Source, at: datetime) -> datetime:
         unit = ONE_MS if source == "kotohomes" else ONE_US
-        at = _truncate(at, unit)
+        at = truncate(at, unit)
         last = self._last_created[source]
         if at <= last:
             at = last + unit
@@ -295,17 +280,17 @@ class Market:
         created = self._next_created(source, at)
         updated_at = max(created, updated or created)
         if source == "kotohomes":
-            city = _pick_city(self._rng, overrides)
+            city = pick_city(self._rng, overrides)
             record = self._build_kotohomes(city, created, updated_at)
             fmt: Callable[[datetime], str] = iso_ms
         else:
-            town = _pick_town(self._rng, overrides)
+            town = pick_town(self._rng, overrides)
             record = self._build_kato(town, created, updated_at)
             fmt = iso_us
         for key, value in overrides.items():
             self._apply(source, record, key, value, fmt)
         if source == "kato" and not overrides.keys() & {"rent", "size", "property_types"}:
-            _other_rent_metric(record)
+            other_rent_metric(record)
         key = str(record.get("id"))
         if source == "kato" and isinstance(record.get("id"), int):
             self._next_kato_id = max(self._next_kato_id, record["id"])
@@ -335,22 +320,22 @@ class Market:
     ) -> None:
         if isinstance(value, datetime):
             value = fmt(value)
-        if source == "kato" and key == "price" and _is_number(value):
+        if source == "kato" and key == "price" and is_number(value):
             price = record.get("price")
             if not isinstance(price, dict):
-                price = _kato_price(None)
+                price = kato_price(None)
                 record["price"] = price
                 record["for_sale"] = True
             price["value"] = value
             return
-        if source == "kato" and key == "rent" and _is_number(value):
+        if source == "kato" and key == "rent" and is_number(value):
             rent = record.get("rent")
             if not isinstance(rent, dict):
-                rent = _kato_rent(None, None)
+                rent = kato_rent(None, None)
                 record["rent"] = rent
                 record["to_let"] = True
             rent["from"] = value
-            if _is_number(rent.get("to")) and rent["to"] < value:
+            if is_number(rent.get("to")) and rent["to"] < value:
                 rent["to"] = None
             return
         record[key] = value
@@ -361,14 +346,14 @@ class Market:
             raise KeyError(f"no live {source} listing {key!r}")
         record = store[key]
         old_asking = self._asking(source, record)
-        old_status = _status(record)
+        old_status = status_of(record)
         fmt = iso_ms if source == "kotohomes" else iso_us
         for name, value in changes.items():
             self._apply(source, record, name, value, fmt)
         if "updated_at" not in changes:
             record["updated_at"] = fmt(self.now)
         new_asking = self._asking(source, record)
-        new_status = _status(record)
+        new_status = status_of(record)
         if new_asking != old_asking:
             self.history.append(
                 MarketEvent(self.now, source, key, "price_changed", old_asking, new_asking)
@@ -399,27 +384,27 @@ class Market:
         else:
             factor = 1.0 + self._rng.uniform(0.01, 0.06)
         if source == "kotohomes":
-            new = _round_us_price(old * factor, rent=record.get("type") == "for_rent")
+            new = round_us_price(old * factor, rent=record.get("type") == "for_rent")
             if new == old:
                 new = old - (25 if record.get("type") == "for_rent" else 1000)
             self._update(source, key, {"price": new})
             return
         price = record.get("price")
         if record.get("for_sale") and isinstance(price, dict) and price.get("value") is not None:
-            self._update(source, key, {"price": _round_gbp_price(old * factor)})
+            self._update(source, key, {"price": round_gbp_price(old * factor)})
             return
         rent = dict(record["rent"])
         new_from = max(0.5, round(old * factor * 4) / 4)
         if new_from == old:
             new_from = max(0.5, old - 0.25)
-        if _is_number(rent.get("to")):
+        if is_number(rent.get("to")):
             rent["to"] = max(new_from, round(rent["to"] * factor * 4) / 4)
         rent["from"] = new_from
         self._update(source, key, {"rent": rent})
 
     def _move_status(self, source: Source, key: str) -> None:
         record = self._store(source)[key]
-        status = _status(record)
+        status = status_of(record)
         rng = self._rng
         if source == "kotohomes":
             new = "pending" if status == "active" else "active"
@@ -438,7 +423,7 @@ class Market:
     def _pick_for_removal(self, source: Source, existing: list[str]) -> str:
         store = self._store(source)
         closed = ("pending",) if source == "kotohomes" else ("let", "sold", "under_offer")
-        preferred = [i for i in existing if _status(store[i]) in closed]
+        preferred = [i for i in existing if status_of(store[i]) in closed]
         if preferred and self._rng.random() < 0.7:
             return self._rng.choice(preferred)
         return self._rng.choice(existing)
@@ -450,7 +435,7 @@ class Market:
         listing_id = "li_" + "".join(rng.choice(BASE62) for _ in range(20))
         while listing_id in self._kotohomes:
             listing_id = "li_" + "".join(rng.choice(BASE62) for _ in range(20))
-        property_type = _weighted(rng, KOTOHOMES_TYPES)
+        property_type = weighted(rng, KOTOHOMES_TYPES)
         for_rent = rng.random() < 0.15
         bedrooms = rng.choices((1, 2, 3, 4, 5, 6), weights=(12, 26, 30, 19, 9, 4))[0]
         if property_type in STACKED_TYPES:
@@ -459,11 +444,11 @@ class Market:
         living_area = int(round(bedrooms * rng.uniform(330, 620) + rng.uniform(150, 700), -1))
         if for_rent:
             monthly = rng.uniform(1300, 4200) * city.price_factor * (0.7 + 0.15 * bedrooms)
-            price = _round_us_price(min(max(monthly, 900), 15_000), rent=True)
+            price = round_us_price(min(max(monthly, 900), 15_000), rent=True)
         else:
             base = math.exp(rng.uniform(math.log(150_000), math.log(1_400_000)))
             scaled = base * city.price_factor * (0.7 + 0.12 * bedrooms)
-            price = _round_us_price(min(max(scaled, 150_000), 3_000_000), rent=False)
+            price = round_us_price(min(max(scaled, 150_000), 3_000_000), rent=False)
         street = f"{rng.randint(1, 9899)} {rng.choice(US_STREETS)} {rng.choice(US_SUFFIXES)}"
         unit = (
             f"{rng.randint(1, 32)}{rng.choice('ABCDEFGH')}"
@@ -481,7 +466,7 @@ class Market:
         photo_count = rng.randint(4, 42)
         open_houses: list[JsonDict] = []
         if not for_rent and status == "active" and rng.random() < 0.25:
-            day = _truncate(self.now, timedelta(days=1)) + timedelta(days=rng.randint(1, 9))
+            day = truncate(self.now, timedelta(days=1)) + timedelta(days=rng.randint(1, 9))
             start = day + timedelta(hours=rng.choice((10, 11, 13, 14, 15)))
             open_houses.append({"start": iso_ms(start), "end": iso_ms(start + timedelta(hours=2))})
         full_baths = int(bathrooms)
@@ -493,7 +478,7 @@ class Market:
             "mls_number": f"{city.state}{rng.choice(('RS', 'MX', 'BK', 'NR'))}-{self._mls_serial}",
             "status": status,
             "property_type": property_type,
-            "description": _us_description(rng, property_type, bedrooms, city),
+            "description": us_description(rng, property_type, bedrooms, city),
             "price": price,
             "year_built": year_built,
             "street_address": street,
@@ -503,7 +488,7 @@ class Market:
             "zip_code": rng.choice(city.zips),
             "lot_size": None
             if property_type in STACKED_TYPES
-            else _num(
+            else js_number(
                 round(rng.choice((0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)) * rng.uniform(0.8, 1.6), 2)
             ),
             "living_area": living_area,
@@ -511,7 +496,7 @@ class Market:
             "longitude": round(city.lng + rng.uniform(-0.045, 0.045), 6),
             "latitude": round(city.lat + rng.uniform(-0.035, 0.035), 6),
             "bedrooms": bedrooms,
-            "bathrooms": _num(bathrooms),
+            "bathrooms": js_number(bathrooms),
             "bathrooms_full": full_baths,
             "bathrooms_three_quarter": None,
             "bathrooms_half": 1 if bathrooms != full_baths else 0,
@@ -537,7 +522,7 @@ class Market:
         rng = self._rng
         self._next_kato_id += rng.randint(1, 9)
         listing_id = self._next_kato_id
-        kind = _weighted(rng, KATO_TYPES)
+        kind = weighted(rng, KATO_TYPES)
         types = [kind]
         if kind == "office" and rng.random() < 0.2:
             types.append("flexible_workspace")
@@ -558,20 +543,20 @@ class Market:
         rent = None
         if to_let:
             if rng.random() < 0.08:
-                rent = _kato_rent(None, None, on_application=True)
+                rent = kato_rent(None, None, on_application=True)
             else:
                 per_sqft = KATO_RENT_BASE[kind] * town.rent_factor * rng.uniform(0.7, 1.35)
                 low = max(1.0, round(per_sqft * 4) / 4)
                 high = round(low * rng.uniform(1.05, 1.3) * 4) / 4 if rng.random() < 0.3 else None
-                rent = _kato_rent(low, high)
+                rent = kato_rent(low, high)
         price = None
         if for_sale:
             if rng.random() < 0.1:
-                price = _kato_price(None, on_application=True)
+                price = kato_price(None, on_application=True)
             else:
                 sqft = size_from * (10.7639 if size_metric == "sqm" else 1)
-                value = _round_gbp_price(sqft * rng.uniform(150, 600) * town.rent_factor)
-                price = _kato_price(value, qualifier=rng.choice(KATO_QUALIFIERS))
+                value = round_gbp_price(sqft * rng.uniform(150, 600) * town.rent_factor)
+                price = kato_price(value, qualifier=rng.choice(KATO_QUALIFIERS))
         status = rng.choices(KATO_STATUSES, weights=(60, 15, 10, 8, 7))[0]
         if status == "let" and not to_let:
             status = "sold"
@@ -623,7 +608,7 @@ class Market:
                     {
                         "key": "summary",
                         "heading": "Summary",
-                        "content": _uk_summary(rng, kind, town, size_from, size_metric),
+                        "content": uk_summary(rng, kind, town, size_from, size_metric),
                     },
                     {
                         "key": "location",
@@ -631,7 +616,7 @@ class Market:
                         "content": f"Close to {town.name} city centre, with good transport links.",
                     },
                 ],
-                "key_points": _uk_key_points(rng, kind),
+                "key_points": uk_key_points(rng, kind),
             },
             "published_to_website": {
                 "featured": rng.random() < 0.15,
@@ -666,181 +651,9 @@ class Market:
             rent = record.get("rent")
             if isinstance(rent, dict):
                 for end in ("from", "to"):
-                    if _is_number(rent.get(end)):
+                    if is_number(rent.get(end)):
                         rent[end] = f"£{rent[end]:,.2f}"
             price = record.get("price")
-            if isinstance(price, dict) and _is_number(price.get("value")):
+            if isinstance(price, dict) and is_number(price.get("value")):
                 price["value"] = f"£{price['value']:,.0f}"
         return record
-
-
-# --------------------------------------------------------------------- helpers
-
-
-def _source(source: str) -> Source:
-    if source == "kotohomes":
-        return "kotohomes"
-    if source == "kato":
-        return "kato"
-    raise ValueError(f"unknown source {source!r}")
-
-
-def _status(record: JsonDict) -> Any:
-    return record.get("status")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _num(value: float) -> float | int:
-    """Whole numbers as ints, the way a JavaScript backend serializes them (``"lot_size": 2``)."""
-    return int(value) if float(value).is_integer() else value
-
-
-def _truncate(moment: datetime, unit: timedelta) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return epoch + ((moment - epoch) // unit) * unit
-
-
-def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
-    return rng.choices([name for name, _ in table], weights=[w for _, w in table])[0]
-
-
-def _round_us_price(value: float, *, rent: bool) -> int:
-    if rent:
-        return max(25, int(round(value / 25) * 25))
-    step = 5000 if value >= 1_000_000 else 1000
-    return max(step, int(round(value / step) * step))
-
-
-def _round_gbp_price(value: float) -> int:
-    step = 25_000 if value >= 1_000_000 else 5_000
-    return max(step, int(round(value / step) * step))
-
-
-OTHER_METRIC_SHARE = 0.12  # Kato records whose rent is quoted per annum or per desk
-
-
-def _other_rent_metric(record: JsonDict) -> None:
-    """Quote a share of rents the other ways agents do: a whole-unit yearly rent, or per
-    desk for flexible workspace. Chosen by a hash of the id, so the market's random stream
-    (and every other record) stays as it was."""
-    rent, size = record.get("rent"), record.get("size")
-    if not isinstance(rent, dict) or not _is_number(rent.get("from")):
-        return
-    digest = hashlib.sha256(f"metric:{record.get('id')}".encode()).digest()
-    if int.from_bytes(digest[:8], "big") / 2**64 >= OTHER_METRIC_SHARE:
-        return
-    types = [t.get("key") for t in record.get("property_types") or [] if isinstance(t, dict)]
-    if "flexible_workspace" in types:
-        rent.update({"from": 250 + digest[8] % 40 * 10, "to": None, "metric": "per_desk"})
-    elif isinstance(size, dict) and size.get("metric") == "sqft" and _is_number(size.get("from")):
-        yearly = round(rent["from"] * size["from"], -2)
-        rent.update({"from": yearly, "to": None, "metric": "per_annum"})
-
-
-def _kato_rent(low: float | None, high: float | None, *, on_application: bool = False) -> JsonDict:
-    return {
-        "from": low,
-        "to": high,
-        "metric": "sqft",
-        "currency": "GBP",
-        "rent_on_application": on_application,
-    }
-
-
-def _kato_price(
-    value: float | None, *, qualifier: str | None = None, on_application: bool = False
-) -> JsonDict:
-    return {
-        "value": value,
-        "currency": "GBP",
-        "price_on_application": on_application,
-        "qualifier": qualifier,
-    }
-
-
-def _pick_city(rng: random.Random, overrides: Mapping[str, Any]) -> UsCity:
-    """A city consistent with the overrides (same state/city name) when possible."""
-    candidates = list(US_CITIES)
-    if isinstance(overrides.get("state"), str):
-        state = overrides["state"].upper()
-        candidates = [c for c in candidates if c.state == state] or candidates
-    if isinstance(overrides.get("city"), str):
-        named = [c for c in candidates if c.name.lower() == overrides["city"].lower()]
-        candidates = named or candidates
-    return rng.choice(candidates)
-
-
-def _pick_town(rng: random.Random, overrides: Mapping[str, Any]) -> UkTown:
-    address = overrides.get("address")
-    if isinstance(address, dict) and isinstance(address.get("town"), str):
-        named = [t for t in UK_TOWNS if t.name.lower() == address["town"].lower()]
-        if named:
-            return named[0]
-    return rng.choice(UK_TOWNS)
-
-
-_US_OPENERS = (
-    "Sun-filled",
-    "Beautifully renovated",
-    "Charming",
-    "Spacious",
-    "Modern",
-    "Classic",
-    "Move-in ready",
-    "Light-drenched",
-    "Quiet",
-    "Stylish",
-)
-_US_FEATURES = (
-    "Chef's kitchen with quartz counters and stainless appliances",
-    "Hardwood floors throughout",
-    "Private backyard with mature trees",
-    "Primary suite with walk-in closet",
-    "In-unit washer and dryer",
-    "Central air and new HVAC",
-    "Finished basement with plenty of storage",
-    "Roof deck with skyline views",
-    "Two-car garage",
-    "Walking distance to shops, parks and transit",
-    "Top-rated school district",
-    "Open floor plan ideal for entertaining",
-)
-_UK_ADJECTIVES = ("Refurbished", "Grade A", "Self-contained", "Prominent", "Modern", "Character")
-
-
-def _us_description(rng: random.Random, property_type: str, bedrooms: int, city: UsCity) -> str:
-    label = property_type.replace("_", " ")
-    features = rng.sample(_US_FEATURES, 3)
-    return (
-        f"{rng.choice(_US_OPENERS)} {bedrooms}-bedroom {label} in {city.name}. "
-        f"{features[0]}. {features[1]}. {features[2]}. Schedule a showing today."
-    )
-
-
-def _uk_summary(rng: random.Random, kind: str, town: UkTown, size: int, metric: str) -> str:
-    unit = "sq ft" if metric == "sqft" else "sq m"
-    label = kind.replace("_", " ")
-    return (
-        f"{rng.choice(_UK_ADJECTIVES)} {label} accommodation of {size:,} {unit} "
-        f"in {town.name}, available on flexible terms."
-    )
-
-
-def _uk_key_points(rng: random.Random, kind: str) -> list[str]:
-    points = [
-        "Air conditioning",
-        "Raised access floors",
-        "24-hour access",
-        "Secure cycle storage",
-        "Passenger lift",
-        "EPC rating B",
-        "Allocated parking",
-        "Shower facilities",
-        "LED lighting",
-    ]
-    if kind in ("industrial", "warehouse"):
-        points = ["Eaves height 8m", "Level access loading door", "Secure yard", "3-phase power"]
-    return rng.sample(points, min(len(points), rng.randint(2, 4)))

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from listingbot.sim._shapes import KATO_STATUSES
 from listingbot.sim.kotohomes import PROPERTY_TYPES
-from listingbot.sim.market import KATO_STATUSES, Market
+from listingbot.sim.market import Market
 
 KOTOHOMES_ID = re.compile(r"^li_[0-9A-Za-z]{20}$")
 MS_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
