@@ -240,14 +240,6 @@ class ChatKittyClient:
                 return channels
         raise UpstreamUnavailable(API, f"channel listing did not end after {MAX_PAGES} pages")
 
-    async def get_channel(self, channel_id: int) -> Channel:
-        """One channel; :class:`listingbot.errors.NotFound` when it does not exist."""
-        payload = await self._http.request("GET", f"{self.prefix}/channels/{int(channel_id)}")
-        channel = parse_channel(payload)
-        if channel is None:
-            raise UpstreamUnavailable(API, f"channel {channel_id} answered without an id")
-        return channel
-
     async def send_message(
         self,
         channel_id: int,

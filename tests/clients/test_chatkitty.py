@@ -116,25 +116,12 @@ async def test_channels_without_an_id_are_skipped(
     assert channels == [Channel(id=9, name="", display_name=None, type="DIRECT")]
 
 
-async def test_get_channel_returns_it_or_raises_not_found(
-    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock, tokens: Tokens
-) -> None:
-    """GET channels/{id}: the channel, or NotFound when it is gone."""
-    server.script("GET", "/v1/channels/702", Reply(json=channel(702)))
-    gone = {"error": "ResourceNotFoundError", "message": "Resource not found"}
-    server.script("GET", "/v1/channels/703", Reply(404, json=gone))
-    client = make(server, session, clock)
-    assert (await client.get_channel(702)).name == "ch-702"
-    with pytest.raises(NotFound):
-        await client.get_channel(703)
-
-
 @pytest.mark.parametrize(
     ("prefix", "path"),
     [
-        ("/v1", "/v1/channels/702"),
-        ("", "/channels/702"),
-        ("/v1/applications/1/", "/v1/applications/1/channels/702"),
+        ("/v1", "/v1/channels"),
+        ("", "/channels"),
+        ("/v1/applications/1/", "/v1/applications/1/channels"),
     ],
 )
 async def test_the_path_prefix_is_configurable(
@@ -146,8 +133,9 @@ async def test_the_path_prefix_is_configurable(
     path: str,
 ) -> None:
     """The three path layouts ChatKitty has used are all reachable."""
-    server.script("GET", path, Reply(json=channel(702)))
-    assert (await make(server, session, clock, prefix=prefix).get_channel(702)).id == 702
+    server.script("GET", path, channel_pages(server.url, [channel(702)], 100))
+    listed = await make(server, session, clock, prefix=prefix).list_channels()
+    assert [c.id for c in listed] == [702]
 
 
 async def test_send_message_posts_camel_case_text_with_properties(

@@ -79,7 +79,7 @@ async def test_a_reply_to_a_deleted_message_is_not_found(
 async def test_a_reply_is_one_attempt(client: ChatKittyClient, sim: ChatKittySim) -> None:
     """A 500 on a reply is ambiguous and not repeated (there is no idempotency key)."""
     root = sim.post_system(702, "root")
-    await client.get_channel(702)  # (the token is in hand before the fault)
+    await client.list_channels()  # (the token is in hand before the fault)
     sim.faults.set(rate_500=1.0)
     with pytest.raises(UpstreamUnavailable) as caught:
         await client.reply_in_thread(root["id"], "x", {})
