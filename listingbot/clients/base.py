@@ -155,6 +155,18 @@ class _Failure:
     cause: UpstreamCause
 
 
+def wire_int(value: Any) -> int | None:
+    """An integer as APIs put one on the wire (a number, or its digits as a string);
+    None for anything else, booleans included. Used for ids and page counters."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
     if value is None or not value.strip():

@@ -19,7 +19,7 @@ import yarl
 from pydantic import SecretStr
 
 from listingbot.clients.auth import client_credentials_api
-from listingbot.clients.base import DEFAULT_RETRY, RequestObserver, RetryPolicy
+from listingbot.clients.base import DEFAULT_RETRY, RequestObserver, RetryPolicy, wire_int
 from listingbot.clock import Clock
 from listingbot.errors import UpstreamUnavailable
 
@@ -78,21 +78,11 @@ class ChatUser:
     display_name: str | None
 
 
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
 def parse_channel(raw: Any) -> Channel | None:
     """A :class:`Channel` from a ChannelResource, or None when it has no usable id."""
     if not isinstance(raw, Mapping):
         return None
-    channel_id = _as_int(raw.get("id"))
+    channel_id = wire_int(raw.get("id"))
     if channel_id is None:
         return None
     name = raw.get("name")
@@ -112,7 +102,7 @@ def parse_user(raw: Any) -> ChatUser | None:
         return None
     display = raw.get("displayName", raw.get("display_name"))
     return ChatUser(
-        id=_as_int(raw.get("id")),
+        id=wire_int(raw.get("id")),
         name=raw["name"],
         display_name=display if isinstance(display, str) else None,
     )
@@ -230,8 +220,8 @@ class ChatKittyClient:
                     channels.append(channel)
             meta = payload.get("page")
             meta = meta if isinstance(meta, Mapping) else {}
-            number = _as_int(meta.get("number"))
-            total_pages = _as_int(meta.get("totalPages", meta.get("total_pages")))
+            number = wire_int(meta.get("number"))
+            total_pages = wire_int(meta.get("totalPages", meta.get("total_pages")))
             if number is not None and number != page:
                 raise UpstreamUnavailable(API, f"asked for channel page {page}, got {number}")
             if hal_link(payload, "next") is None or not items:
@@ -303,14 +293,14 @@ class ChatKittyClient:
         payload = await self._http.request(
             "POST", f"{self.prefix}{path}", json=dict(message), retry=False
         )
-        message_id = _as_int(payload.get("id")) if isinstance(payload, Mapping) else None
+        message_id = wire_int(payload.get("id")) if isinstance(payload, Mapping) else None
         if message_id is None:
             # The server said 200, so the message most likely exists: ambiguous, not failed.
             raise UpstreamUnavailable(
                 API, f"POST {path} answered without a message id", ambiguous=True
             )
         assert isinstance(payload, Mapping)
-        answered_channel = _as_int(payload.get("channelId", payload.get("channel_id")))
+        answered_channel = wire_int(payload.get("channelId", payload.get("channel_id")))
         if answered_channel is None and channel_id is None:
             raise UpstreamUnavailable(API, f"POST {path} answered without a channel id")
         created = payload.get("createdTime", payload.get("created_time"))
@@ -451,7 +441,7 @@ class ChatKittyClient:
             items = _embedded(payload, "users")
             users.extend(user for user in map(parse_user, items) if user is not None)
             meta = payload.get("page")
-            total_pages = _as_int(meta.get("totalPages")) if isinstance(meta, Mapping) else None
+            total_pages = wire_int(meta.get("totalPages")) if isinstance(meta, Mapping) else None
             if hal_link(payload, "next") is None or not items:
                 return users
             if total_pages is not None and page + 1 >= total_pages:

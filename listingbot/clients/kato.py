@@ -16,7 +16,7 @@ import structlog
 from pydantic import SecretStr
 
 from listingbot.clients.auth import client_credentials_api
-from listingbot.clients.base import DEFAULT_RETRY, RequestObserver, RetryPolicy
+from listingbot.clients.base import DEFAULT_RETRY, RequestObserver, RetryPolicy, wire_int
 from listingbot.clock import Clock
 from listingbot.errors import UpstreamUnavailable
 from listingbot.ratelimit import SlidingWindowLimiter
@@ -48,17 +48,6 @@ def _pagination(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return block
     top = payload.get("pagination")
     return top if isinstance(top, Mapping) else None
-
-
-def _int(block: Mapping[str, Any], name: str) -> int | None:
-    value = block.get(name)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 class KatoClient:
@@ -166,9 +155,9 @@ class KatoClient:
                 if page == 1 and not data:
                     return KatoSweep(records, 1, 0)
                 raise UpstreamUnavailable(API, f"availability page {page} has no pagination block")
-            current = _int(block, "current_page")
-            total_pages = _int(block, "total_pages")
-            total = _int(block, "total")
+            current = wire_int(block.get("current_page"))
+            total_pages = wire_int(block.get("total_pages"))
+            total = wire_int(block.get("total"))
             if current is None or total_pages is None:
                 raise UpstreamUnavailable(
                     API, f"availability page {page}: pagination lacks current_page/total_pages"

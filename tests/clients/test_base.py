@@ -19,6 +19,7 @@ from listingbot.clients.base import (
     error_hint,
     new_session,
     parse_retry_after,
+    wire_int,
 )
 from listingbot.clock import FakeClock
 from listingbot.errors import (
@@ -395,3 +396,12 @@ async def test_new_session_leaves_a_dropped_connection_to_our_retry_policy(
         with pytest.raises(UpstreamUnavailable, match="connection dropped"):
             await client.request("GET", "/second")
     assert dropper.requests == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(7, 7), ("12", 12), (" 3 ", 3), (True, None), ("7.5", None), (7.0, None), (None, None)],
+)
+def test_wire_int_reads_numbers_and_digit_strings_only(raw: object, expected: int | None) -> None:
+    """Ids and page counters: an int or its digits; booleans, fractions and others are None."""
+    assert wire_int(raw) == expected
