@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): every scenario, one table, two result files.
 
-    python -m benchmarks                 # all five scenarios, 3 runs each (start-up: 7)
+    python -m benchmarks                 # all eight scenarios, 3 runs each (start-up: 7)
     python -m benchmarks --only 1 3      # some of them
     python -m benchmarks --runs 5        # more runs per figure
 
@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from benchmarks import cycle, delivery, memory, startup, upstream
+from benchmarks import cycle, delivery, memory, service, startup, sweep, upstream
 from benchmarks.report import Row, command_line, table, write
 from listingbot.logs import configure_logging
 
@@ -78,12 +78,28 @@ async def _startup(runs: int) -> tuple[list[Row], list[str]]:
     return await startup.run(max(runs, 7)), []
 
 
+async def _sweep(runs: int) -> tuple[list[Row], list[str]]:
+    return await sweep.run(runs)
+
+
+async def _sweep_memory(runs: int) -> tuple[list[Row], list[str]]:
+    del runs  # one sweep per size: the curve, not the spread, is the figure
+    return await sweep.run_memory()
+
+
+async def _service(runs: int) -> tuple[list[Row], list[str]]:
+    return await service.run(runs), []
+
+
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "1": ("upstream requests per cycle", _upstream),
     "2": ("poll-cycle CPU against the floor", _cycle),
     "3": ("delivery throughput and order", _delivery),
     "4": ("memory, state size, retention", _memory),
     "5": ("start-up", _startup),
+    "6": ("a Kato sweep from outside: first and steady, against the floor", _sweep),
+    "7": ("peak RSS of a first sweep at 10k / 50k / 100k records", _sweep_memory),
+    "8": ("the running service's delivery rate", _service),
 }
 
 

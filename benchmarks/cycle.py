@@ -107,6 +107,18 @@ def change_half(market: Market, seed: int) -> dict[str, int]:
     return kinds
 
 
+def change_text(market: Market, seed: int, count: int) -> dict[str, int]:
+    """Change the text (summary) of ``count`` records: an ordinary quiet interval."""
+    rng = random.Random(seed)
+    market.now += timedelta(minutes=10)
+    ids = rng.sample(market.ids("kato"), min(count, len(market.ids("kato"))))
+    for listing_id in ids:
+        marketing = json.loads(json.dumps(market._kato[listing_id]["marketing"]))
+        marketing["text"][0]["content"] += " Newly refurbished reception."
+        market.update_kato(listing_id, marketing=marketing)
+    return {"price": 0, "status": 0, "text": len(ids)}
+
+
 @dataclass
 class Prepared:
     before: list[bytes]

@@ -62,6 +62,9 @@ class Row:
     details: dict[str, Any] = field(default_factory=dict)
     text: str | None = None  # shown instead of the figure (a series, not repeated runs)
     correctness: bool = False  # a missed correctness target fails the run; a slow one does not
+    # The machine's 1-minute load average when the figure was taken: the cores are shared,
+    # so a figure means little without it (ratios measured in the same run mean more).
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
 
     def shown(self) -> str:
         if self.text is not None:
@@ -113,8 +116,11 @@ def _commit() -> str | None:
 
 def table(rows: Sequence[Row]) -> str:
     """The results as one Markdown table (also readable as plain text)."""
-    header = ("scenario", "case", "metric", "median (min..max)", "target", "")
-    lines = [[r.scenario, r.case, r.metric, r.shown(), r.target, r.verdict()] for r in rows]
+    header = ("scenario", "case", "metric", "median (min..max)", "target", "", "load")
+    lines = [
+        [r.scenario, r.case, r.metric, r.shown(), r.target, r.verdict(), f"{r.load:.1f}"]
+        for r in rows
+    ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
 
     def fmt(cells: Sequence[str]) -> str:
@@ -158,7 +164,8 @@ def write(
         f"{facts['implementation']} {facts['python']}, SQLite {facts['sqlite']}, "
         f"commit {facts['commit'] or 'unknown'}.",
         "",
-        "Each figure is the median of several runs, with the smallest and largest in brackets.",
+        "Each figure is the median of several runs, with the smallest and largest in brackets;",
+        "`load` is the machine's 1-minute load average when the figure was taken.",
         "",
         table(rows),
         "",
