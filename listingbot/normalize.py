@@ -51,6 +51,7 @@ FIGURE = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 _UNIT_DIGITS = re.compile(r"(?i)(?:ft|m)[2²]")
 _LETTERS = re.compile(r"[A-Za-z0-9]")
 _ON_APPLICATION = re.compile(r"(?i)\bpoa\b|on application|upon request")
+_CURRENCY_CODES = tuple((code, re.compile(rf"\b{code}\b")) for code in ("GBP", "USD", "EUR"))
 _BOOL_WORDS = {"1": True, "0": False, "true": True, "false": False, "yes": True, "no": False}
 
 
@@ -153,8 +154,86 @@ class FieldReader:
             self.report(err)
             return default
 
-    @_lenient(None)
+    # The readers below answer the common, well-formed value at once and hand anything
+    # else to their checked (lenient) twin, which reports what it cannot read. Every
+    # changed record goes through a few dozen of these: the checked path's wrapper and
+    # isinstance checks against ABCs were a third of normalizing a Kato record.
+
     def text(self, value: Any, name: str, *, multiline: bool = False) -> str | None:
+        if type(value) is not str:
+            return None if value is None else self._text(value, name, multiline=multiline)
+        # Every cap is far below this; cleaning a 100 kB description whole is wasted work.
+        cleaned = clean(value[:RAW_TEXT_MAX_CHARS], multiline=multiline)
+        if not multiline:
+            cleaned = cap(cleaned, FIELD_MAX_CHARS)
+        return cleaned or None
+
+    def url(self, value: Any, name: str) -> str | None:
+        """An http(s) URL, else None: a link nobody can follow is no fact worth skipping for."""
+        if type(value) is not str:
+            return None if value is None else self._url(value, name)
+        return _http_url(value)
+
+    def code(self, value: Any, name: str, *, digits: int = 0) -> str | None:
+        """An identifier-like value (ZIP, MLS number) that may arrive as a number."""
+        if type(value) is int:
+            return str(value).zfill(digits)
+        return self.text(value, name) if type(value) is str else self._code(value, name)
+
+    def number(
+        self,
+        value: Any,
+        name: str,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float | None:
+        kind = type(value)
+        if kind is float or kind is int:
+            number = float(value)
+            if (
+                math.isfinite(number)
+                and (minimum is None or number >= minimum)
+                and (maximum is None or number <= maximum)
+            ):
+                return number
+        elif value is None:
+            return None
+        return self._number(value, name, minimum=minimum, maximum=maximum)
+
+    def amount(
+        self, value: Any, name: str, *, maximum: float = MAX_MONEY
+    ) -> tuple[float | None, str | None]:
+        """A non-negative amount, also from a formatted string, and the currency its symbol
+        or code implies (see ``_amount``)."""
+        kind = type(value)
+        if kind is float or kind is int:
+            number = float(value)
+            if math.isfinite(number) and 0.0 <= number <= maximum:
+                return number, None
+        elif value is None:
+            return None, None
+        return self._amount(value, name, maximum=maximum)
+
+    def boolean(self, value: Any, name: str) -> bool | None:
+        """true/false, and PHP's forms of them: 0/1, "0"/"1", "true"/"false"."""
+        if value is None or value is True or value is False:
+            return value
+        return self._boolean(value, name)
+
+    def mapping(self, value: Any, name: str) -> Mapping[str, Any] | None:
+        """An object; ``[]`` is how PHP writes an empty one."""
+        if type(value) is dict or value is None:
+            return value
+        return self._mapping(value, name)
+
+    def items(self, value: Any, name: str) -> Sequence[Any]:
+        if type(value) is list:
+            return value or ()
+        return () if value is None else self._items(value, name)
+
+    @_lenient(None)
+    def _text(self, value: Any, name: str, *, multiline: bool = False) -> str | None:
         if value is None:
             return None
         if not isinstance(value, str):
@@ -166,30 +245,23 @@ class FieldReader:
         return cleaned or None
 
     @_lenient(None)
-    def url(self, value: Any, name: str) -> str | None:
+    def _url(self, value: Any, name: str) -> str | None:
         """An http(s) URL, else None: a link nobody can follow is no fact worth skipping for."""
         if value is None:
             return None
         if not isinstance(value, str):
             self.fail(name, f"expected a URL, got {type(value).__name__}")
-        url = clean(value)
-        if (
-            not url.lower().startswith(("http://", "https://"))
-            or " " in url
-            or len(url) > URL_MAX_CHARS
-        ):
-            return None
-        return url
+        return _http_url(value)
 
     @_lenient(None)
-    def code(self, value: Any, name: str, *, digits: int = 0) -> str | None:
+    def _code(self, value: Any, name: str, *, digits: int = 0) -> str | None:
         """An identifier-like value (ZIP, MLS number) that may arrive as a number."""
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value).zfill(digits)
         return self.text(value, name)
 
     @_lenient(None)
-    def number(
+    def _number(
         self,
         value: Any,
         name: str,
@@ -214,7 +286,7 @@ class FieldReader:
         return self._in_range(number, name, minimum, maximum)
 
     @_lenient((None, None))
-    def amount(
+    def _amount(
         self, value: Any, name: str, *, maximum: float = MAX_MONEY
     ) -> tuple[float | None, str | None]:
         """A non-negative amount, also from a formatted string, and the currency its symbol
@@ -231,8 +303,8 @@ class FieldReader:
             if symbol in text:
                 currency = code
         upper = text.upper()
-        for code in ("GBP", "USD", "EUR"):
-            if re.search(rf"\b{code}\b", upper):
+        for code, pattern in _CURRENCY_CODES:
+            if pattern.search(upper):
                 currency = code
         # Units with digits in them (ft2, m2) are no figure.
         figures = FIGURE.findall(_UNIT_DIGITS.sub(" ", text))
@@ -264,7 +336,7 @@ class FieldReader:
         return int(number)
 
     @_lenient(None)
-    def boolean(self, value: Any, name: str) -> bool | None:
+    def _boolean(self, value: Any, name: str) -> bool | None:
         """true/false, and PHP's forms of them: 0/1, "0"/"1", "true"/"false"."""
         if value is None or isinstance(value, bool):
             return value
@@ -291,7 +363,7 @@ class FieldReader:
         return parsed
 
     @_lenient(None)
-    def mapping(self, value: Any, name: str) -> Mapping[str, Any] | None:
+    def _mapping(self, value: Any, name: str) -> Mapping[str, Any] | None:
         """An object; ``[]`` is how PHP writes an empty one."""
         if isinstance(value, list) and not value:
             return {}
@@ -300,7 +372,7 @@ class FieldReader:
         return value
 
     @_lenient(())
-    def items(self, value: Any, name: str) -> Sequence[Any]:
+    def _items(self, value: Any, name: str) -> Sequence[Any]:
         if value is not None and not isinstance(value, list):
             self.fail(name, f"expected a list, got {type(value).__name__}")
         return value or ()
@@ -325,6 +397,17 @@ class FieldReader:
         if maximum is not None and number > maximum:
             self.fail(name, f"{number:g} is implausibly large")
         return number
+
+
+def _http_url(value: str) -> str | None:
+    url = clean(value)
+    if (
+        not url.lower().startswith(("http://", "https://"))
+        or " " in url
+        or len(url) > URL_MAX_CHARS
+    ):
+        return None
+    return url
 
 
 def read_record_id(raw: Mapping[str, Any]) -> str:
