@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -253,10 +254,28 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(command)  # pragma: no cover - argparse rejects anything else
 
 
+# Start-up leaves a few hundred thousand long-lived objects (modules, pydantic schemas,
+# the config); a sweep of 10,000 records allocates about a million more. With CPython's
+# default thresholds (700, 10, 10) one such sweep ran ~500 collections, the full ones
+# walking every live object. gc.freeze() takes start-up's objects out of the collector's
+# sight, and a larger young generation lets a page's records die by reference counting
+# before a collection looks at them: ~7 collections a sweep, 12 % less CPU on a first
+# sweep and a third less on a steady one (see README "Performance").
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def settle_gc() -> None:
+    """Once start-up is done: freeze what it built, and collect young objects less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def _once(config: Config, *, dry_run: bool, wait_lock_s: float = 0.0) -> int:
     app = App(config, wait_lock_s=wait_lock_s)
     try:
         await app.start(dry_run=dry_run)
+        settle_gc()
         ok = await run_once(app, dry_run=dry_run)
     finally:
         await app.close()
@@ -341,6 +360,7 @@ async def _run(config: Config, path: Path, *, wait_lock_s: float = 0.0) -> int:
             log.info("stopped", during="start-up")
             return EXIT_OK
         started.set()
+        settle_gc()
         log.info(
             "started",
             version=__version__,
