@@ -6,7 +6,9 @@ byte for byte in the shape ``KatoSim`` serves (v2, today's PHP spellings for a s
 the records), serves them on a free loopback port with the client-credentials token
 endpoint, and prints ``{"url": ...}``. Commands, one a line on stdin, each answered with
 one JSON line once done: ``change N`` changes the text of N records (and, when N is half
-the account or more, a third of them in price and a sixth in status), ``requests``
+the account or more, a third of them in price and a sixth in status); ``prepare N``
+renders that change while still serving the pages before it, ``switch`` serves it from
+the next request on (a poll that starts meanwhile waits for no rendering); ``requests``
 reports how many availability pages were served, ``quit`` exits.
 
 The real ``KatoSim`` renders and filters the whole market for every page it serves
@@ -43,6 +45,7 @@ class RecordedKato:
         self.market = Market(seed, kotohomes_count=0, kato_count=min(records, BASE_RECORDS))
         self.seed = seed
         self.pages: list[bytes] = []
+        self.prepared: list[bytes] = []
         self.tokens: set[str] = set()
         self.served = 0
         self.render()
@@ -87,12 +90,25 @@ class RecordedKato:
 
     def change(self, count: int) -> dict[str, int]:
         """Move the market: ``count`` records changed (see the module docstring)."""
+        kinds = self.prepare(count)
+        self.switch()
+        return kinds
+
+    def prepare(self, count: int) -> dict[str, int]:
+        """Render the market after ``count`` changes, still serving the pages before."""
+        serving = self.pages
         if count * 2 >= len(self.market.ids("kato")):
             kinds = change_half(self.market, self.seed)
         else:
             kinds = change_text(self.market, self.seed, count)
         self.render()
+        self.prepared, self.pages = self.pages, serving
         return kinds
+
+    def switch(self) -> None:
+        """Serve what ``prepare`` rendered, from the next request on (no work to wait for)."""
+        if self.prepared:
+            self.pages, self.prepared = self.prepared, []
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -135,6 +151,11 @@ async def main(records: int, seed: int) -> None:
         while line := (await stdin.readline()).decode().split():
             if line[0] == "change":
                 print(json.dumps(server.change(int(line[1]))), flush=True)
+            elif line[0] == "prepare":
+                print(json.dumps(server.prepare(int(line[1]))), flush=True)
+            elif line[0] == "switch":
+                server.switch()
+                print(json.dumps({"switched": True}), flush=True)
             elif line[0] == "requests":
                 print(json.dumps({"requests": server.served}), flush=True)
             else:

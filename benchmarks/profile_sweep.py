@@ -21,6 +21,7 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 from benchmarks import workload
 from benchmarks.servers import ChatKittyServer, KatoServer
@@ -87,7 +88,7 @@ async def main(argv: list[str]) -> None:
                 await app.close()
 
 
-_BIGGEST: list[object] = [0, None]
+_BIGGEST: list[Any] = [0, None]
 
 
 async def _biggest_snapshot() -> None:
@@ -95,7 +96,7 @@ async def _biggest_snapshot() -> None:
     while True:
         await asyncio.sleep(0.3)
         current, _ = tracemalloc.get_traced_memory()
-        if current > _BIGGEST[0]:  # type: ignore[operator]
+        if current > _BIGGEST[0]:
             _BIGGEST[:] = [current, tracemalloc.take_snapshot()]
 
 

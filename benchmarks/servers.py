@@ -83,6 +83,14 @@ class KatoServer(_Child):
         changed: dict[str, int] = await self.ask(f"change {count}")
         return changed
 
+    async def prepare(self, count: int) -> dict[str, int]:
+        """The change rendered, not served yet (``switch`` serves it at once)."""
+        changed: dict[str, int] = await self.ask(f"prepare {count}")
+        return changed
+
+    async def switch(self) -> None:
+        await self.ask("switch")
+
 
 class ChatKittyServer(_Child):
     """``benchmarks.chatkitty_server`` with these channels."""

@@ -180,6 +180,7 @@ async def sweeps_running(config: Path, kato: KatoServer, records: int) -> list[d
     """``listingbot run`` on the state ``once`` left: its first sweep (a new process: no
     memory of the last one), then STEADY_CHANGES records change and its second sweep is
     the running service's steady state. The two ``poll_finished`` lines."""
+    await kato.prepare(STEADY_CHANGES)  # rendered now: serving it later costs nothing
     argv = [*listingbot(), "run", "--config", str(config)]
     proc = await asyncio.create_subprocess_exec(
         *argv, env=_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -197,8 +198,8 @@ async def sweeps_running(config: Path, kato: KatoServer, records: int) -> list[d
                 raise RuntimeError(f"listingbot run: unexpected poll {poll}")
             polls.append(poll)
             if len(polls) == 1:
-                # The market moves between two polls (well within RUN_INTERVAL_S).
-                await kato.change(STEADY_CHANGES)
+                # The market moves between two polls.
+                await kato.switch()
             else:
                 proc.send_signal(signal.SIGTERM)
                 break
