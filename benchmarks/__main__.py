@@ -23,36 +23,9 @@ from listingbot.logs import configure_logging
 ANALYSIS = """
 ## Where targets are missed, and why
 
-Profiled with cProfile and by stage (`PollOutcome.stages`); see the notes above for the
-stage times of this run.
-
-- **Poll cycle, 100 subscriptions (<= 3x the floor).** The floor is JSON decoding plus
-  one upsert; the cycle must also normalize every changed record, and normalizing is what
-  costs: about 0.3 ms per Kato record here, 5,000 changed records a cycle, so the
-  `fetch` stage alone is several times the floor. Matching (indexed) and detection are
-  small. Unchanged records are not normalized again (`polling.Reader`), which halves the
-  work. What would close the gap is in `listingbot/normalize.py`: `clean_text` checks
-  every character with `unicodedata.category`; a fast path for printable ASCII text (the
-  same result) measured fetch 2.06 s -> 1.10 s; the rest is pydantic validation and the
-  per-field readers. Python's cyclic GC adds ~20 % (the poll holds ~10^6 objects);
-  `gc.freeze()` after start-up plus a higher generation-0 threshold recovers most of it.
-- **Poll cycle, 10,000 subscriptions (<= 1 s).** Matching itself is indexed (the
-  "matching alone" row: well under a second where checking every subscription would take
-  minutes), but with half the market changing, 10,000 subscriptions produce ~30,000
-  events and ~29,000 messages in one cycle, and each message costs ~0.3 ms end to end:
-  detection (`detection._changes` copies a pydantic `Price` per price event), rendering
-  (`messages.sanitize` walks every character in Python), and the outbox insert
-  (`store.record_poll` serializes each message's properties, the full listing, to JSON).
-  The target holds only for cycles that produce a few thousand messages; closing it for
-  this one needs per-message work cut ~10x (render lazily at delivery time, or share one
-  rendered listing per channel group) rather than faster matching.
-- **Delivery** meets 500 msg/s with the simulator in a process of its own, by a modest
-  margin, and not with the simulator in the service's process (the in-process row): the
-  service's own cost per message is two store transactions (`sending`, then `sent`, each
-  a hop to the store thread) plus one HTTP round trip, and `store._due_messages` decodes
-  every open row (properties JSON included) on every pass although it returns at most
-  50 per channel. Over a network, throughput is bounded by concurrency / latency (the
-  20 ms rows): a channel's messages go one at a time, to keep their order.
+See README.md, "Performance": the analysis of every missed target, with its profile
+(`python -m benchmarks.profile_sweep`) and what would close it, is kept there, next to the
+figures it explains.
 """
 
 Scenario = Callable[[int], Awaitable[tuple[list[Row], list[str]]]]
