@@ -15,6 +15,7 @@ from listingbot.normalize import (
     SUMMARY_MAX_CHARS,
     TITLE_MAX_CHARS,
     FieldProblem,
+    FieldReader,
     MalformedRecord,
 )
 from listingbot.sources.kato import normalize_kato
@@ -659,3 +660,68 @@ def test_a_kotohomes_bad_open_house_costs_only_itself() -> None:
         (datetime(2026, 12, 6, 15, tzinfo=UTC), None)
     ]
     assert {p.field for p in problems} == {"open_houses[0].start", "open_houses[1].end"}
+
+
+# --- the readers' fast path answers as their checked twins do ----------------------------
+
+_READER_VALUES: list[Any] = [
+    None,
+    "",
+    "  plain  text ",
+    "£1,250.50 pcm",
+    "USD 12",
+    "https://example.com/a b",
+    "http://example.com/x",
+    "ftp://example.com",
+    "bidi\u202etext",
+    "x" * 12_000,
+    "0",
+    "1",
+    "yes",
+    "maybe",
+    0,
+    1,
+    7,
+    -3,
+    10**13,
+    2.5,
+    -0.5,
+    float("nan"),
+    float("inf"),
+    True,
+    False,
+    [],
+    [1, 2],
+    {},
+    {"a": 1},
+    ("tuple",),
+    b"bytes",
+]
+
+_READER_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("text", {}),
+    ("text", {"multiline": True}),
+    ("url", {}),
+    ("code", {"digits": 5}),
+    ("number", {}),
+    ("number", {"minimum": 0.0, "maximum": 100.0}),
+    ("amount", {}),
+    ("amount", {"maximum": 1e6}),
+    ("boolean", {}),
+    ("mapping", {}),
+    ("items", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "options"), _READER_CALLS)
+def test_each_field_reader_answers_as_its_checked_twin(
+    method: str, options: dict[str, Any]
+) -> None:
+    """A reader's fast path (well-formed values) gives the same value, and reports the
+    same problems, as the checked path it skips: the speed-up changes no output."""
+    for value in _READER_VALUES:
+        fast_problems: list[FieldProblem] = []
+        checked_problems: list[FieldProblem] = []
+        fast = getattr(FieldReader("r1", fast_problems), method)(value, "f", **options)
+        checked = getattr(FieldReader("r1", checked_problems), "_" + method)(value, "f", **options)
+        assert (fast, fast_problems) == (checked, checked_problems), (method, value)
