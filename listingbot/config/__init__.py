@@ -34,6 +34,7 @@ from listingbot.config.filters import (
 from listingbot.config.settings import (
     KATO_URL_FIELDS,
     ChatKittyConfig,
+    CommandsConfig,
     Config,
     DeliveryConfig,
     KatoConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "KOTOHOMES_PROPERTY_TYPES",
     "US_STATE_CODES",
     "ChatKittyConfig",
+    "CommandsConfig",
     "Config",
     "DeliveryConfig",
     "KatoConfig",
@@ -109,7 +111,10 @@ def parse_config(
     if interp.problems:
         raise config_error(source, interp.problems, interp.secrets)
     try:
-        return Config.model_validate(interp.data, context={"base_dir": base_dir})
+        commands = interp.data.get("commands")
+        enabled = commands.get("enabled_channels") if isinstance(commands, dict) else None
+        context = {"base_dir": base_dir, "raw_commands": bool(enabled)}
+        return Config.model_validate(interp.data, context=context)
     except ValidationError as err:
         lines = error_lines(
             err,

@@ -1,4 +1,5 @@
-"""The sections of the file (state, chatkitty, sources, ops, delivery, messages, log) and
+"""The sections of the file (state, chatkitty, sources, ops, delivery, messages, log,
+commands) and
 ``Config``."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from listingbot.config._errors import Loc, Problems, num, problem, show
 from listingbot.config._types import (
@@ -39,7 +41,7 @@ from listingbot.config.filters import (
     KatoFilters,
     KotohomesFilters,
 )
-from listingbot.config.subscriptions import Subscription, cross_problems
+from listingbot.config.subscriptions import Subscription, channel_ref, cross_problems
 from listingbot.models import SOURCES, Source
 
 
@@ -300,6 +302,37 @@ class LogConfig(Model):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class CommandsConfig(Model):
+    """Chat commands (``/listings …``): where they are read, who may change things."""
+
+    # Channel ids or names; commands posted elsewhere are not read. Empty: commands off.
+    enabled_channels: tuple[int | str, ...] = ()
+    # Who may subscribe, pause, resume, unsubscribe; list/explain/help are for everyone.
+    allow: Literal["moderators", "members"] = "moderators"
+    max_subscriptions_per_channel: Annotated[Int, Field(ge=0, le=1000)] = 20
+    poll_interval: Interval = timedelta(seconds=15)
+    # What a chat subscription's first poll does with what already matches.
+    first_run: Literal["baseline", "post"] = "baseline"
+    per_user_per_minute: Annotated[Int, Field(ge=1, le=1000)] = 6
+
+    @field_validator("enabled_channels", mode="before")
+    @classmethod
+    def _channels(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        items = value if isinstance(value, list | tuple) else [value]
+        problems = Problems()
+        out: list[int | str] = []
+        for i, item in enumerate(items):
+            try:
+                out.append(channel_ref(item))
+            except PydanticCustomError as err:
+                ctx = err.context or {}
+                problems.add((i,), str(ctx.get("text", err)), str(ctx.get("safe", err)))
+        problems.raise_if_any()
+        return tuple(dict.fromkeys(out))
+
+
 class Config(Model):
     """The whole configuration file."""
 
@@ -311,13 +344,19 @@ class Config(Model):
     delivery: DeliveryConfig = DeliveryConfig()
     messages: MessagesConfig = MessagesConfig()
     log: LogConfig = LogConfig()
+    commands: CommandsConfig = CommandsConfig()
 
     @field_validator("subscriptions", mode="before")
     @classmethod
-    def _some_subscriptions(cls, value: Any) -> Any:
+    def _some_subscriptions(cls, value: Any, info: ValidationInfo) -> Any:
         # Checked on the raw list: a length constraint would count only the valid items.
-        if isinstance(value, list | tuple) and not value:
-            raise problem("at least one subscription is required")
+        # With chat commands enabled, the subscriptions may all come from the chat.
+        commands = (info.context or {}).get("raw_commands")
+        if isinstance(value, list | tuple) and not value and not commands:
+            raise problem(
+                "at least one subscription is required "
+                "(or enable chat commands: commands.enabled_channels)"
+            )
         return value
 
     @model_validator(mode="after")

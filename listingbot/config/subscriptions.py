@@ -77,16 +77,7 @@ class Subscription(Model):
     @field_validator("channel", mode="plain")
     @classmethod
     def _channel(cls, value: Any) -> int | str:
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        if isinstance(value, str) and value.strip():
-            text = value.strip()
-            # ${CHANNEL_ID} always interpolates to a string; digits are an id, not a name.
-            return int(text) if text.isdigit() and int(text) > 0 else text
-        raise problem(
-            f"expected a channel id (a positive integer) or a channel name (got {show(value)})",
-            "expected a channel id (a positive integer) or a channel name",
-        )
+        return channel_ref(value)
 
     @field_validator("filters", mode="wrap")
     @classmethod
@@ -255,6 +246,20 @@ class Subscription(Model):
         }
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def channel_ref(value: Any) -> int | str:
+    """A channel id (a positive integer) or a channel name (subscriptions and commands)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        # ${CHANNEL_ID} always interpolates to a string; digits are an id, not a name.
+        return int(text) if text.isdigit() and int(text) > 0 else text
+    raise problem(
+        f"expected a channel id (a positive integer) or a channel name (got {show(value)})",
+        "expected a channel id (a positive integer) or a channel name",
+    )
 
 
 def cross_problems(subs: Iterable[tuple[int, Any, Any]], configured: set[str]) -> Problems:
