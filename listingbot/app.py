@@ -42,6 +42,8 @@ from listingbot.channels import Channels, Destinations, match_channels
 from listingbot.clients.base import RequestObserver, new_session
 from listingbot.clients.chatkitty import Channel, ChatKittyClient
 from listingbot.clock import Clock, SystemClock
+from listingbot.commands.reader import PassOutcome
+from listingbot.commands.service import ChatCommands, PollerCatalog
 from listingbot.config import ChatKittyConfig, Config
 from listingbot.delivery import Deliverer, DeliveryOutcome
 from listingbot.errors import ConfigError, ListingBotError
@@ -99,6 +101,7 @@ class Parts:
     chatkitty: ChatKittyClient
     deliverer: Deliverer
     housekeeping: Housekeeping  # one per state file, shared by every source's poller
+    commands: ChatCommands  # the chat's subscriptions and the command reader (issue 14)
 
 
 class App:
@@ -173,7 +176,17 @@ class App:
                 store, chatkitty, self.clock, self.metrics, cfg.delivery, rng=self.rng
             ),
             housekeeping=Housekeeping(store, self.clock, cfg.state.retention),
+            commands=ChatCommands(
+                cfg,
+                store=store,
+                client=chatkitty,
+                catalog=PollerCatalog(lambda: self.pollers),
+                now=self.clock.now,
+                on_change=self._chat_changed,
+                metrics=self.metrics,
+            ),
         )
+        await self._parts.commands.load()
         for source in self._configured_sources(cfg):
             self.pollers[source] = self._poller(source)
             self.health.track(source, self._interval_s(source), keep=None)
@@ -238,10 +251,30 @@ class App:
     def _apply_channels(self, destinations: Destinations) -> None:
         """Make ``destinations`` the subscriptions' channels; hold the others."""
         self.channels.apply(destinations)
-        ids = self.channels.ids
+        self._plan()
+
+    def _plan(self) -> None:
+        """Give each poller its subscriptions: the config's that have a channel and the
+        chat's active ones (whose channel is always an id), in one plan, so a query both
+        ask for is fetched once."""
+        ids = dict(self.channels.ids)
         active = [s for s in self.config.subscriptions if s.name in ids]
+        commands = self._parts.commands if self._parts is not None else None
+        chat = commands.subscriptions() if commands is not None else []
+        ids.update({s.name: int(s.channel) for s in chat})
         for poller in self.pollers.values():
-            poller.set_subscriptions(active, ids)
+            poller.set_subscriptions([*active, *chat], ids)
+        paused = len(commands.paused()) if commands is not None else 0
+        for origin, state, count in (
+            ("yaml", "active", len(self.config.subscriptions)),
+            ("chat", "active", len(chat)),
+            ("chat", "paused", paused),
+        ):
+            self.metrics.subscriptions.labels(origin, state).set(count)
+
+    async def _chat_changed(self) -> None:
+        """A command changed the chat subscriptions: plan the next polls with them."""
+        self._plan()
 
     # ------------------------------------------------------------------ work units
     async def poll(self, source: Source, *, dry_run: bool = False) -> PollOutcome:
@@ -261,7 +294,7 @@ class App:
         changed = self.health.subscriptions_polled(
             outcome,
             polled={s.name for s in poller_now.subscriptions} if poller_now else set(),
-            configured={s.name for s in self.config.subscriptions},
+            configured=self._subscription_names(),
         )
         if changed and not dry_run:
             await self.parts.store.set_subscription_problems(
@@ -273,6 +306,13 @@ class App:
                 await result
         return outcome
 
+    def _subscription_names(self) -> set[str]:
+        """Every subscription that is meant to run: the config's and the chat's."""
+        names = {s.name for s in self.config.subscriptions}
+        if self._parts is not None:
+            names.update(s.name for s in self._parts.commands.subscriptions())
+        return names
+
     def _account_poll(self, outcome: PollOutcome) -> None:
         self.totals.add_poll(outcome)
         stop_reason = None
@@ -280,6 +320,10 @@ class App:
             source = sources.get(outcome.source)
             stop_reason = source.refused_credentials(outcome.error or "")
         self.health.poll_finished(outcome, stop_reason=stop_reason)
+
+    async def run_commands(self) -> PassOutcome:
+        """One pass of the chat command reader (the ``commands`` job, and ``once``)."""
+        return await self.parts.commands.run_once()
 
     async def deliver(self) -> DeliveryOutcome:
         outcome = await self.parts.deliverer.run_pass()
@@ -299,6 +343,8 @@ class App:
         """
         failed_before = self.totals.failed_messages
         ok = not self.channels.held and not self.channels.unresolved
+        if self.parts.commands.enabled and not dry_run:
+            await self.run_commands()
         for source in self.pollers:
             outcome = await self.poll(source, dry_run=dry_run)
             ok = ok and outcome.ok and not outcome.rejected
@@ -326,8 +372,9 @@ class App:
         await self.shutdown()
 
     def jobs(self) -> list[Every]:
-        """The scheduled work: one poll job per source (first run at once) and the
-        delivery interval job (a wake-up for the delivery worker)."""
+        """The scheduled work: one poll job per source (first run at once), the
+        delivery interval job (a wake-up for the delivery worker) and, where chat commands
+        are enabled, the command reader (first run at once)."""
         jobs = []
         for source in self.pollers:
             settings = self._settings(source)
@@ -347,7 +394,22 @@ class App:
                 interval_s=self.config.delivery.interval.total_seconds(),
             )
         )
+        if self.config.commands.enabled_channels:
+            jobs.append(
+                Every(
+                    "commands",
+                    self._commands_job,
+                    interval_s=self.config.commands.poll_interval.total_seconds(),
+                    now=True,
+                )
+            )
         return jobs
+
+    async def _commands_job(self) -> None:
+        try:
+            await self.run_commands()
+        except Exception:  # the scheduler must never see an exception; log it and go on
+            log.exception("commands_crashed")
 
     def start_workers(self) -> None:
         """The delivery worker and the channel watcher (``run`` starts them)."""
@@ -498,10 +560,15 @@ class App:
             await self._parts.store.set_subscription_problems(PROBLEM_CHANNEL, self.channels.held)
         if self._parts is not None:
             self._parts.deliverer.configure(new.delivery)
+            self._parts.commands.configure(new)
+            await self._parts.commands.load()
+            self._plan()
 
         def keep_schedule(job_id: str) -> bool:
             if job_id == "deliver":
                 return new.delivery.interval == old.delivery.interval
+            if job_id == "commands":
+                return new.commands.poll_interval == old.commands.poll_interval
             name = job_id.removeprefix("poll-")
             return name in self.pollers and name not in touched
 

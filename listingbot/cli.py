@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     with_config(
         sub.add_parser("status", help="sources, subscriptions and outbox, from the state file")
     )
+    chat_subs = sub.add_parser("subscriptions", help="the subscriptions made from the chat")
+    chat_sub = chat_subs.add_subparsers(
+        dest="subscriptions_command", required=True, parser_class=_Parser
+    )
+    with_config(chat_sub.add_parser("export", help="print them as YAML the config accepts"))
     outbox = sub.add_parser("outbox", help="outbox maintenance")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, parser_class=_Parser)
     with_config(outbox_sub.add_parser("retry-failed", help="put failed messages back in queue"))
@@ -230,6 +235,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from listingbot.status import print_status, state_path  # noqa: PLC0415
 
         return print_status(state_path(config_path(args.config)))
+    if command == "subscriptions":
+        from listingbot.status import export_chat_subscriptions, state_path  # noqa: PLC0415
+
+        return export_chat_subscriptions(state_path(config_path(args.config)))
     if command == "outbox":
         from listingbot import status  # noqa: PLC0415
 

@@ -176,9 +176,25 @@ class Metrics:
             "0 while the last reload was rejected (the previous configuration runs), else 1.",
             registry=r,
         )
+        self.subscriptions = Gauge(
+            "listingbot_subscriptions",
+            "Subscriptions by origin (yaml: the config file; chat: made with /listings "
+            "subscribe) and state (active, paused).",
+            ["origin", "state"],
+            registry=r,
+        )
+        self.commands = Counter(
+            "listingbot_commands",
+            "Chat commands handled, by outcome (done, refused, skipped: over the per-user "
+            "rate, not answered).",
+            ["outcome"],
+            registry=r,
+        )
         self.config_reload_ok.set(1)
         for outcome in ("applied", "rejected"):
             self.config_reloads.labels(outcome)
+        for outcome in ("done", "refused", "skipped"):
+            self.commands.labels(outcome)
 
     def declare_sources(self, sources: Iterable[str]) -> None:
         """Create the per-source series at zero, so a first failure is an increase from 0

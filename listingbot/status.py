@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from listingbot import sources
+from listingbot.commands.grammar import echo
 from listingbot.config import Config, StateConfig, load_config, raw_key
 from listingbot.errors import ConfigError, StoreError
 from listingbot.store import OUTBOX_STATES, PROBLEM_CHANNEL, QUIET_STATES, Store
@@ -84,10 +85,16 @@ def print_status(path: Path) -> int:
         print("\nsubscriptions:")
         problems = {p.name: p for p in store.subscription_problems_sync()}
         subs = store.subscription_statuses_sync()
+        chat = {row.name: row for row in store.chat_subscriptions_sync()}
         if not subs:
             print("  none polled yet")
         for sst in subs:
             base = "first run pending" if sst.baselined_at is None else "active"
+            row = chat.get(sst.name)
+            if row is not None:
+                base = f"chat: channel {row.channel_id}, by {echo(row.created_by, 64)}, " + (
+                    "paused" if row.state == "paused" else base
+                )
             print(
                 f"  {sst.name} ({sst.source}, {base}): {sst.matches} matches, "
                 f"last message {_when(sst.last_message_at, now)}"
@@ -100,6 +107,18 @@ def print_status(path: Path) -> int:
             problem = problems[name]
             what = "HELD" if problem.kind == PROBLEM_CHANNEL else "FAILING"
             print(f"  {name}: {what} since {_when(problem.since, now)}: {problem.detail}")
+        for name in sorted(chat.keys() - {s.name for s in subs}):
+            row = chat[name]
+            print(
+                f"  {name} ({row.source}, chat: channel {row.channel_id}, "
+                f"by {echo(row.created_by, 64)}, "
+                f"{'paused' if row.state == 'paused' else 'first run pending'})"
+            )
+        counts = store.command_counts_sync()
+        if len(counts) > 1 or counts.get("unanswered"):
+            print("\nchat commands:")
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "unanswered")
+            print(f"  {shown or 'none yet'}; answers not yet posted: {counts['unanswered']}")
         summary = store.outbox_summary_sync()
         print("\noutbox:")
         for state in ("pending", "sending", "sent", "failed"):
@@ -108,6 +127,18 @@ def print_status(path: Path) -> int:
             print(f"  oldest undelivered: {_when(summary.oldest_open, now)}")
         for seq, key, channel, error in summary.failed:
             print(f"  failed #{seq} channel {channel} {key}: {error}")
+    finally:
+        store.close_sync()
+    return 0
+
+
+def export_chat_subscriptions(path: Path) -> int:
+    """``listingbot subscriptions export``: the chat's subscriptions as config YAML."""
+    from listingbot.commands.export import export_yaml  # noqa: PLC0415
+
+    store = _open(path)
+    try:
+        print(export_yaml(store.chat_subscriptions_sync(), datetime.now(UTC)), end="")
     finally:
         store.close_sync()
     return 0

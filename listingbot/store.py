@@ -1596,6 +1596,49 @@ class Store:
             )
         return out
 
+    async def listing_history(
+        self, channel_id: int, listing_id: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """For ``explain``: the newest snapshot of the listing any message carried, and
+        what was last queued for it in this channel (event, state and when)."""
+        return await self._run(self._listing_history, channel_id, listing_id)
+
+    def _listing_history(
+        self, channel_id: int, listing_id: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        snapshot: dict[str, Any] | None = None
+        for (props,) in self._c.execute(
+            "SELECT properties FROM outbox WHERE listing_id = ? AND properties != '{}'"
+            " ORDER BY seq DESC LIMIT 1",
+            (listing_id,),
+        ):
+            value = json.loads(props).get("listing")
+            snapshot = value if isinstance(value, dict) else None
+        row = self._c.execute(
+            "SELECT event, state, sent_at, created_at FROM outbox WHERE channel_id = ?"
+            " AND listing_id = ? ORDER BY seq DESC LIMIT 1",
+            (channel_id, listing_id),
+        ).fetchone()
+        posted = None
+        if row is not None:
+            event, state, sent_at, created_at = row
+            when = _parse_ts(sent_at if state == "sent" and sent_at else created_at)
+            stamp = when.strftime("%Y-%m-%d %H:%M UTC") if when else "?"
+            posted = f"{str(event).replace('_', ' ')} ({state}, {stamp})"
+        return snapshot, posted
+
+    async def prune_commands(self, older_than: datetime) -> int:
+        """Forget answered commands handled before ``older_than``. Their messages are
+        behind their channel's cursor, which keeps them from running again."""
+        return await self._run(self._prune_commands, older_than)
+
+    def _prune_commands(self, older_than: datetime) -> int:
+        with self._tx() as conn:
+            return conn.execute(
+                "DELETE FROM commands WHERE answered_at IS NOT NULL AND handled_at < ?",
+                (_ts(older_than),),
+            ).rowcount
+
     def command_counts_sync(self) -> dict[str, int]:
         """Commands handled, by outcome, and answers still to post (status, metrics)."""
         out = {

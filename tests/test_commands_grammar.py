@@ -83,6 +83,17 @@ def test_human_number_forms(written: str, expected: dict[str, int]) -> None:
     assert {k: v for k, v in dumped.items() if k != "zip_codes"} == expected
 
 
+def test_negative_coordinates_are_numbers() -> None:
+    """lat/lon west of Greenwich or south of the equator are negative numbers."""
+    s = sub("/listings subscribe kotohomes lat=40.68 lon=-73.94 radius=15")
+    assert (s.filters.latitude, s.filters.longitude, s.filters.radius) == (40.68, -73.94, 15)
+
+
+def test_a_negative_price_is_refused_by_the_configs_rule() -> None:
+    """price>=-5 is a number, refused like a negative price_min in the YAML."""
+    assert "must be >= 0" in refusal("/listings subscribe kotohomes zip=10001 price>=-5")
+
+
 def test_quoted_keywords_keep_their_spaces() -> None:
     """A quoted keyword is one keyword, spaces included."""
     s = sub('/listings subscribe kato keywords="roof terrace",garden')

@@ -148,3 +148,16 @@ async def test_chat_subscriptions_survive_a_reopen(tmp_path: Path, clock: FakeCl
     finally:
         await s.close()
     assert rows == [row(clock)]
+
+
+async def test_old_answered_commands_are_forgotten(store: Store, clock: FakeClock) -> None:
+    """prune_commands drops answered commands handled before the cutoff, never unanswered."""
+    await store.command_channels([702])
+    await store.record_command(handled(1), None)
+    await store.record_command(handled(2, answer=None), None)
+    await store.mark_answered(1, 90)
+    clock.advance(3600)
+    await store.record_command(handled(3, answer=None), None)
+    assert await store.prune_commands(clock.now() - timedelta(minutes=1)) == 2
+    assert store.command_counts_sync() == {"done": 1, "unanswered": 0}
+    assert (await store.command_channels([702]))[702].last_message_id == 3

@@ -344,9 +344,7 @@ def _joined(words: Sequence[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- values
 
-_NUMBER_RE = re.compile(
-    r"^[£$€]?\s*(\d+(?:\.\d+)?|\.\d+)\s*([km]?)(?:/sq\s*ft|sqft|sq ?ft)?$", re.I
-)
+_NUMBER_RE = re.compile(r"^(-?)[£$€]?(\d+(?:\.\d+)?|\.\d+)([km]?)(?:/sqft|sqft)?$", re.I)
 _SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -358,12 +356,14 @@ def _number(text: str, spec: _Filter, term: Term) -> int | float:
     if re.fullmatch(r"[£$€]?\d{1,3}(,\d{3})+(\.\d+)?[km]?", cleaned, re.I):
         cleaned = cleaned.replace(",", "")
     match = _NUMBER_RE.match(cleaned)
-    if match is None or (match.group(2) and not spec.money):
+    if match is None or (match.group(3) and not spec.money):
         forms = "e.g. 900000, 900k or 1.2m" if spec.money else "e.g. 3 or 2.5"
         raise CommandError(
             f"`{echo(term.text, 60)}`: {echo(text, 30)!r} is not a number ({forms})."
         )
-    value = float(match.group(1)) * _SCALE[match.group(2).lower()]
+    value = float(match.group(2)) * _SCALE[match.group(3).lower()]
+    if match.group(1):
+        value = -value
     return int(value) if value.is_integer() else value
 
 
