@@ -92,7 +92,23 @@ ops:
   listen: null
 delivery:
   interval: {poll_s}s
+commands:
+  enabled_channels: [nyc-homes]
+  allow: members
+  poll_interval: {poll_s}s
 """
+
+
+# What a member of #nyc-homes types after the first poll (see "From the chat" in the README).
+CHAT_COMMAND = (
+    "/listings subscribe kotohomes lat=40.68 lon=-73.94 radius=15 price<=900k beds>=2 "
+    "name=brooklyn-under-900k"
+)
+CHAT_MEMBER = "ana"
+
+
+def _indented(body: str) -> str:
+    return "\n".join("    " + line for line in body.splitlines())
 
 
 class Transcript:
@@ -102,19 +118,32 @@ class Transcript:
         self.sims = sims
         self.out = out
         self.shown: dict[int, int] = {}
+        self.threads: list[int] = []  # members' messages, whose threads hold the answers
+        self.replies: dict[int, int] = {}
         self.names = {cid: name for cid, name, _ in CHANNELS}
 
     def flush(self) -> int:
         printed = 0
-        for channel_id, messages in sorted(self.sims.chatkitty.messages.items()):
+        chat = self.sims.chatkitty
+        for channel_id, messages in sorted(chat.messages.items()):
             start = self.shown.get(channel_id, 0)
+            name = self.names.get(channel_id, str(channel_id))
             for message in messages[start:]:
-                name = self.names.get(channel_id, str(channel_id))
-                body = str(message.get("body", ""))
-                indented = "\n".join("    " + line for line in body.splitlines())
-                self.out.write(f"#{name}\n{indented}\n\n")
-                printed += 1
+                body = _indented(str(message.get("body", "")))
+                user = message.get("user")
+                if isinstance(user, dict):
+                    self.out.write(f"{user.get('name')} in #{name}:\n{body}\n\n")
+                    self.threads.append(int(message["id"]))
+                else:
+                    self.out.write(f"#{name}\n{body}\n\n")
+                    printed += 1
             self.shown[channel_id] = len(messages)
+        for parent in self.threads:
+            replies = chat.thread(parent)
+            for reply in replies[self.replies.get(parent, 0) :]:
+                body = _indented(str(reply.get("body", "")))
+                self.out.write(f"  listingbot, in the thread:\n{body}\n\n")
+            self.replies[parent] = len(replies)
         self.out.flush()
         return printed
 
@@ -141,6 +170,9 @@ async def run_demo(
             def on_poll(outcome: PollOutcome) -> None:
                 if outcome.source == CYCLE_SOURCE:
                     polls[CYCLE_SOURCE] += 1
+                    if polls[CYCLE_SOURCE] == 1:
+                        # A member shapes their own subscription from the chat.
+                        sims.chatkitty.post_as(CHANNELS[0][0], CHAT_MEMBER, CHAT_COMMAND)
                     if cycles is not None and polls[CYCLE_SOURCE] == cycles:
                         after_last_poll["deliveries"] = 0
                     elif cycles is None or polls[CYCLE_SOURCE] < cycles:
@@ -183,7 +215,10 @@ async def run_demo(
 
 def _summary(out: TextIO, app: App, sims: SimStack) -> None:
     totals = app.totals
-    posted = sum(len(m) for m in sims.chatkitty.messages.values())
+    # listingbot's channel messages (members' commands and the answers in their threads
+    # are shown in the transcript but are not listings posted).
+    channels = sims.chatkitty.messages.values()
+    posted = sum(1 for messages in channels for m in messages if "user" not in m)
     requests = ", ".join(f"{name} {len(getattr(sims, name).requests)}" for name in SIMULATED)
     out.write(
         "summary\n"
