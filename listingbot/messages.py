@@ -23,8 +23,14 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Final, NamedTuple
 from urllib.parse import urlsplit
 
-from listingbot.models import EventType, Listing, Price, PriceUnit
-from listingbot.templates import DEFAULT_TEMPLATE, EVENT_HEADLINES, Template, cached_template
+from listingbot.models import Change, EventType, FigureName, Listing, Price, PriceUnit
+from listingbot.templates import (
+    DEFAULT_TEMPLATE,
+    EVENT_HEADLINES,
+    RENT_HEADLINES,
+    Template,
+    cached_template,
+)
 from listingbot.text import cap_message, sanitize
 
 if TYPE_CHECKING:
@@ -34,6 +40,7 @@ __all__ = [
     "MESSAGE_MAX_CHARS",
     "SUMMARY_MAX_CHARS",
     "Text",
+    "event_headline",
     "fill",
     "format_price",
     "item_line",
@@ -66,6 +73,8 @@ _LINE_MAX_CHARS: Final = 240
 _MAP_URL: Final = "https://www.openstreetmap.org/"
 _MAP_ZOOM: Final = 17
 
+_PRICE_EVENTS: Final = frozenset({EventType.PRICE_DROP, EventType.PRICE_INCREASE})
+
 _SYMBOLS: Final[dict[str, str]] = {"USD": "$", "GBP": "£", "EUR": "€"}
 _UNIT_SUFFIX: Final[dict[PriceUnit, str]] = {
     PriceUnit.TOTAL: "",
@@ -88,6 +97,10 @@ def format_price(price: Price | None) -> str:
 
     Returns ``""`` when there is no price at all.
     """
+    return _format(price)
+
+
+def _format(price: Price | None, *, suffix: bool = True) -> str:
     if price is None:
         return ""
     amount = _finite(price.amount)
@@ -98,7 +111,7 @@ def format_price(price: Price | None) -> str:
     high = _finite(price.amount_max)
     if high is not None and high > amount:
         figure = f"{figure}{EN_DASH}{_money(high, price)}"
-    text = figure + _UNIT_SUFFIX[price.unit]
+    text = figure + (_UNIT_SUFFIX[price.unit] if suffix else "")
     qualifier = sanitize(price.qualifier or "", max_len=_NAME_MAX_CHARS)
     if qualifier:
         text = f"{qualifier[0].upper()}{qualifier[1:]} {text}"
@@ -130,6 +143,7 @@ def render(
     *,
     old_price: Price | None = None,
     old_status: str | None = None,
+    changes: Sequence[Change] = (),
     labels: Sequence[str] = (),
     template: Template | None = None,
     now: datetime | None = None,
@@ -137,7 +151,10 @@ def render(
 ) -> str:
     """The chat message for ``event`` on ``listing``, naming the matching subscriptions.
 
-    ``old_price`` is used by price drops/increases, ``old_status`` by status changes.
+    ``changes`` are every change the message tells of, the leading one first (one
+    message per listing per poll: ``📉 Price drop · Under offer``); without them the
+    message is of ``event`` alone, with ``old_price`` (price events) and ``old_status``
+    (status changes).
     ``labels`` are shown in the headline instead of the subscription names; ``template``
     replaces the default layout (:data:`listingbot.templates.DEFAULT_TEMPLATE`); ``now``
     picks the next open house and ``tz`` shows it in the subscription's time zone.
@@ -149,6 +166,7 @@ def render(
         subscriptions,
         old_price=old_price,
         old_status=old_status,
+        changes=changes,
         labels=labels,
         now=now,
         tz=tz,
@@ -164,6 +182,7 @@ def render_for(
     *,
     old_price: Price | None = None,
     old_status: str | None = None,
+    changes: Sequence[Change] = (),
     now: datetime | None = None,
 ) -> Text:
     """:func:`render` for the subscriptions ``names`` (sharing one message in one channel),
@@ -174,7 +193,14 @@ def render_for(
     template = next((t for s in ordered if (t := s.template_for(event)) is not None), None)
     tz = next((s.zone for s in ordered if s.timezone), None)
     values = message_fields(
-        listing, event, names, old_price=old_price, old_status=old_status, now=now, tz=tz
+        listing,
+        event,
+        names,
+        old_price=old_price,
+        old_status=old_status,
+        changes=changes,
+        now=now,
+        tz=tz,
     )
     body = fill(template or cached_template(DEFAULT_TEMPLATE), values)
     return Text(body, item_line(event.value, values))
@@ -208,6 +234,7 @@ def message_fields(
     *,
     old_price: Price | None = None,
     old_status: str | None = None,
+    changes: Sequence[Change] = (),
     labels: Sequence[str] = (),
     now: datetime | None = None,
     tz: tzinfo | None = None,
@@ -216,13 +243,25 @@ def message_fields(
     sanitized display text (``""`` when the listing lacks it)."""
     names = _names(subscriptions)
     shown = _names(labels) or names
-    headline = EVENT_HEADLINES[event]
-    price_change = ""
-    if event in (EventType.PRICE_DROP, EventType.PRICE_INCREASE):
-        price_change = _price_change(old_price, listing.asking)
-    status_change = ""
-    if event is EventType.STATUS_CHANGE:
-        status_change = _status_change(old_status, listing.status)
+    if not changes:
+        changes = (_lone_change(listing, event, old_price, old_status),)
+    headline = _events_headline(changes, listing.status)
+    moved: dict[FigureName, Change] = {
+        c.figure or "sale": c for c in changes if c.type in _PRICE_EVENTS
+    }
+    price_change = SEP.join(
+        _price_change(moved[name].old_price, price)
+        for name, price in (("sale", listing.price), ("rent", listing.rent))
+        if name in moved
+    )
+    status_change = next(
+        (
+            _status_change(c.old_status, listing.status)
+            for c in changes
+            if c.type is EventType.STATUS_CHANGE
+        ),
+        "",
+    )
     prices = _price_part(listing)
     facts = _facts(listing)
     address = sanitize(listing.address or "", max_len=_ADDRESS_MAX_CHARS)
@@ -233,7 +272,7 @@ def message_fields(
         "headline": f"{headline}{SEP}{_capped_list(shown, MAX_NAMED_SUBSCRIPTIONS)}"
         if shown
         else headline,
-        "event": headline,
+        "event": event_headline(changes[0]),
         "label": ", ".join(shown),
         "subscriptions": ", ".join(names),
         "change": SEP.join(part for part in (price_change, status_change) if part),
@@ -246,7 +285,7 @@ def message_fields(
         "region": _text(listing.region),
         "postcode": _text(listing.postcode),
         "country": listing.country,
-        "details": SEP.join(part for part in (price_change or prices, *facts) if part),
+        "details": SEP.join(part for part in (_price_part(listing, moved), *facts) if part),
         "prices": prices,
         "price": format_price(listing.price),
         "rent": format_price(listing.rent),
@@ -270,6 +309,39 @@ def message_fields(
         "source": listing.source,
         "id": _text(listing.id),
     }
+
+
+def _lone_change(
+    listing: Listing, event: EventType, old_price: Price | None, old_status: str | None
+) -> Change:
+    """The change of a message of one event (the figure a price event is about: the sale
+    price when the listing has one, else the rent)."""
+    figure: FigureName | None = None
+    if event in _PRICE_EVENTS:
+        has_sale = listing.price is not None and listing.price.amount is not None
+        figure = "sale" if has_sale else "rent"
+    return Change(event, figure, old_price=old_price, old_status=old_status)
+
+
+def event_headline(change: Change) -> str:
+    """What a change is called in a headline: ``📉 Price drop``, ``📉 Rent drop``."""
+    if change.figure == "rent" and change.type in RENT_HEADLINES:
+        return RENT_HEADLINES[change.type]
+    return EVENT_HEADLINES[change.type]
+
+
+def _events_headline(changes: Sequence[Change], status: str | None) -> str:
+    """The leading change's headline, then each further one in a few words (a status
+    change by its new status): ``📉 Price drop · Under offer``."""
+    words = [event_headline(changes[0])]
+    for change in changes[1:]:
+        if change.type is EventType.STATUS_CHANGE:
+            word = _words(status) or "Status change"
+        else:
+            word = event_headline(change).split(" ", 1)[-1]
+        if word not in words:
+            words.append(word)
+    return SEP.join(words)
 
 
 def fill(template: Template, values: Mapping[str, str]) -> str:
@@ -370,9 +442,11 @@ def _words(slug: str | None) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _price_part(listing: Listing) -> str:
-    sale = format_price(listing.price)
-    rent = format_price(listing.rent)
+def _price_part(listing: Listing, moved: Mapping[FigureName, Change] | None = None) -> str:
+    """The sale price and the rent as shown; a figure in ``moved`` shows old → new."""
+    moved = moved or {}
+    sale = _figure_text(listing.price, moved.get("sale"))
+    rent = _figure_text(listing.rent, moved.get("rent"))
     if sale and rent:
         # A sale price reads as one on its own; a rent figure needs saying when both are
         # shown, unless it already says so ("Rent on application").
@@ -388,14 +462,24 @@ def _price_part(listing: Listing) -> str:
     return _let_word(listing) if listing.to_let else ""
 
 
+def _figure_text(price: Price | None, change: Change | None) -> str:
+    return format_price(price) if change is None else _price_change(change.old_price, price)
+
+
 def _let_word(listing: Listing) -> str:
     return "To let" if listing.country == "GB" else "For rent"
 
 
 def _price_change(old: Price | None, new: Price | None) -> str:
-    old_text, new_text = format_price(old), format_price(new)
+    """``$525,000 → $480,000 (-8.6%)``; ``£25.00-£27.50 → £23.75-£27.50 per sq ft``
+    (the unit is said once; a range moves as a range, and has no single percentage)."""
+    new_text = format_price(new)
     if not new_text:
         return ""
+    same_unit = (
+        old is not None and new is not None and (old.currency, old.unit) == (new.currency, new.unit)
+    )
+    old_text = _format(old, suffix=not same_unit)
     if not old_text:
         return new_text
     return f"{old_text} {ARROW} {new_text}{_percent(old, new)}"
@@ -405,13 +489,18 @@ def _percent(old: Price | None, new: Price | None) -> str:
     if old is None or new is None or (old.currency, old.unit) != (new.currency, new.unit):
         return ""
     before, after = _finite(old.amount), _finite(new.amount)
-    if before is None or after is None or before <= 0:
+    if before is None or after is None or before <= 0 or _is_range(old) or _is_range(new):
         return ""
     change = (after - before) / before * 100
     if abs(change) < 0.05:  # would print as 0.0%
         return ""
     sign = MINUS if change < 0 else "+"
     return f" ({sign}{abs(change):.1f}%)"
+
+
+def _is_range(price: Price) -> bool:
+    high, low = _finite(price.amount_max), _finite(price.amount)
+    return high is not None and low is not None and high > low
 
 
 def _facts(listing: Listing) -> list[str]:

@@ -5,6 +5,7 @@ Every model here is frozen: a ``Listing`` is a fact observed at one poll, never 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -59,6 +60,26 @@ class EventType(StrEnum):
     NOW_FOR_SALE = "now_for_sale"  # the deal type changed to selling
     REMOVED = "removed"  # confirmed gone from the source
     BACK_ON_MARKET = "back_on_market"  # listed again after it was removed
+
+
+FigureName = Literal["sale", "rent"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event in a message: what changed, and what it was before.
+
+    ``figure`` says which figure a price event is about (``sale``: the sale price,
+    ``rent``: the rent); ``old_price`` is that figure before, ``old_status`` the status
+    before a status change. ``seq`` is the change's number in its channel (its key).
+    """
+
+    type: EventType
+    figure: FigureName | None = None
+    old_price: Price | None = None
+    old_status: str | None = None
+    seq: int = 0
+    since: str | None = None  # removed / back_on_market: when the removal was confirmed
 
 
 # What a subscription hears about unless its ``notify`` says otherwise: removals and

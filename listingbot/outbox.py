@@ -2,8 +2,8 @@
 
 Every message listingbot posts carries, in its ChatKitty ``properties``, an envelope::
 
-    {"listingbot": {"key": ..., "event": ..., "source": ..., "listing_id": ...,
-                    "subscriptions": [...]},
+    {"listingbot": {"key": ..., "event": ..., "events": [...], "source": ...,
+                    "listing_id": ..., "subscriptions": [...]},
      "listing": {...the normalized listing...}}
 
 ``compose`` writes it (one event group -> the messages to queue), ``delivery_key``
@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from listingbot.messages import render_for
-from listingbot.models import EventType
+from listingbot.models import Change, EventType, FigureName
 from listingbot.records import OutgoingMessage
 
 if TYPE_CHECKING:
@@ -30,21 +30,47 @@ if TYPE_CHECKING:
 ENVELOPE = "listingbot"
 
 
-def delivery_key(
-    channel_id: int, source: str, listing_id: str, event: EventType, seq: int = 0
+def delivery_key(  # noqa: PLR0917 - the key's parts, as the key format lists them
+    channel_id: int,
+    source: str,
+    listing_id: str,
+    event: EventType,
+    seq: int = 0,
+    figure: FigureName | None = None,
+    *,
+    since: str | None = None,
 ) -> str:
     """Unique per delivery, and the same for the same change seen twice.
 
     ``new`` is once per channel and listing, ever (the key format of the first version,
-    so rows queued before the change sequence existed still deduplicate). A price or
-    status change is the ``seq``-th such change told to the channel: never a value, which
-    can return to an earlier one, nor ``updated_at``, which can be missing.
+    so rows queued before the change sequence existed still deduplicate). A change is
+    the ``seq``-th change of its kind told to the channel: never a value, which can
+    return to an earlier one, nor ``updated_at``, which can be missing. Sale price
+    changes keep the format of the versions that knew only one figure.
     """
     if event is EventType.NEW:
         raw = f"{channel_id}|{source}|{listing_id}|{event.value}|"
         return "lb1-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
-    raw = f"{channel_id}|{source}|{listing_id}|{event.value}|{seq}"
+    if event in (EventType.REMOVED, EventType.BACK_ON_MARKET):
+        # Once per confirmed removal: a listing can go and come back more than once.
+        raw = f"{channel_id}|{source}|{listing_id}|{event.value}|{since or ''}"
+        return "lb2-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    name = f"{event.value}:rent" if figure == "rent" else event.value
+    raw = f"{channel_id}|{source}|{listing_id}|{name}|{seq}"
     return "lb2-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def message_key(channel_id: int, source: str, listing_id: str, changes: Sequence[Change]) -> str:
+    """The key of a message of ``changes``: a lone change keeps its own key; several
+    are keyed by all of theirs, so the same changes seen again give the same key."""
+    if len(changes) == 1:
+        (one,) = changes
+        return delivery_key(
+            channel_id, source, listing_id, one.type, one.seq, one.figure, since=one.since
+        )
+    parts = sorted(f"{c.type.value}:{c.figure or ''}:{c.seq}:{c.since or ''}" for c in changes)
+    raw = f"{channel_id}|{source}|{listing_id}|{','.join(parts)}"
+    return "lb3-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
 def compose(
@@ -54,7 +80,9 @@ def compose(
     subscriptions: Sequence[Subscription] = (),
     now: datetime | None = None,
 ) -> list[OutgoingMessage]:
-    """The messages that tell ``group``'s channel of its event: today exactly one.
+    """The messages that tell ``group``'s channel of its changes: today exactly one.
+
+    ``event`` is the leading change, ``events`` every change it tells of, leading first.
 
     ``described`` memoizes the listing's JSON by object identity across the groups of one
     poll (the same listing often goes to many channels: describe it once).
@@ -67,8 +95,7 @@ def compose(
         group.type,
         group.subscriptions,
         subscriptions,
-        old_price=group.old_price,
-        old_status=group.old_status,
+        changes=group.changes,
         now=now,
     )
     memo = {} if described is None else described
@@ -89,6 +116,7 @@ def compose(
                 ENVELOPE: {
                     "key": group.key,
                     "event": group.type.value,
+                    "events": [event.value for event in group.events],
                     "source": listing.source,
                     "listing_id": listing.id,
                     "subscriptions": list(group.subscriptions),

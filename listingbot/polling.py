@@ -38,6 +38,7 @@ of its own once the streaming sweep of #15 has settled its shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import marshal
 import time
@@ -50,6 +51,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
+from pydantic import ValidationError
 
 from listingbot.clock import Clock
 from listingbot.config import Subscription
@@ -59,7 +61,7 @@ from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamReject
 from listingbot.logs import Throttle
 from listingbot.matching import MatchIndex
 from listingbot.metrics import Metrics
-from listingbot.models import Listing, Source
+from listingbot.models import EventType, Listing, Source
 from listingbot.normalize import FieldProblem, MalformedRecord
 from listingbot.outbox import compose
 from listingbot.records import (
@@ -69,6 +71,7 @@ from listingbot.records import (
     MatchState,
     Observation,
     OutgoingMessage,
+    Removal,
 )
 from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query
 from listingbot.store import HeldMessage, PollRecord, Pruned, Release, Store, Sweep
@@ -409,6 +412,8 @@ class Poller:
         self._count_baselines(snap, record, outcome)
         outcome.error = "; ".join(errors) or None
         mark = time.perf_counter()
+        if not errors:
+            events.extend(await self._removals(snap.plan, record))
         record.messages, record.channel_states, told_before = await self._compose(plan, events)
         if not dry_run:
             # Messages that waited out quiet hours go before this poll's own.
@@ -572,9 +577,16 @@ class Poller:
             previous = await self.store.load_matches(
                 self.source, _names(query), [lst.id for lst, _ in work]
             )
+        removed: Mapping[tuple[str, str], Removal] = {}
+        unknown = sorted(
+            {lst.id for lst, subs in work for s in subs if (s.name, lst.id) not in previous}
+        )
+        if unknown:
+            # A listing no subscription knows may be one the source confirmed gone.
+            removed = await self.store.load_removals(self.source, _names(query), unknown)
         found: list[Event] = []
         for listing, accepted in work:
-            result = detect(accepted, (listing,), previous)
+            result = detect(accepted, (listing,), previous, removed=removed)
             found.extend(result.events)
             found.extend(result.unwanted)  # no message, but the channel's sequence moves
             record.matches.extend(result.matches)
@@ -617,12 +629,44 @@ class Poller:
             if match.subscription in first:
                 outcome.baseline_matches[match.subscription] += 1
 
+    async def _removals(self, plan: Plan, record: PollRecord) -> list[Event]:
+        """``removed`` events for the listings the source confirmed gone since the last
+        poll (a 404, or absent from complete sweeps), to each subscription that matched
+        one and wants to hear it. Each removal is marked told in this poll's commit, so
+        it is announced once; one whose listing this poll saw again is not announced."""
+        names = [s.name for s in plan.subscriptions if s.name in plan.channels]
+        pending = await self.store.load_removals(self.source, names)
+        if not pending:
+            return []
+        back = {(m.subscription, m.listing_id) for m in record.matches}
+        wants = {s.name: EventType.REMOVED in s.notify for s in plan.subscriptions}
+        events: list[Event] = []
+        for (name, listing_id), removal in sorted(pending.items()):
+            if (name, listing_id) in back:
+                continue
+            record.removals_told.append((name, listing_id))
+            if wants.get(name):
+                listing = _last_known(self.source, listing_id, removal.listing)
+                events.append(
+                    Event(
+                        name,
+                        plan.channels[name],
+                        listing,
+                        EventType.REMOVED,
+                        since=removal.removed_at,
+                    )
+                )
+        if events:
+            self.metrics.events.labels(EventType.REMOVED.value).inc(len(events))
+            record.events += len(events)
+        return events
+
     # ------------------------------------------------------------ compose
 
     async def _compose(
         self, plan: Plan, events: list[Event]
     ) -> tuple[list[OutgoingMessage], list[ChannelState], list[str]]:
-        """One message per (channel, listing, event) across every query of this poll, what
+        """One message per (channel, listing) across every query of this poll, what
         each channel has seen once they are queued, and the keys of changes the channel
         was already told of (not queued again)."""
         out: list[OutgoingMessage] = []
@@ -636,9 +680,9 @@ class Poller:
         subs = {s.name: s for s in plan.subscriptions}
         now = self.clock.now()
         for grouped in group_events(events, states):
-            told[(grouped.channel_id, grouped.listing.id)] = grouped.state
-            if grouped.duplicate:
-                duplicates.append(grouped.key)
+            if grouped.type is not EventType.REMOVED:  # a removed listing keeps no state
+                told[(grouped.channel_id, grouped.listing.id)] = grouped.state
+            duplicates.extend(grouped.told_before)
             if grouped.silent or grouped.duplicate:
                 continue
             mine = [subs[name] for name in grouped.subscriptions if name in subs]
@@ -867,3 +911,14 @@ def _names(query: Query) -> list[str]:
 def _accept_all(_listing: Listing) -> bool:
     """Detection's own filter, once the index has chosen the subscriptions."""
     return True
+
+
+def _last_known(source: Source, listing_id: str, shown: Mapping[str, Any] | None) -> Listing:
+    """A removed listing as it was last posted, else as little as is known of it."""
+    if shown is not None:
+        with contextlib.suppress(ValidationError):
+            return Listing.model_validate(shown)
+    title = f"{source.capitalize()} listing {listing_id}"
+    return Listing(
+        source=source, id=listing_id, title=title, country="US" if source == "kotohomes" else "GB"
+    )

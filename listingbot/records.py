@@ -93,6 +93,7 @@ class MatchState:
     listing_id: str
     last_price: float | None
     last_status: str | None
+    figures: str | None = None  # the sale price, rent and deal type known (detection's JSON)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,20 @@ class ChannelState:
     last_status: str | None = None
     price_told: bool = True  # the change at price_seq was told to the channel
     status_told: bool = True
+    # Other kinds of change (sale, rent, deal): (kind, sequence, value told last, told).
+    marks: tuple[tuple[str, int, str | None, bool], ...] = ()
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A listing confirmed gone, for one subscription that matched it."""
+
+    subscription: str
+    source: str
+    listing_id: str
+    removed_at: str
+    told: bool
+    listing: Mapping[str, Any] | None = None  # as last posted (``properties.listing``)
 
 
 @dataclass(frozen=True)

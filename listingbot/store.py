@@ -60,6 +60,7 @@ from listingbot.records import (
     MatchState,
     OutboxRow,
     OutgoingMessage,
+    Removal,
 )
 
 T = TypeVar("T")
@@ -254,6 +255,32 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN line TEXT NOT NULL DEFAULT '';
     CREATE INDEX outbox_held ON outbox (state, source, next_attempt_at);
     """,
+    # 8: the sale price and the rent are separate figures (issue 13).
+    # matches.figures: what the subscription knows of the listing's figures and deal type
+    # (JSON: {"sale": [low, high, currency, unit] | null, "rent": ..., "deal": ...});
+    # NULL for rows written before, read as the one asking figure in last_price.
+    # channel_listings.marks: per kind of change other than status (sale, rent, deal),
+    # its sequence number, the value told last and whether it was told (JSON); the sale
+    # figure's number stays mirrored in price_seq.
+    # removals: a listing confirmed gone (a 404, or absent from complete sweeps), per
+    # subscription that matched it, kept after its state is forgotten: until its
+    # ``removed`` message is queued (told), and then so that its return is
+    # ``back_on_market``. listing: the listing as last posted (for the message), if any.
+    """
+    ALTER TABLE matches ADD COLUMN figures TEXT;
+    ALTER TABLE channel_listings ADD COLUMN marks TEXT;
+
+    CREATE TABLE removals (
+        subscription TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        listing_id   TEXT NOT NULL,
+        removed_at   TEXT NOT NULL,
+        told         INTEGER NOT NULL DEFAULT 0,
+        listing      TEXT,
+        PRIMARY KEY (subscription, source, listing_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX removals_open ON removals (source, told);
+    """,
 )
 
 CHAT_STATES = ("active", "paused")
@@ -271,6 +298,27 @@ PROBLEM_CHANNEL = "channel"  # held: its channel does not exist in ChatKitty
 PROBLEM_QUERY = "query"  # failing: the source refuses its query (400/422)
 
 OPEN_STATES = ("pending", "sending")
+
+
+def _dump_marks(marks: tuple[tuple[str, int, str | None, bool], ...]) -> str | None:
+    if not marks:
+        return None
+    return json.dumps({kind: [seq, value, told] for kind, seq, value, told in marks})
+
+
+def _load_marks(text: str | None) -> tuple[tuple[str, int, str | None, bool], ...]:
+    if not text:
+        return ()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ()
+    out: list[tuple[str, int, str | None, bool]] = []
+    for kind, entry in data.items() if isinstance(data, dict) else ():
+        if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], int):
+            value = entry[1] if isinstance(entry[1], str) else None
+            out.append((str(kind), entry[0], value, bool(entry[2])))
+    return tuple(sorted(out))
 
 
 def _ts(value: datetime) -> str:
@@ -342,6 +390,9 @@ class PollRecord:
     gone_after_sweeps: int = 3
     listings: int = 0
     events: int = 0
+    # Removals whose ``removed`` message this poll queues (or that nobody wants told):
+    # (subscription, listing id).
+    removals_told: list[tuple[str, str]] = field(default_factory=list)
     # Filled in by the store: keys of messages that already existed (not queued again),
     # and the listings forgotten because complete sweeps no longer return them.
     duplicates: list[str] = field(default_factory=list)
@@ -830,12 +881,50 @@ class Store:
         for chunk in _chunks(ids, 900):
             marks = ",".join("?" * len(chunk))
             sql = (
-                "SELECT subscription, listing_id, last_price, last_status FROM matches"
+                "SELECT subscription, listing_id, last_price, last_status, figures FROM matches"
                 f" WHERE source = ? AND listing_id IN ({marks})"
             )
-            for sub, lid, price, status in self._c.execute(sql, [source, *chunk]):
+            for sub, lid, price, status, figures in self._c.execute(sql, [source, *chunk]):
                 if sub in wanted:
-                    out[(sub, lid)] = MatchState(sub, source, lid, price, status)
+                    out[(sub, lid)] = MatchState(sub, source, lid, price, status, figures)
+        return out
+
+    async def load_removals(
+        self, source: str, subs: Sequence[str], ids: Sequence[str] | None = None
+    ) -> dict[tuple[str, str], Removal]:
+        """Removals of these subscriptions, keyed (subscription, listing id): of the
+        listings ``ids``, or (``ids`` None) every one not told yet."""
+        return await self._run(self._load_removals, source, list(subs), ids)
+
+    def _load_removals(
+        self, source: str, subs: list[str], ids: Sequence[str] | None
+    ) -> dict[tuple[str, str], Removal]:
+        out: dict[tuple[str, str], Removal] = {}
+        wanted = set(subs)
+        if not wanted:
+            return out
+        base = (
+            "SELECT subscription, listing_id, removed_at, told, listing FROM removals"
+            " WHERE source = ?"
+        )
+        if ids is None:
+            batches: list[tuple[str, list[Any]]] = [(base + " AND told = 0", [source])]
+        else:
+            batches = [
+                (base + f" AND listing_id IN ({','.join('?' * len(c))})", [source, *c])
+                for c in _chunks(list(ids), 900)
+            ]
+        for sql, args in batches:
+            for sub, lid, removed_at, told, listing in self._c.execute(sql, args):
+                if sub not in wanted:
+                    continue
+                shown = None
+                if listing:
+                    with contextlib.suppress(ValueError):
+                        props = json.loads(listing)
+                        if isinstance(props, dict) and isinstance(props.get("listing"), dict):
+                            shown = props["listing"]
+                out[(sub, lid)] = Removal(sub, source, lid, removed_at, bool(told), shown)
         return out
 
     async def held_due(self, source: str, now: datetime) -> list[HeldMessage]:
@@ -871,15 +960,24 @@ class Store:
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT channel_id, listing_id, price_seq, last_price, status_seq, last_status,"
-                " price_told, status_told"
+                " price_told, status_told, marks"
                 f" FROM channel_listings WHERE source = ? AND listing_id IN ({marks})"
             )
-            for ch, lid, pseq, price, sseq, status, ptold, stold in self._c.execute(
+            for ch, lid, pseq, price, sseq, status, ptold, stold, kinds in self._c.execute(
                 sql, [source, *chunk]
             ):
                 if (ch, lid) in wanted:
                     out[(ch, lid)] = ChannelState(
-                        ch, source, lid, pseq, price, sseq, status, bool(ptold), bool(stold)
+                        ch,
+                        source,
+                        lid,
+                        pseq,
+                        price,
+                        sseq,
+                        status,
+                        bool(ptold),
+                        bool(stold),
+                        _load_marks(kinds),
                     )
         return out
 
@@ -926,7 +1024,7 @@ class Store:
                     "DELETE FROM listings WHERE source = ? AND listing_id = ?", (source, lid)
                 )
                 known += cur.rowcount > 0
-            _forget_orphans(conn, source, ids)
+            _forget_orphans(conn, source, ids, _ts(self._now()))
         return known
 
     async def record_poll(self, record: PollRecord) -> int:
@@ -951,14 +1049,32 @@ class Store:
             )
             conn.executemany(
                 "INSERT INTO matches (subscription, source, listing_id, first_matched, last_price,"
-                " last_status, last_changed) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " last_status, last_changed, figures) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (subscription, source, listing_id) DO UPDATE SET"
                 " last_price = excluded.last_price, last_status = excluded.last_status,"
-                " last_changed = excluded.last_changed",
+                " last_changed = excluded.last_changed, figures = excluded.figures",
                 [
-                    (m.subscription, m.source, m.listing_id, now, m.last_price, m.last_status, now)
+                    (
+                        m.subscription,
+                        m.source,
+                        m.listing_id,
+                        now,
+                        m.last_price,
+                        m.last_status,
+                        now,
+                        m.figures,
+                    )
                     for m in rec.matches
                 ],
+            )
+            conn.executemany(
+                "DELETE FROM removals WHERE subscription = ? AND source = ? AND listing_id = ?",
+                [(m.subscription, m.source, m.listing_id) for m in rec.matches],
+            )
+            conn.executemany(
+                "UPDATE removals SET told = 1, listing = NULL"
+                " WHERE subscription = ? AND source = ? AND listing_id = ?",
+                [(sub, rec.source, lid) for sub, lid in rec.removals_told],
             )
             conn.executemany(
                 "INSERT INTO cursors (query_key, source, created_hw, updated_hw, last_polled)"
@@ -984,12 +1100,13 @@ class Store:
             )
             conn.executemany(
                 "INSERT INTO channel_listings (channel_id, source, listing_id, price_seq,"
-                " last_price, status_seq, last_status, price_told, status_told)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " last_price, status_seq, last_status, price_told, status_told, marks)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (channel_id, source, listing_id) DO UPDATE SET"
                 " price_seq = excluded.price_seq, last_price = excluded.last_price,"
                 " status_seq = excluded.status_seq, last_status = excluded.last_status,"
-                " price_told = excluded.price_told, status_told = excluded.status_told",
+                " price_told = excluded.price_told, status_told = excluded.status_told,"
+                " marks = excluded.marks",
                 [
                     (
                         c.channel_id,
@@ -1001,6 +1118,7 @@ class Store:
                         c.last_status,
                         c.price_told,
                         c.status_told,
+                        _dump_marks(c.marks),
                     )
                     for c in rec.channel_states
                 ],
@@ -1305,6 +1423,9 @@ class Store:
                 )
             ]
             conn.executemany("DELETE FROM matches WHERE subscription = ?", [(n,) for n in subs])
+            # Removals are kept a retention period, for back_on_market (and untold ones of
+            # subscriptions that left the config go too).
+            conn.execute("DELETE FROM removals WHERE removed_at < ?", (cutoff,))
             queries = [
                 str(r[0])
                 for r in conn.execute(
@@ -1700,9 +1821,12 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _forget_orphans(conn: sqlite3.Connection, source: str, ids: Sequence[str]) -> int:
+def _forget_orphans(
+    conn: sqlite3.Connection, source: str, ids: Sequence[str], removed_at: str | None = None
+) -> int:
     """Drop match and channel state of these listings where no query knows them any more;
-    the number of listings forgotten that way."""
+    the number of listings forgotten that way. With ``removed_at`` the source confirmed
+    them gone: each subscription that matched one keeps a removal (see ``removals``)."""
     forgotten = 0
     for lid in ids:
         still = conn.execute(
@@ -1710,6 +1834,18 @@ def _forget_orphans(conn: sqlite3.Connection, source: str, ids: Sequence[str]) -
         ).fetchone()
         if still is not None:
             continue
+        if removed_at is not None:
+            last = conn.execute(
+                "SELECT properties FROM outbox WHERE source = ? AND listing_id = ?"
+                " AND properties != '{}' ORDER BY seq DESC LIMIT 1",
+                (source, lid),
+            ).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO removals (subscription, source, listing_id, removed_at,"
+                " told, listing) SELECT subscription, source, listing_id, ?, 0, ? FROM matches"
+                " WHERE source = ? AND listing_id = ?",
+                (removed_at, last[0] if last else None, source, lid),
+            )
         conn.execute("DELETE FROM matches WHERE source = ? AND listing_id = ?", (source, lid))
         conn.execute(
             "DELETE FROM channel_listings WHERE source = ? AND listing_id = ?", (source, lid)
@@ -1741,7 +1877,7 @@ def _count_absences(
             (sweep.query_key, gone_after),
         )
     ]
-    return _forget_orphans(conn, source, gone)
+    return _forget_orphans(conn, source, gone, now)
 
 
 def _apply_chat_change(conn: sqlite3.Connection, change: ChatChange) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "EVENT_HEADLINES",
     "FIELDS",
+    "RENT_HEADLINES",
     "TEMPLATE_MAX_CHARS",
     "Template",
     "TemplateError",
@@ -58,6 +59,11 @@ EVENT_HEADLINES: Final[Mapping[EventType, str]] = {
     EventType.NOW_FOR_SALE: "🏷️ Now for sale",
     EventType.REMOVED: "🚫 No longer listed",
     EventType.BACK_ON_MARKET: "🔁 Back on the market",
+}
+# A price event about the rent says so.
+RENT_HEADLINES: Final[Mapping[EventType, str]] = {
+    EventType.PRICE_DROP: "📉 Rent drop",
+    EventType.PRICE_INCREASE: "📈 Rent increase",
 }
 
 # Every field a template may name, with what it holds. README "Messages" lists these.

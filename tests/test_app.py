@@ -86,6 +86,7 @@ async def test_new_listing_is_posted_once_to_its_channel(
     assert meta(message) == {
         "key": meta(message)["key"],
         "event": "new",
+        "events": ["new"],
         "source": "kotohomes",
         "listing_id": record["id"],
         "subscriptions": ["ny-homes"],

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from listingbot.detection import Event, detect, group_events
-from listingbot.models import EventType, Price
-from listingbot.records import ChannelState, MatchState
+from listingbot.detection import Event, Figure, Figures, detect, group_events
+from listingbot.models import EventType, Listing, Price, PriceUnit
+from listingbot.outbox import delivery_key
+from listingbot.records import ChannelState, MatchState, Removal
 from tests.factories import listing, spec
 
 
 def state(sub: str, lst_id: str, price: float | None, status: str | None) -> MatchState:
-    return MatchState(sub, "kotohomes", lst_id, price, status)
+    """What a subscription knows of a US listing for sale at ``price``."""
+    sale = Figure(float(price), float(price), "USD", "total") if price is not None else None
+    return MatchState(
+        sub, "kotohomes", lst_id, price, status, Figures(sale, None, True, False).dump()
+    )
 
 
 def test_unseen_listing_is_new_for_an_active_subscription() -> None:
@@ -188,3 +193,183 @@ def test_a_status_missing_from_one_answer_keeps_the_last_known_status() -> None:
     assert gap.matches == []
     (event,) = detect([spec()], [listing(status="pending")], prev).events
     assert event.type is EventType.STATUS_CHANGE
+
+
+def gbp_office(**overrides: object) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "source": "kato",
+        "country": "GB",
+        "for_sale": True,
+        "to_let": True,
+        "price": Price(amount=2_000_000, currency="GBP"),
+        "rent": Price(amount=25, amount_max=27.5, currency="GBP", unit=PriceUnit.PER_SQFT),
+    }
+    fields.update(overrides)
+    return fields
+
+
+def known(lst: Listing, sub: str = "sub-a") -> dict[tuple[str, str], MatchState]:
+    """What ``sub`` knows after being told of ``lst``."""
+    (match,) = detect([spec(sub)], [lst], {}).matches
+    return {(sub, lst.id): match}
+
+
+def test_sale_price_and_rent_are_compared_apart() -> None:
+    """A rent drop on a listing for sale and to let is a price drop of the rent."""
+    before = known(listing(**gbp_office()))
+    rent = Price(amount=23.75, amount_max=27.5, currency="GBP", unit=PriceUnit.PER_SQFT)
+    (event,) = detect([spec()], [listing(**gbp_office(rent=rent))], before).events
+    assert (event.type, event.figure) == (EventType.PRICE_DROP, "rent")
+    assert event.old_price is not None
+    assert (event.old_price.amount, event.old_price.amount_max) == (25, 27.5)
+
+
+def test_a_figure_going_on_application_is_no_change() -> None:
+    """A sale price that becomes "on application" makes no event; the rent is untouched."""
+    before = known(listing(**gbp_office()))
+    poa = Price(currency="GBP", on_application=True)
+    result = detect([spec()], [listing(**gbp_office(price=poa))], before)
+    assert result.events == []
+
+
+def test_a_figure_back_from_on_application_is_compared_with_the_last_known_one() -> None:
+    """£2,000,000, then on application, then £1,800,000: a drop from £2,000,000."""
+    prev = known(listing(**gbp_office()))
+    poa = detect([spec()], [listing(**gbp_office(price=Price(on_application=True)))], prev)
+    after = {("sub-a", m.listing_id): m for m in poa.matches} or prev
+    lower = listing(**gbp_office(price=Price(amount=1_800_000, currency="GBP")))
+    (event,) = detect([spec()], [lower], after).events
+    assert (event.type, event.figure) == (EventType.PRICE_DROP, "sale")
+    assert event.old_price is not None
+    assert event.old_price.amount == 2_000_000
+
+
+def test_deal_type_change_is_its_own_event_and_not_a_price_change() -> None:
+    """Sale $500,000 -> rent $2,500/mo is now_for_rent, and no price event."""
+    before = known(listing())
+    rent = Price(amount=2_500, currency="USD", unit=PriceUnit.PER_MONTH)
+    changed = listing(for_sale=False, to_let=True, price=None, rent=rent)
+    assert [e.type for e in detect([spec()], [changed], before).events] == [EventType.NOW_FOR_RENT]
+    back = listing()
+    after = {("sub-a", m.listing_id): m for m in detect([spec()], [changed], before).matches}
+    assert [e.type for e in detect([spec()], [back], after).events] == [EventType.NOW_FOR_SALE]
+
+
+def test_a_range_moves_as_a_range() -> None:
+    """A range whose upper end alone rises is a price increase."""
+    before = known(listing(**gbp_office()))
+    rent = Price(amount=25, amount_max=30, currency="GBP", unit=PriceUnit.PER_SQFT)
+    (event,) = detect([spec()], [listing(**gbp_office(rent=rent))], before).events
+    assert (event.type, event.figure) == (EventType.PRICE_INCREASE, "rent")
+
+
+def test_a_figure_in_another_unit_is_not_compared() -> None:
+    """£25 per sq ft -> £100,000 a year is not a price change: no event."""
+    before = known(listing(**gbp_office()))
+    yearly = Price(amount=100_000, currency="GBP", unit=PriceUnit.PER_YEAR)
+    assert detect([spec()], [listing(**gbp_office(rent=yearly))], before).events == []
+
+
+def test_a_state_from_before_the_figures_were_apart_reads_as_the_asking_figure() -> None:
+    """A match row with only last_price (written by an older version) is compared as the
+    asking figure once, and rewritten with both figures."""
+    prev = {("sub-a", "li_1"): MatchState("sub-a", "kotohomes", "li_1", 525_000, "active")}
+    result = detect([spec()], [listing()], prev)
+    assert [e.type for e in result.events] == [EventType.PRICE_DROP]
+    assert Figures.load(result.matches[0].figures) == Figures.of(listing())
+
+
+def test_changes_of_one_listing_in_one_poll_are_one_message() -> None:
+    """A price drop and a status change of one listing for one channel group into one
+    message led by the drop, naming both events, each subscription that wants one."""
+    lst = listing(status="pending")
+    events = [
+        Event("sub-b", 702, lst, EventType.STATUS_CHANGE, old_status="active"),
+        Event("sub-a", 702, lst, EventType.PRICE_DROP, old_price=Price(amount=525_000)),
+    ]
+    (grouped,) = group_events(events, {})
+    assert grouped.type is EventType.PRICE_DROP
+    assert grouped.events == (EventType.PRICE_DROP, EventType.STATUS_CHANGE)
+    assert grouped.subscriptions == ("sub-a", "sub-b")
+
+
+def test_new_stays_a_message_of_its_own() -> None:
+    """`new` for one subscription and a change for another in the same channel are two
+    messages: `new` keeps its once-per-channel key."""
+    lst = listing()
+    events = [
+        Event("sub-a", 702, lst, EventType.NEW),
+        Event("sub-b", 702, lst, EventType.PRICE_DROP, old_price=Price(amount=525_000)),
+    ]
+    grouped = group_events(events, {})
+    assert [g.events for g in grouped] == [(EventType.NEW,), (EventType.PRICE_DROP,)]
+    assert grouped[0].key == delivery_key(702, "kotohomes", "li_1", EventType.NEW)
+
+
+def test_a_combined_message_has_the_same_key_when_the_poll_is_repeated() -> None:
+    """The same changes against the same stored state (a poll repeated after a crash
+    before its commit) give the same key; the single-change keys are not reused."""
+    lst = listing(status="pending")
+    events = [
+        Event("a", 702, lst, EventType.PRICE_DROP, old_price=Price(amount=525_000)),
+        Event("a", 702, lst, EventType.STATUS_CHANGE, old_status="active"),
+    ]
+    stored = {(702, "li_1"): ChannelState(702, "kotohomes", "li_1", price_seq=2, status_seq=4)}
+    (first,) = group_events(events, stored)
+    (again,) = group_events(list(reversed(events)), stored)
+    assert first.key == again.key
+    assert first.key not in {
+        delivery_key(702, "kotohomes", "li_1", EventType.PRICE_DROP, 3),
+        delivery_key(702, "kotohomes", "li_1", EventType.STATUS_CHANGE, 5),
+    }
+
+
+def test_a_change_already_told_is_left_out_of_a_combined_message() -> None:
+    """A drop the channel was told of (through another subscription) is not told again
+    when a new status change of the listing arrives with it: only the status is sent."""
+    lst = listing(price=Price(amount=450_000), status="pending")
+    (drop,) = group_events([Event("a", 702, lst, EventType.PRICE_DROP)], {})
+    events = [
+        Event("b", 702, lst, EventType.PRICE_DROP),
+        Event("b", 702, lst, EventType.STATUS_CHANGE, old_status="active"),
+    ]
+    (later,) = group_events(events, {(702, lst.id): drop.state})
+    assert later.events == (EventType.STATUS_CHANGE,)
+    assert later.told_before == (drop.key,)
+    assert not later.duplicate
+
+
+def test_rent_and_sale_changes_have_different_keys() -> None:
+    """The first sale price change and the first rent change are different deliveries."""
+    sale = delivery_key(704, "kato", "7", EventType.PRICE_DROP, 1, "sale")
+    assert sale == delivery_key(704, "kato", "7", EventType.PRICE_DROP, 1)
+    assert sale != delivery_key(704, "kato", "7", EventType.PRICE_DROP, 1, "rent")
+
+
+def removal(told: bool) -> dict[tuple[str, str], Removal]:
+    when = "2026-01-01T00:00:00.000000Z"
+    return {("sub-a", "li_1"): Removal("sub-a", "kotohomes", "li_1", when, told)}
+
+
+def test_a_listing_back_after_its_removal_was_told_is_back_on_market() -> None:
+    """Seen again after its removal was posted: `back_on_market`, keyed by that removal."""
+    (event,) = detect([spec()], [listing()], {}, removed=removal(told=True)).events
+    assert event.type is EventType.BACK_ON_MARKET
+    (grouped,) = group_events([event], {})
+    assert grouped.key == delivery_key(
+        702, "kotohomes", "li_1", EventType.BACK_ON_MARKET, since=event.since
+    )
+
+
+def test_a_listing_back_before_its_removal_was_told_makes_no_event() -> None:
+    """Back before anyone was told it went: it never left, as far as the channel knows."""
+    result = detect([spec()], [listing()], {}, removed=removal(told=False))
+    assert result.events == []
+    assert len(result.matches) == 1
+
+
+def test_back_on_market_falls_back_to_new_for_a_subscription_without_it() -> None:
+    """A subscription that did not opt in to `back_on_market` hears of it as `new`."""
+    sub = spec(notify=frozenset({EventType.NEW}))
+    (event,) = detect([sub], [listing()], {}, removed=removal(told=True)).events
+    assert event.type is EventType.NEW

@@ -16,7 +16,7 @@ from listingbot.messages import (
     render,
     sanitize,
 )
-from listingbot.models import EventType, Listing, OpenHouse, Price, PriceUnit
+from listingbot.models import Change, EventType, Listing, OpenHouse, Price, PriceUnit
 from listingbot.templates import FIELDS, parse_template
 
 URL = "https://example.com/li_2hAk61Qi6hFGw6nfrRmG"
@@ -190,14 +190,14 @@ def test_price_change_across_currencies_has_no_percentage() -> None:
 
 
 def test_rent_change_compares_the_rent() -> None:
-    """For a listing with only a rent, the change is shown on the rent."""
+    """For a listing with only a rent, the change is shown on the rent, and says so."""
     text = render(
         office(),
         EventType.PRICE_DROP,
         ["s"],
         old_price=Price(amount=50, currency="GBP", unit=PriceUnit.PER_SQFT),
     )
-    assert "£50.00 per sq ft → £45.00 per sq ft (\u221210.0%)" in text
+    assert text.startswith("📉 Rent drop · s\n£50.00 → £45.00 per sq ft (\u221210.0%)")
 
 
 def test_sale_and_rent_are_both_shown() -> None:
@@ -501,3 +501,36 @@ def test_template_for_a_price_drop_can_name_the_change() -> None:
         home(), EventType.PRICE_DROP, ["s"], old_price=Price(amount=525_000), template=template
     )
     assert text == "📉 Price drop: $525,000 \u2192 $500,000 (\u22124.8%)"
+
+
+def test_a_combined_message_names_each_change_in_its_headline() -> None:
+    """A price drop with a status change reads `📉 Price drop · Under offer`, with the
+    status line and the price change both shown."""
+    text = render(
+        office(status="under_offer"),
+        EventType.PRICE_DROP,
+        ["s"],
+        changes=[
+            Change(
+                EventType.PRICE_DROP,
+                "rent",
+                Price(amount=50, currency="GBP", unit=PriceUnit.PER_SQFT),
+            ),
+            Change(EventType.STATUS_CHANGE, old_status="available"),
+        ],
+    )
+    assert lines(text)[:3] == [
+        "📉 Rent drop · Under offer · s",
+        "Available → Under offer",
+        lines(text)[2],
+    ]
+    assert lines(text)[2].startswith("£50.00 → £45.00 per sq ft (\u221210.0%)")
+
+
+def test_a_range_change_shows_both_ranges_and_no_percentage() -> None:
+    """A range that moved shows the old range whole and no single percentage."""
+    rent = Price(amount=23.75, amount_max=27.5, currency="GBP", unit=PriceUnit.PER_SQFT)
+    old = Price(amount=25, amount_max=27.5, currency="GBP", unit=PriceUnit.PER_SQFT)
+    text = render(office(rent=rent), EventType.PRICE_DROP, ["s"], old_price=old)
+    assert "£25.00\u2013£27.50 → £23.75\u2013£27.50 per sq ft ·" in text
+    assert "%" not in text

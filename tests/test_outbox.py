@@ -27,7 +27,7 @@ def test_delivery_key_of_a_change_comes_from_its_sequence_number() -> None:
 
 
 def test_a_composed_message_carries_its_key_and_its_listing() -> None:
-    """compose writes the envelope (key, event, source, listing id, subscriptions) and
+    """compose writes the envelope (key, event, events, source, listing id, subscriptions) and
     the listing; key_of reads the same key back from the posted properties."""
     result = detect([spec("a", 702), spec("b", 702)], [listing("li_9")], {})
     (group,) = group_events(result.events)
@@ -35,6 +35,7 @@ def test_a_composed_message_carries_its_key_and_its_listing() -> None:
     assert message.properties[ENVELOPE] == {
         "key": group.key,
         "event": "new",
+        "events": ["new"],
         "source": "kotohomes",
         "listing_id": "li_9",
         "subscriptions": ["a", "b"],

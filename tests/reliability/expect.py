@@ -6,8 +6,9 @@ against the subscriptions with the semantics of issue 2 (``listingbot/detection.
 - per (subscription, listing): ``new`` once, when the subscription first sees it;
 - afterwards ``price_drop`` / ``price_increase`` / ``status_change`` whenever the observed
   asking figure / status differs from the last one the subscription was told about;
-- one message per (channel, listing, event) per observation, naming every subscription
-  in that channel that saw it; removal makes no event.
+- one message per (channel, listing) per observation, telling of each of its events and
+  naming every subscription in that channel that wants one of them (``new`` is a message
+  of its own); removal makes no event.
 
 It assumes every market step is observed by the service before the next one (the tests
 make sure of that), and ``first_run: post`` for every subscription.
@@ -161,7 +162,7 @@ class Expectation:
                     if event in sub.notify:
                         message = (sub.channel, key[0], key[1], event, value)
                         batch.setdefault(message, set()).add(sub.name)
-        for message, names in batch.items():
+        for message, names in _combined(batch).items():
             self.messages[message] += 1
             self.named[(*message, tuple(sorted(names)))] += 1
 
@@ -274,13 +275,26 @@ class Deployment:
                             batch.setdefault(message, set()).add(sub.name)
             self._polled.add(query)
         self._first.clear()
-        for message, names in batch.items():
+        for message, names in _combined(batch).items():
             if message[3] == "new":
                 if message[:3] in self._announced:
                     continue  # `new` is once per channel and listing
                 self._announced.add(message[:3])
             self.messages[message] += 1
             self.named[(*message, tuple(sorted(names)))] += 1
+
+
+def _combined(batch: dict[Message, set[str]]) -> dict[Message, set[str]]:
+    """The changes of one listing for one channel in one observation are one message,
+    naming every subscription that wants any of them (``new`` stays its own)."""
+    names: dict[tuple[object, ...], set[str]] = {}
+    for message, subs in batch.items():
+        if message[3] != "new":
+            names.setdefault(message[:3], set()).update(subs)
+    return {
+        message: subs if message[3] == "new" else names[message[:3]]
+        for message, subs in batch.items()
+    }
 
 
 def _found(
@@ -327,15 +341,16 @@ def posted(sims: SimStack) -> Posted:
             if "listingbot" not in props:
                 continue  # people talking in the channel
             meta, listing = props["listingbot"], props["listing"]
-            event = meta["event"]
-            value: object = None
-            if event in ("price_drop", "price_increase"):
-                value = _listing_asking(listing)
-            elif event == "status_change":
-                value = listing.get("status")
-            row = (channel, meta["source"], meta["listing_id"], event, value)
-            messages[row] += 1
-            named[(*row, tuple(sorted(meta["subscriptions"])))] += 1
+            # A message tells of every change of its listing in one poll: one row each.
+            for event in meta.get("events") or [meta["event"]]:
+                value: object = None
+                if event in ("price_drop", "price_increase"):
+                    value = _listing_asking(listing)
+                elif event == "status_change":
+                    value = listing.get("status")
+                row = (channel, meta["source"], meta["listing_id"], event, value)
+                messages[row] += 1
+                named[(*row, tuple(sorted(meta["subscriptions"])))] += 1
             keys[meta["key"]] += 1
     return Posted(messages, named, keys)
 
