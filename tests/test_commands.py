@@ -322,6 +322,96 @@ async def test_a_crash_between_executing_and_answering_answers_once(
         store.close_sync()
 
 
+def stored_subscriptions(cfg: Config, clock: FakeClock) -> list[str]:
+    """The chat subscriptions in the state file, and no answer left to post."""
+    store = Store.open_sync(cfg.state.path, clock.now)
+    try:
+        assert store.command_counts_sync()["unanswered"] == 0
+        return [r.name for r in store.chat_subscriptions_sync()]
+    finally:
+        store.close_sync()
+
+
+def gets(sims: SimStack, path: str) -> int:
+    """How many GETs of ``path`` ChatKitty answered."""
+    return sum(1 for r in sims.chatkitty.requests if r.method == "GET" and r.path == path)
+
+
+@pytest.mark.parametrize("status", [404, 501])
+async def test_without_the_app_wide_list_each_channel_is_read(
+    moderated: SimStack, tmp_path: Path, clock: FakeClock, status: int
+) -> None:
+    """Where ChatKitty does not serve GET /v1/messages (404, 501), the channel's own pages
+    are read: each command is carried out once and answered once, pass after pass, and
+    the application-wide list is not asked again."""
+    sims = moderated
+    sims.chatkitty.app_wide_list_status = status
+    cfg = config(sims, tmp_path)
+    async with running(cfg, clock) as app:
+        await app.run_commands()
+        asked = gets(sims, "/v1/messages")  # a 501 after the client's retries of a 5xx
+        clock.advance(1)
+        first = say(sims, "/listings subscribe kotohomes zip=10001 name=mine")
+        await app.run_commands()
+        clock.advance(1)
+        second = say(sims, "/listings pause mine")
+        await app.run_commands()
+        await app.run_commands()
+    assert answers(sims, first)[0].startswith("Subscribed as `mine`")
+    assert [len(answers(sims, c)) for c in (first, second)] == [1, 1]
+    assert answers(sims, second)[0].startswith("Paused `mine`")
+    assert stored_subscriptions(cfg, clock) == ["mine"]
+    assert asked >= 1
+    assert gets(sims, "/v1/messages") == asked
+    assert gets(sims, f"/v1/channels/{CHANNEL}/messages") >= 3
+
+
+async def test_an_answer_chatkitty_refused_is_posted_on_the_next_pass(
+    moderated: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The answer's POST is refused (503, nothing stored) while reading works: the
+    subscribe has taken effect once, and the next pass posts its one answer."""
+    sims = moderated
+    cfg = config(sims, tmp_path)
+    async with running(cfg, clock) as app:
+        await app.run_commands()
+        clock.advance(1)
+        command = say(sims, "/listings subscribe kotohomes zip=10001 name=mine")
+        sims.chatkitty.refuse_posts_with = 503
+        refused = await app.run_commands()
+        assert refused.handled == 1
+        assert refused.errors
+        assert answers(sims, command) == []
+        sims.chatkitty.refuse_posts_with = None
+        again = await app.run_commands()
+        assert (again.handled, again.answered) == (0, 1)
+        await app.run_commands()
+    assert len(answers(sims, command)) == 1
+    assert stored_subscriptions(cfg, clock) == ["mine"]
+
+
+async def test_an_answer_whose_response_was_lost_is_found_not_posted_again(
+    moderated: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The answer is stored but its response is lost (the connection drops): the next
+    pass of the same process finds it in the thread by its command id and posts no
+    second one; the subscribe took effect once."""
+    sims = moderated
+    cfg = config(sims, tmp_path)
+    async with running(cfg, clock) as app:
+        await app.run_commands()
+        clock.advance(1)
+        command = say(sims, "/listings subscribe kotohomes zip=10001 name=mine")
+        sims.chatkitty.lose_posts = 1
+        lost = await app.run_commands()
+        assert (lost.handled, lost.answered) == (1, 0)
+        assert len(answers(sims, command)) == 1  # stored all the same
+        again = await app.run_commands()
+        assert (again.handled, again.answered) == (0, 0)
+    assert len(answers(sims, command)) == 1
+    assert stored_subscriptions(cfg, clock) == ["mine"]
+
+
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> None:
     """The secrets in the environment, as for a user running the CLI."""

@@ -40,7 +40,7 @@ from listingbot.commands.grammar import (
     parse_command,
 )
 from listingbot.config import Subscription
-from listingbot.errors import ListingBotError, NotFound, UpstreamRejected, UpstreamUnavailable
+from listingbot.errors import ListingBotError, NotFound, UpstreamError, UpstreamUnavailable
 from listingbot.store import COMMAND_REFUSED, COMMAND_SKIPPED, HandledCommand, Store
 
 __all__ = ["ANSWER_KEY", "CommandReader", "PassOutcome", "ReaderSettings"]
@@ -54,6 +54,8 @@ RATE_WINDOW = timedelta(minutes=1)
 # How far back of its recording an answer may have been posted (the clock of ChatKitty
 # and ours may differ a little).
 ANSWER_MARGIN = timedelta(minutes=5)
+# What GET …/messages answers where a deployment does not serve it: read each channel.
+APP_WIDE_UNSERVED = frozenset({400, 404, 405, 501})
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,9 @@ class CommandReader:
         if self.app_wide:
             try:
                 return await self._read_app_wide(cursors)
-            except (NotFound, UpstreamRejected) as err:
-                if err.status not in {400, 404, 405, 501}:
+            except UpstreamError as err:
+                # 501 comes after the client's retries (a 5xx); the others at once.
+                if err.status not in APP_WIDE_UNSERVED:
                     raise
                 self.app_wide = False
                 log.info("commands_app_wide_unavailable", status=err.status)

@@ -38,6 +38,7 @@ from listingbot.sim._http import (
     base_url,
     copy_record,
     current_note,
+    drop_connection,
     iso_ms,
     iso_us,
     json_errors_middleware,
@@ -108,6 +109,11 @@ class ChatKittySim:
     cannot fetch or will not take the external file would; ``threads_unavailable`` makes
     every ``/threads/{id}…`` route answer 404 (a service whose threads are not the
     messages' ids); :meth:`delete_message` removes a message (a moderator deleting it).
+    ``app_wide_list_status`` (an HTTP status, e.g. 404 or 501) is the answer of the
+    application-wide ``GET /messages`` while channel pages still work, as a deployment
+    that does not serve it would give; ``refuse_posts_with`` (a status) refuses every new
+    message, channel or thread, storing nothing; ``lose_posts`` stores that many next new
+    messages and then drops the connection, so the poster never learns they exist.
     """
 
     def __init__(
@@ -138,6 +144,9 @@ class ChatKittySim:
         self.moderators: dict[int, list[str]] = {}
         self.refuse_files_with: int | None = None
         self.threads_unavailable = False
+        self.app_wide_list_status: int | None = None
+        self.refuse_posts_with: int | None = None
+        self.lose_posts = 0
         self._tokens: dict[str, _Token] = {}
         self._current: dict[str, str] = {}  # client id -> its latest token
         self._by_id: dict[int, JsonDict] = {}
@@ -436,16 +445,25 @@ class ChatKittySim:
     async def _send(self, request: web.Request) -> web.Response:
         channel = self._channel(_id(request))
         message = self._store(await json_object(request), channel["id"], parent=None)
-        return json_response(self._message_resource(request, message))
+        return self._stored_response(request, message)
 
     async def _reply(self, request: web.Request) -> web.Response:
         parent = self._thread_parent(_id(request))
         channel = self._channel(str(parent["channelId"]))
         message = self._store(await json_object(request), channel["id"], parent=parent)
+        return self._stored_response(request, message)
+
+    def _stored_response(self, request: web.Request, message: JsonDict) -> web.Response:
+        if self.lose_posts > 0:
+            self.lose_posts -= 1
+            return drop_connection(request)
         return json_response(self._message_resource(request, message))
 
     def _store(self, body: JsonDict, channel_id: int, *, parent: JsonDict | None) -> JsonDict:
         message = create_message(body)
+        if self.refuse_posts_with is not None:
+            status = self.refuse_posts_with
+            raise ApiProblem(status, _FAULT_MESSAGES.get(status, "The message was not accepted"))
         if message["type"] in ("FILE", "SYSTEM_FILE") and self.refuse_files_with is not None:
             raise ApiProblem(self.refuse_files_with, "External files are not accepted")
         message_id = self._next_id
@@ -549,6 +567,9 @@ class ChatKittySim:
     async def _list_all_messages(self, request: web.Request) -> web.Response:
         """Every message of the application, thread replies included, in the channels its
         token may use."""
+        if self.app_wide_list_status is not None:
+            status = self.app_wide_list_status
+            raise ApiProblem(status, "Resource not found" if status == 404 else "Not supported")
         stored = [
             message
             for channel_id in self.channels

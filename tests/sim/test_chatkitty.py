@@ -705,3 +705,43 @@ async def test_a_patch_can_be_applied_and_its_answer_lost(
             assert r.status == 500
     assert root["properties"] == {"a": 1}
     assert sim.faults.counts["commit_then_fail"] == 1
+
+
+async def test_the_app_wide_list_can_be_unserved_while_channel_pages_work(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """app_wide_list_status: GET /messages answers that status; a channel's page still lists."""
+    posted = sim.post_as(702, "jane", "/listings help")
+    sim.app_wide_list_status = 501
+    status, body = await _get(http, f"{api}/messages", auth)
+    assert (status, body["error"]) == (501, "ServerError")
+    _, page = await _get(http, f"{api}/channels/702/messages", auth)
+    assert _ids(page) == [posted["id"]]
+
+
+async def test_new_messages_can_be_refused_while_reads_work(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """refuse_posts_with: channel messages and thread replies answer that status and
+    store nothing; GETs still answer."""
+    root = sim.post_as(702, "jane", "/listings help")
+    sim.refuse_posts_with = 503
+    body = {"type": "TEXT", "body": "answer"}
+    assert (await _send(http, f"{api}/threads/{root['id']}/messages", auth, body))[0] == 503
+    assert (await _send(http, f"{api}/channels/702/messages", auth, body))[0] == 503
+    assert sim.thread(root["id"]) == []
+    assert [m["id"] for m in sim.messages[702]] == [root["id"]]
+    assert (await _get(http, f"{api}/threads/{root['id']}/messages", auth))[0] == 200
+
+
+async def test_a_new_message_can_be_stored_and_its_response_lost(
+    http: aiohttp.ClientSession, api: str, auth: dict[str, str], sim: ChatKittySim
+) -> None:
+    """lose_posts: that many next new messages are stored, then the connection drops."""
+    root = sim.post_as(702, "jane", "/listings help")
+    sim.lose_posts = 1
+    body = {"type": "TEXT", "body": "answer"}
+    with pytest.raises(aiohttp.ClientError):
+        await _send(http, f"{api}/threads/{root['id']}/messages", auth, body)
+    assert [m["body"] for m in sim.thread(root["id"])] == ["answer"]
+    assert (await _send(http, f"{api}/threads/{root['id']}/messages", auth, body))[0] == 200
