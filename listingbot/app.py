@@ -1,6 +1,7 @@
-"""The composition root: builds the HTTP session, clients, store, pollers, health and
-scheduler from a ``Config``, runs them, and applies a reloaded config. Nothing below this
-module looks anything up by itself, and nothing here prints.
+"""The composition root: starts the parts a ``Config`` describes (built in ``parts.py``),
+runs the polls, delivery and the schedule, shuts down, and applies a reloaded config
+(what changes is worked out in ``reload.py``). Nothing below this module looks anything
+up by itself, and nothing here prints.
 
 Lifecycle of ``run``::
 
@@ -27,81 +28,36 @@ the one list of long-lived workers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import structlog
 
 from listingbot import sources
 from listingbot.channels import Channels, Destinations, match_channels
-from listingbot.clients.base import RequestObserver, new_session
-from listingbot.clients.chatkitty import Channel, ChatKittyClient
+from listingbot.clients.chatkitty import Channel
 from listingbot.clock import Clock, SystemClock
 from listingbot.commands.reader import PassOutcome
-from listingbot.commands.service import ChatCommands, PollerCatalog
-from listingbot.config import ChatKittyConfig, Config
-from listingbot.delivery import Deliverer, DeliveryOutcome
+from listingbot.config import Config
+from listingbot.delivery import DeliveryOutcome
 from listingbot.errors import ConfigError, ListingBotError
-from listingbot.health import Health
+from listingbot.health import Health, Totals
 from listingbot.metrics import Metrics
 from listingbot.models import Source
-from listingbot.polling import ExistenceCheck, Housekeeping, Poller, PollOutcome
+from listingbot.parts import Parts, build_parts, configured_sources, new_poller, source_settings
+from listingbot.polling import Poller, PollOutcome
+from listingbot.reload import ReloadPlan
 from listingbot.scheduler import Every, Scheduler
-from listingbot.sources.base import SourceSettings
 from listingbot.store import PROBLEM_CHANNEL, PROBLEM_QUERY, Store
+from listingbot.workers import ChannelWatcher, DeliveryWorker
 
 log = structlog.get_logger("listingbot.app")
 
 # `listingbot once`: extra delivery passes for transient failures, and the longest wait.
 ONCE_DELIVERY_RETRIES = 3
 ONCE_MAX_WAIT_S = 15.0
-
-# The channel watcher: retry an unreachable ChatKitty from 1 s, doubling up to 60 s; once
-# the channels are checked, check again every 5 minutes (and at once after a reload).
-CHANNEL_RETRY_MIN_S = 1.0
-CHANNEL_RETRY_MAX_S = 60.0
-CHANNEL_RECHECK_S = 300.0
-
-
-@dataclass
-class Totals:
-    """Counters for the demo's summary and `once`'s exit code."""
-
-    polls: int = 0
-    failed_polls: int = 0
-    listings: int = 0
-    events: int = 0
-    queued: int = 0
-    sent: int = 0
-    failed_messages: int = 0
-
-    def add_poll(self, outcome: PollOutcome) -> None:
-        self.polls += 1
-        self.failed_polls += 0 if outcome.ok else 1
-        self.listings += outcome.listings
-        self.events += outcome.events
-        self.queued += outcome.queued
-
-    def add_delivery(self, outcome: DeliveryOutcome) -> None:
-        self.sent += outcome.sent + outcome.reconciled_sent
-        self.failed_messages += outcome.failed
-
-
-@dataclass(frozen=True)
-class Parts:
-    """What :meth:`App.start` builds, all at once, for the life of the process."""
-
-    store: Store
-    session: aiohttp.ClientSession
-    chatkitty: ChatKittyClient
-    deliverer: Deliverer
-    housekeeping: Housekeeping  # one per state file, shared by every source's poller
-    commands: ChatCommands  # the chat's subscriptions and the command reader (issue 14)
 
 
 class App:
@@ -125,8 +81,14 @@ class App:
         self.scheduler = Scheduler(self.clock)
         self.pollers: dict[Source, Poller] = {}
         self._parts: Parts | None = None
-        self._delivery_wanted = asyncio.Event()
-        self._recheck_channels = asyncio.Event()
+
+        def stopping() -> bool:
+            return self.scheduler.stopping
+
+        self.delivery_worker = DeliveryWorker(self.deliver, self.channels, stopping)
+        self.channel_watcher = ChannelWatcher(
+            self.check_channels, self.channels, stopping, on_deliverable=self.request_delivery
+        )
         self.on_poll: list[Callable[[PollOutcome], Awaitable[None] | None]] = []
         self.on_delivery: list[Callable[[DeliveryOutcome], Awaitable[None] | None]] = []
 
@@ -157,37 +119,18 @@ class App:
         self.health.started_at = self.clock.now()
         # Service work holds the state file's lock for the process's lifetime (one process
         # per state file); a dry run changes nothing and needs none.
-        store = await Store.open(
-            cfg.state.path,
-            self.clock.now,
+        self._parts = await build_parts(
+            cfg,
+            clock=self.clock,
+            metrics=self.metrics,
+            rng=self.rng,
             exclusive=not dry_run,
             wait_lock_s=self.wait_lock_s,
-            sleep=self.clock.sleep,
+            pollers=lambda: self.pollers,
+            on_chat_change=self._chat_changed,
         )
-        session = new_session()
-        chatkitty = chatkitty_client(
-            cfg.chatkitty, session=session, clock=self.clock, observer=self.metrics
-        )
-        self._parts = Parts(
-            store=store,
-            session=session,
-            chatkitty=chatkitty,
-            deliverer=Deliverer(
-                store, chatkitty, self.clock, self.metrics, cfg.delivery, rng=self.rng
-            ),
-            housekeeping=Housekeeping(store, self.clock, cfg.state.retention),
-            commands=ChatCommands(
-                cfg,
-                store=store,
-                client=chatkitty,
-                catalog=PollerCatalog(lambda: self.pollers),
-                now=self.clock.now,
-                on_change=self._chat_changed,
-                metrics=self.metrics,
-            ),
-        )
-        await self._parts.commands.load()
-        for source in self._configured_sources(cfg):
+        store = self._parts.store
+        for source in configured_sources(cfg):
             self.pollers[source] = self._poller(source)
             self.health.track(source, self._interval_s(source), keep=None)
         needs_lookup = not dry_run or any(isinstance(s.channel, str) for s in cfg.subscriptions)
@@ -197,36 +140,11 @@ class App:
             cached = {} if dry_run else await store.load_channel_names()
             self._apply_channels(match_channels(cfg.subscriptions, None, cached))
 
-    @staticmethod
-    def _configured_sources(config: Config) -> list[Source]:
-        return [s.name for s in sources.ALL if s.settings(config) is not None]
-
-    def _settings(self, source: Source) -> SourceSettings:
-        settings = sources.get(source).settings(self.config)
-        assert settings is not None, f"{source} is not configured"
-        return settings
-
     def _interval_s(self, source: Source) -> float:
-        return self._settings(source).poll_interval.total_seconds()
+        return source_settings(self.config, source).poll_interval.total_seconds()
 
     def _poller(self, source: Source) -> Poller:
-        cfg = self.config
-        fetcher = sources.get(source).fetcher(
-            cfg, session=self.parts.session, clock=self.clock, metrics=self.metrics
-        )
-        return Poller(
-            source,
-            fetcher,
-            self.parts.store,
-            self.clock,
-            self.metrics,
-            channels={},
-            retention=cfg.state.retention,
-            housekeeping=self.parts.housekeeping,
-            checker=fetcher if isinstance(fetcher, ExistenceCheck) else None,
-            gone_checks=cfg.state.gone_checks_per_poll,
-            gone_after_sweeps=cfg.state.gone_after_sweeps,
-        )
+        return new_poller(source, self.config, self.parts, clock=self.clock, metrics=self.metrics)
 
     # ------------------------------------------------------------------ channels
     async def check_channels(self, *, dry_run: bool = False) -> None:
@@ -377,7 +295,7 @@ class App:
         are enabled, the command reader (first run at once)."""
         jobs = []
         for source in self.pollers:
-            settings = self._settings(source)
+            settings = source_settings(self.config, source)
             jobs.append(
                 Every(
                     f"poll-{source}",
@@ -413,8 +331,8 @@ class App:
 
     def start_workers(self) -> None:
         """The delivery worker and the channel watcher (``run`` starts them)."""
-        self.scheduler.worker("delivery", self._delivery_worker())
-        self.scheduler.worker("channels", self._channel_watcher())
+        self.scheduler.worker("delivery", self.delivery_worker.run())
+        self.scheduler.worker("channels", self.channel_watcher.run())
         self.request_delivery()  # rows left by an earlier run go out first
 
     async def _delivery_job(self) -> None:
@@ -422,43 +340,7 @@ class App:
 
     def request_delivery(self) -> None:
         """Wake the delivery worker (cheap; many requests during a pass make one more)."""
-        self._delivery_wanted.set()
-
-    async def _delivery_worker(self) -> None:
-        while not self.scheduler.stopping:
-            await self._delivery_wanted.wait()
-            self._delivery_wanted.clear()
-            if self.scheduler.stopping:
-                return
-            if not self.channels.deliverable:
-                log.debug("delivery_deferred", reason="ChatKitty channels not checked yet")
-                continue
-            await self.deliver_safely()
-
-    async def _channel_watcher(self) -> None:
-        """Check the channels until it works (backing off), then every CHANNEL_RECHECK_S."""
-        delay = CHANNEL_RETRY_MIN_S
-        wait = 0.0 if self.channels.checked_at is None else CHANNEL_RECHECK_S
-        while not self.scheduler.stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._recheck_channels.wait(), wait)
-            self._recheck_channels.clear()
-            if self.scheduler.stopping:
-                return
-            was_deliverable = self.channels.deliverable
-            try:
-                await self.check_channels()
-            except ListingBotError as err:
-                log.warning("channel_check_failed", error=str(err), retry_in_s=delay)
-                wait, delay = delay, min(CHANNEL_RETRY_MAX_S, delay * 2)
-                continue
-            except Exception:
-                log.exception("channel_check_crashed")
-                wait, delay = delay, min(CHANNEL_RETRY_MAX_S, delay * 2)
-                continue
-            delay, wait = CHANNEL_RETRY_MIN_S, CHANNEL_RECHECK_S
-            if not was_deliverable:
-                self.request_delivery()
+        self.delivery_worker.wake()
 
     async def poll_then_deliver(self, source: Source) -> None:
         """The scheduled poll: commit, wake delivery, return. It never waits on delivery,
@@ -471,12 +353,6 @@ class App:
         if outcome.queued and not self.scheduler.stopping:
             self.request_delivery()
 
-    async def deliver_safely(self) -> None:
-        try:
-            await self.deliver()
-        except Exception:
-            log.exception("delivery_crashed")
-
     async def shutdown(self) -> None:
         """Stop scheduling, let in-flight work finish within the grace period, close.
 
@@ -486,7 +362,7 @@ class App:
         """
         if not self.scheduler.begin_shutdown():
             return
-        self._delivery_wanted.set()  # let the delivery worker see the stop
+        self.delivery_worker.wake()  # let the delivery worker see the stop
         await self.scheduler.cancel_worker("channels")  # a check is worth no grace period
         if self._parts is not None:
             self._parts.deliverer.stop()
@@ -513,17 +389,9 @@ class App:
         if self.scheduler.stopping:
             raise ConfigError("shutting down: the new configuration was not applied")
         old = self.config
-        problems = [
-            f"{key}: cannot change while running; restart to apply"
-            for key, changed in (
-                ("state.path", new.state.path != old.state.path),
-                ("chatkitty", new.chatkitty != old.chatkitty),
-                ("ops.listen", new.ops.listen != old.ops.listen),
-            )
-            if changed
-        ]
-        if problems:
-            raise ConfigError("\n".join(problems))
+        plan = ReloadPlan.between(old, new)
+        if plan.restart_needed:
+            raise ConfigError("\n".join(plan.restart_needed))
         listing: list[Channel] | None = None
         if self._parts is not None:
             try:
@@ -532,19 +400,17 @@ class App:
                 # Never a reason to refuse a config: the watcher resolves it when it can.
                 log.warning("channel_check_failed", error=str(err), during="reload")
         destinations = self.channels.for_reload(new.subscriptions, old.subscriptions, listing)
-        changed_sources = {s.name for s in sources.ALL if s.settings(new) != s.settings(old)}
-        touched = changed_sources | {
-            s.name
-            for s in sources.ALL
-            if [x for x in new.subscriptions if x.source == s.name]
-            != [x for x in old.subscriptions if x.source == s.name]
-        }
         self.config = new
-        if changed_sources:
+        if plan.state_changed:
             self.parts.housekeeping.retention = new.state.retention
+            for poller in self.pollers.values():
+                poller.retention = new.state.retention
+                poller.gone_checks = new.state.gone_checks_per_poll
+                poller.gone_after_sweeps = new.state.gone_after_sweeps
+        if plan.changed_sources:
             pollers: dict[Source, Poller] = {}
-            for source in self._configured_sources(new):
-                if source in changed_sources or source not in self.pollers:
+            for source in configured_sources(new):
+                if source in plan.changed_sources or source not in self.pollers:
                     pollers[source] = self._poller(source)
                     keep = self.health.sources.get(source)
                     self.health.track(source, self._interval_s(source), keep=keep)
@@ -554,7 +420,7 @@ class App:
             self.health.forget(keep=pollers.keys())
         self._apply_channels(destinations)
         if listing is None:
-            self._recheck_channels.set()
+            self.channel_watcher.recheck()
         elif self._parts is not None:
             self.channels.checked_at = self.clock.now()
             await self._parts.store.set_subscription_problems(PROBLEM_CHANNEL, self.channels.held)
@@ -564,31 +430,11 @@ class App:
             await self._parts.commands.load()
             self._plan()
 
-        def keep_schedule(job_id: str) -> bool:
-            if job_id == "deliver":
-                return new.delivery.interval == old.delivery.interval
-            if job_id == "commands":
-                return new.commands.poll_interval == old.commands.poll_interval
-            name = job_id.removeprefix("poll-")
-            return name in self.pollers and name not in touched
-
-        self.scheduler.reschedule(self.jobs(), keep=keep_schedule)
-        self.health.reload_applied()
-        old_names = {s.name for s in old.subscriptions}
-        new_names = {s.name for s in new.subscriptions}
-        log.info(
-            "config_reloaded",
-            subscriptions=len(new.subscriptions),
-            added=sorted(new_names - old_names),
-            removed=sorted(old_names - new_names),
-            changed=sorted(
-                s.name
-                for s in new.subscriptions
-                if s.name in old_names and s not in old.subscriptions
-            ),
-            sources=sorted(self.pollers),
-            sources_changed=sorted(changed_sources),
+        self.scheduler.reschedule(
+            self.jobs(), keep=functools.partial(plan.keeps_schedule, pollers=self.pollers)
         )
+        self.health.reload_applied()
+        log.info("config_reloaded", **plan.summary(), sources=sorted(self.pollers))
 
     def reload_rejected_now(self, error: str) -> None:
         """A reload was refused: the previous config runs; readiness and metrics say so."""
@@ -608,24 +454,3 @@ class App:
             return False, {"lifecycle": {"ok": False, "error": state}}
         outbox = await self._parts.store.outbox_health()
         return self.health.readiness(self.channels, outbox, self.config.ops.max_outbox_age)
-
-
-def chatkitty_client(
-    config: ChatKittyConfig,
-    *,
-    session: aiohttp.ClientSession,
-    clock: Clock,
-    observer: RequestObserver | None = None,
-) -> ChatKittyClient:
-    """The ChatKitty client ``config`` describes (``run``, ``once`` and ``--online``)."""
-    return ChatKittyClient(
-        api_url=config.api_url,
-        path_prefix=config.path_prefix,
-        token_url=config.token_url,
-        client_id=config.client_id,
-        client_secret=config.client_secret,
-        session=session,
-        clock=clock,
-        timeout_s=config.timeout_s,
-        observer=observer,
-    )

@@ -32,6 +32,30 @@ log = structlog.get_logger("listingbot.app")
 
 
 @dataclass
+class Totals:
+    """Counters over the process's life, for the demo's summary and ``once``'s exit code."""
+
+    polls: int = 0
+    failed_polls: int = 0
+    listings: int = 0
+    events: int = 0
+    queued: int = 0
+    sent: int = 0
+    failed_messages: int = 0
+
+    def add_poll(self, outcome: PollOutcome) -> None:
+        self.polls += 1
+        self.failed_polls += 0 if outcome.ok else 1
+        self.listings += outcome.listings
+        self.events += outcome.events
+        self.queued += outcome.queued
+
+    def add_delivery(self, outcome: DeliveryOutcome) -> None:
+        self.sent += outcome.sent + outcome.reconciled_sent
+        self.failed_messages += outcome.failed
+
+
+@dataclass
 class SourceHealth:
     """What readiness and logs need to know about a source between polls."""
 

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from listingbot import sources
-from listingbot.app import chatkitty_client
 from listingbot.channels import match_channels
 from listingbot.clients.base import new_session
 from listingbot.clients.chatkitty import Channel
@@ -20,6 +19,7 @@ from listingbot.clock import SystemClock
 from listingbot.commands.executor import chat_subscription
 from listingbot.config import Config
 from listingbot.errors import ListingBotError
+from listingbot.parts import chatkitty_client
 from listingbot.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -234,6 +234,28 @@ async def test_unconfigured_subscriptions_and_unpolled_queries_are_forgotten_aft
     assert after["listings"] < before["listings"]
 
 
+async def test_a_reload_that_only_shortens_retention_applies_it(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A reload that changes `state.retention` and no source setting makes the new
+    retention the one housekeeping uses: a subscription removed by that reload is
+    forgotten after the new, shorter period, not the old one."""
+    both = UK_SUB + "- name: uk-web\n  source: kato\n  channel: 704\n"
+    both += "  filters: {published_to_website: true}\n"
+    path = tmp_path / "s.sqlite3"
+    async with running(
+        load(tmp_path, config_text(sims, both, state_path=path, sources=("kato",))), clock
+    ) as app:
+        assert (await app.poll("kato")).ok
+        shorter = config_text(sims, UK_SUB, state_path=path, sources=("kato",))
+        shorter = shorter.replace(f"  path: {path}\n", f"  path: {path}\n  retention: 5d\n")
+        await app.reload(load(tmp_path, shorter))
+        tick(sims, clock, 6 * DAY)
+        assert (await app.poll("kato")).ok
+        names = [s.name for s in app.store.subscription_statuses_sync()]
+    assert names == ["uk-all"]
+
+
 async def test_housekeeping_runs_once_per_state_file_not_once_per_source(
     sims: SimStack, tmp_path: Path, clock: FakeClock, logs: LogCapture
 ) -> None:
