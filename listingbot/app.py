@@ -181,7 +181,7 @@ class App:
         chat = commands.subscriptions() if commands is not None else []
         ids.update({s.name: int(s.channel) for s in chat})
         for poller in self.pollers.values():
-            poller.set_subscriptions([*active, *chat], ids)
+            poller.set_subscriptions([*active, *chat], ids, self.config.messages)
         paused = len(commands.paused()) if commands is not None else 0
         for origin, state, count in (
             ("yaml", "active", len(self.config.subscriptions)),

@@ -192,6 +192,8 @@ def render_for(
     ordered = sorted(subscriptions, key=lambda s: s.name)
     template = next((t for s in ordered if (t := s.template_for(event)) is not None), None)
     tz = next((s.zone for s in ordered if s.timezone), None)
+    by_name = {s.name: s for s in subscriptions}
+    labels = [(by_name[n].label if n in by_name else None) or n for n in names]
     values = message_fields(
         listing,
         event,
@@ -199,6 +201,7 @@ def render_for(
         old_price=old_price,
         old_status=old_status,
         changes=changes,
+        labels=labels,
         now=now,
         tz=tz,
     )

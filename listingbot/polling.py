@@ -43,7 +43,7 @@ import hashlib
 import marshal
 import time
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -54,7 +54,7 @@ import structlog
 from pydantic import ValidationError
 
 from listingbot.clock import Clock
-from listingbot.config import Subscription
+from listingbot.config import MessagesConfig, Subscription
 from listingbot.detection import Event, SubSpec, detect, group_events
 from listingbot.digests import DIGEST_EVENT, DigestItem, Reason, build_digest, quiet_until
 from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamRejected
@@ -136,10 +136,15 @@ class Plan:
     channels: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     queries: tuple[Query, ...] = ()
     indexes: Mapping[str, MatchIndex[int]] = field(default_factory=lambda: MappingProxyType({}))
+    messages: MessagesConfig = field(default_factory=MessagesConfig)  # top-level ``messages``
 
     @classmethod
     def build(
-        cls, source: Source, subs: Sequence[Subscription], channels: Mapping[str, int]
+        cls,
+        source: Source,
+        subs: Sequence[Subscription],
+        channels: Mapping[str, int],
+        messages: MessagesConfig | None = None,
     ) -> Plan:
         mine = tuple(s for s in subs if s.source == source)
         queries = tuple(plan(source, mine))
@@ -155,7 +160,24 @@ class Plan:
                     for q in queries
                 }
             ),
+            messages or MessagesConfig(),
         )
+
+    def digest_over(self, names: Iterable[str]) -> int:
+        """The burst limit of a channel's messages for the subscriptions ``names``: the
+        lowest ``digest_over`` among them, and 0 (no digest) if any of them says 0."""
+        subs = {s.name: s for s in self.subscriptions}
+        limits = {
+            self.messages.digest_over if sub.digest_over is None else sub.digest_over
+            for sub in (subs[n] for n in names if n in subs)
+        }
+        return 0 if not limits or 0 in limits else min(limits)
+
+    def labels(self, names: Iterable[str]) -> tuple[str, ...]:
+        """What the subscriptions ``names`` are called in headlines (``label``, else the
+        name)."""
+        subs = {s.name: s for s in self.subscriptions}
+        return tuple(sorted({(subs[n].label if n in subs else None) or n for n in names}))
 
 
 @dataclass(frozen=True)
@@ -381,9 +403,15 @@ class Poller:
     def queries(self) -> tuple[Query, ...]:
         return self.plan.queries
 
-    def set_subscriptions(self, subs: Sequence[Subscription], channels: dict[str, int]) -> None:
-        """Plan the next polls for these subscriptions (a poll in flight keeps its plan)."""
-        self.plan = Plan.build(self.source, subs, channels)
+    def set_subscriptions(
+        self,
+        subs: Sequence[Subscription],
+        channels: dict[str, int],
+        messages: MessagesConfig | None = None,
+    ) -> None:
+        """Plan the next polls for these subscriptions and the ``messages`` section (a
+        poll in flight keeps its plan)."""
+        self.plan = Plan.build(self.source, subs, channels, messages)
 
     async def poll(self, *, dry_run: bool = False) -> PollOutcome:
         """One poll, top to bottom (see the module docstring); ``dry_run`` commits nothing."""
@@ -417,7 +445,7 @@ class Poller:
         record.messages, record.channel_states, told_before = await self._compose(plan, events)
         if not dry_run:
             # Messages that waited out quiet hours go before this poll's own.
-            record.released, digests = await self._release(self.clock.now())
+            record.released, digests = await self._release(plan, self.clock.now())
             record.messages[:0] = digests
         stages["render"] = time.perf_counter() - mark
         record.listings = outcome.listings
@@ -688,7 +716,7 @@ class Poller:
             mine = [subs[name] for name in grouped.subscriptions if name in subs]
             out.extend(compose(grouped, described, subscriptions=mine, now=now))
         changed = [state for key, state in told.items() if states.get(key) != state]
-        return self._shape(plan, out, now), changed, duplicates
+        return await self._bursts(plan, self._shape(plan, out, now)), changed, duplicates
 
     def _shape(
         self, plan: Plan, out: list[OutgoingMessage], now: datetime
@@ -705,8 +733,53 @@ class Poller:
             )
         return shaped
 
+    async def _bursts(self, plan: Plan, messages: list[OutgoingMessage]) -> list[OutgoingMessage]:
+        """Burst digests (README "Messages"): more than ``digest_over`` messages for one
+        channel from this poll go out as one digest, in the place of the first of them.
+
+        A message whose key is in the outbox already is no news (the store does not queue
+        it again, and counts it as a duplicate): it is neither counted nor listed."""
+        pending: dict[int, list[int]] = {}
+        for i, message in enumerate(messages):
+            if message.state == "pending":
+                pending.setdefault(message.channel_id, []).append(i)
+        limits: dict[int, int] = {}
+        for channel_id, positions in pending.items():
+            limit = plan.digest_over(n for i in positions for n in messages[i].subscriptions)
+            if limit and len(positions) > limit:
+                limits[channel_id] = limit
+        if not limits:
+            return messages
+        known = await self.store.known_keys(
+            [messages[i].key for channel_id in limits for i in pending[channel_id]]
+        )
+        digested: dict[int, list[OutgoingMessage]] = {}  # by the position of the first
+        gone: set[int] = set()
+        for channel_id, limit in limits.items():
+            fresh = [i for i in pending[channel_id] if messages[i].key not in known]
+            if len(fresh) <= limit:
+                continue
+            batch = [messages[i] for i in fresh]
+            digested[fresh[0]] = self._digest(plan, channel_id, batch, "burst")
+            gone.update(fresh)
+            log.info(
+                "burst_digested",
+                source=self.source,
+                channel_id=channel_id,
+                messages=len(batch),
+                digest_over=limit,
+            )
+        out: list[OutgoingMessage] = []
+        for i, message in enumerate(messages):
+            if i in digested:
+                out.extend(digested[i])
+            elif i not in gone:
+                out.append(message)
+        return out
+
     def _digest(
         self,
+        plan: Plan,
         channel_id: int,
         messages: Sequence[OutgoingMessage],
         reason: Reason,
@@ -717,7 +790,7 @@ class Poller:
             for m in messages
         ]
         names = tuple(sorted({n for m in messages for n in m.subscriptions}))
-        digest = build_digest(channel_id, items, reason=reason, labels=names)
+        digest = build_digest(channel_id, items, reason=reason, labels=plan.labels(names))
         head = OutgoingMessage(
             key=digest.key,
             channel_id=channel_id,
@@ -734,7 +807,9 @@ class Poller:
         ]
         return [head, *told]
 
-    async def _release(self, now: datetime) -> tuple[list[Release], list[OutgoingMessage]]:
+    async def _release(
+        self, plan: Plan, now: datetime
+    ) -> tuple[list[Release], list[OutgoingMessage]]:
         """Held messages whose quiet hours are over: one alone is queued as itself, more
         for one channel go out as one digest."""
         due = await self.store.held_due(self.source, now)
@@ -763,7 +838,7 @@ class Poller:
                 )
                 for r in rows
             ]
-            head = self._digest(channel_id, waiting, "quiet_hours")[0]
+            head = self._digest(plan, channel_id, waiting, "quiet_hours")[0]
             digests.append(head)
             released.extend(Release(r.key, head.key) for r in rows)
         log.info(

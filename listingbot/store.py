@@ -927,6 +927,18 @@ class Store:
                 out[(sub, lid)] = Removal(sub, source, lid, removed_at, bool(told), shown)
         return out
 
+    async def known_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these delivery keys are in the outbox already (a key is used once)."""
+        return await self._run(self._known_keys, list(keys))
+
+    def _known_keys(self, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(keys, 900):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key FROM outbox WHERE key IN ({marks})"
+            found.update(str(row[0]) for row in self._c.execute(sql, chunk))
+        return found
+
     async def held_due(self, source: str, now: datetime) -> list[HeldMessage]:
         """Messages of ``source`` held for quiet hours that end at or before ``now``,
         oldest first."""

@@ -178,6 +178,26 @@ async def test_price_drop_and_status_change_in_one_poll_are_one_message(
     assert facts.startswith("$600,000 → $550,000 (\u22128.3%)")
 
 
+async def test_notify_chooses_the_events_a_subscription_posts(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """`notify: [price_drop]`: a new listing posts nothing, its price drop posts, and a
+    status change seen with the drop is left out of the message."""
+    subs = NY_SUB + "  notify: [price_drop]\n"
+    async with running(load(tmp_path, cfg(sims, tmp_path, subs, "kotohomes")), clock) as app:
+        await app.once()
+        record = sims.market.add_kotohomes(state="NY", type="for_sale", price=600_000)
+        await app.once()
+        assert told(sims, 702, record["id"]) == []
+        clock.advance(60)
+        sims.market.now = clock.now()
+        sims.market.update_kotohomes(record["id"], price=550_000, status="pending")
+        assert await app.once()
+    (drop,) = told(sims, 702, record["id"])
+    assert meta(drop)["events"] == ["price_drop"]
+    assert drop["body"].split("\n")[0] == "📉 Price drop · ny-homes"
+
+
 DAY = 86_400.0
 
 ASTORIA = """\
