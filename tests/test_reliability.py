@@ -155,6 +155,8 @@ def run_config(
         # its claim (a kill cuts sends off; the fault run's late stores land within it)
         f"  late_store_margin_s: {late_margin_s}\n"
         "ops:\n  listen: null\n"
+        # The expectation counts one message per event: no burst digests.
+        "messages:\n  digest_over: 0\n"
         # debug: the drain check counts delivery passes, and an idle pass logs at debug.
         "log:\n  level: debug\n  format: json\n"
     )
