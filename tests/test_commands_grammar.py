@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from listingbot import sources
 from listingbot.commands.grammar import (
     CommandError,
     Explain,
@@ -17,6 +18,8 @@ from listingbot.commands.grammar import (
     parse_command,
 )
 from listingbot.config import KatoFilters, KotohomesFilters, Subscription
+from listingbot.config.filters import FILTERS_BY_SOURCE
+from listingbot.sources import Source
 
 
 def sub(text: str, name: str = "n") -> Subscription:
@@ -235,3 +238,15 @@ def test_describe_filters_round_trips_through_the_parser() -> None:
     assert text == "zip=10001,10002 price=500000..900000 beds>=3 area<=2000"
     again = sub(f"/listings subscribe kotohomes {text}")
     assert again.filters == first.filters
+
+
+@pytest.mark.parametrize("source", sources.ALL, ids=lambda s: s.name)
+def test_each_source_declares_chat_words_for_its_own_filters(source: Source) -> None:
+    """A source's chat words (``Source.chat``) each name keys of its YAML filters model,
+    its synonyms name its words, and its example command builds a subscription of it."""
+    fields = set(FILTERS_BY_SOURCE[source.name].model_fields)
+    for word, spec in source.chat.filters.items():
+        keys = {f"{spec.field}_min", f"{spec.field}_max"} if spec.kind == "range" else {spec.field}
+        assert keys <= fields, word
+    assert set(source.chat.synonyms.values()) <= set(source.chat.filters)
+    assert sub(f"/listings subscribe {source.chat.example}").source == source.name

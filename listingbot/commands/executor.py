@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from listingbot import sources
 from listingbot.commands.explain import Verdict, explain
 from listingbot.commands.grammar import (
     CHANGING_VERBS,
@@ -117,9 +118,8 @@ def help_text(settings: Settings) -> str:
     who = "moderators" if settings.allow == "moderators" else "members"
     return (
         "listingbot commands:\n"
-        "/listings subscribe kotohomes zip=10001,10002 price<=900k beds>=3 type=for_sale\n"
-        "/listings subscribe kato postcode=EC2,EC3 size=1500..6000 rent<=75 type=office\n"
-        "  (add name=NAME to choose the name; 900k, 1.2m, a..b, <= and >= work)\n"
+        + "".join(f"/listings subscribe {s.chat.example}\n" for s in sources.ALL)
+        + "  (add name=NAME to choose the name; 900k, 1.2m, a..b, <= and >= work)\n"
         "/listings list - this channel's subscriptions\n"
         "/listings pause NAME | resume NAME | unsubscribe NAME\n"
         "/listings explain LISTING_ID [NAME] - which filters a listing passes\n"

@@ -11,6 +11,7 @@ same things and refuse them with the same reasons. Every refusal is a
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -19,13 +20,15 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from listingbot.config import KatoFilters, KotohomesFilters, Subscription
+from listingbot import sources
+from listingbot.config import Subscription
 from listingbot.config import error_message as _config_message  # the YAML's own wording
-from listingbot.models import SOURCES, Source
+from listingbot.config.filters import Filters
+from listingbot.models import Source
+from listingbot.sources.base import ChatFilter
 from listingbot.text import sanitize
 
 __all__ = [
-    "ALIASES",
     "PREFIX",
     "Command",
     "CommandError",
@@ -112,114 +115,39 @@ VERBS = ("subscribe", "list", "pause", "resume", "unsubscribe", "explain", "help
 
 # --------------------------------------------------------------------------- vocabulary
 
-
-@dataclass(frozen=True)
-class _Filter:
-    """A chat word and what it becomes in the YAML ``filters:`` mapping."""
-
-    kind: Literal["list", "range", "max", "scalar", "bool"]
-    field: str  # the YAML key (for ranges: its stem, ``price`` -> price_min/price_max)
-    money: bool = False  # 900k / 1.2m allowed
-    number: bool = False
+# Each source declares its chat words (``Source.chat``); the grammar knows none itself.
 
 
-_KOTOHOMES: dict[str, _Filter] = {
-    "zip": _Filter("list", "zip_codes"),
-    "state": _Filter("list", "states"),
-    "mls": _Filter("list", "mls_numbers"),
-    "property_type": _Filter("list", "property_types"),
-    "price": _Filter("range", "price", money=True),
-    "beds": _Filter("range", "bedrooms", number=True),
-    "baths": _Filter("range", "bathrooms", number=True),
-    "area": _Filter("range", "living_area", money=True),
-    "year": _Filter("range", "year_built", number=True),
-    "lat": _Filter("scalar", "latitude", number=True),
-    "lon": _Filter("scalar", "longitude", number=True),
-    "radius": _Filter("scalar", "radius", number=True),
-    "territory": _Filter("scalar", "territory"),
-    "type": _Filter("scalar", "type"),
-    "open_houses_only": _Filter("bool", "open_houses_only"),
-    "keywords": _Filter("list", "keywords_any"),
-    "exclude": _Filter("list", "keywords_none"),
-}
-_KATO: dict[str, _Filter] = {
-    "postcode": _Filter("list", "postcode_prefixes"),
-    "type": _Filter("list", "property_types"),
-    "status": _Filter("list", "status"),
-    "size": _Filter("range", "size", money=True),
-    "rent": _Filter("max", "rent_max", money=True),
-    "to_let": _Filter("bool", "to_let"),
-    "for_sale": _Filter("bool", "for_sale"),
-    "published_to_website": _Filter("bool", "published_to_website"),
-    "api_controlled": _Filter("bool", "api_controlled"),
-    "keywords": _Filter("list", "keywords_any"),
-    "exclude": _Filter("list", "keywords_none"),
-}
-# Other spellings people use, and the YAML's own names (which always work).
-_SYNONYMS: dict[str, dict[str, str]] = {
-    "kotohomes": {
-        "zips": "zip",
-        "zip_code": "zip",
-        "states": "state",
-        "mls_number": "mls",
-        "property_types": "property_type",
-        "bedrooms": "beds",
-        "bathrooms": "baths",
-        "living_area": "area",
-        "sqft": "area",
-        "year_built": "year",
-        "latitude": "lat",
-        "longitude": "lon",
-        "lng": "lon",
-        "keyword": "keywords",
-        "keywords_any": "keywords",
-        "keywords_none": "exclude",
-    },
-    "kato": {
-        "postcodes": "postcode",
-        "postcode_prefix": "postcode",
-        "property_type": "type",
-        "property_types": "type",
-        "statuses": "status",
-        "sqft": "size",
-        "keyword": "keywords",
-        "keywords_any": "keywords",
-        "keywords_none": "exclude",
-    },
-}
-_VOCABULARY: dict[str, dict[str, _Filter]] = {"kotohomes": _KOTOHOMES, "kato": _KATO}
+def _words(source: str) -> Mapping[str, ChatFilter]:
+    """The chat words of ``source``, in the order answers list them."""
+    return sources.get(source).chat.filters
 
 
-def _vocabulary(source: str) -> dict[str, _Filter]:
+@functools.cache
+def _vocabulary(source: str) -> dict[str, ChatFilter]:
     """Every word a subscribe command of ``source`` accepts, YAML names included."""
-    words = dict(_VOCABULARY[source])
-    for alias, word in _SYNONYMS[source].items():
+    chat = sources.get(source).chat
+    words = dict(chat.filters)
+    for alias, word in chat.synonyms.items():
         words[alias] = words[word]
-    for spec in _VOCABULARY[source].values():
+    for spec in chat.filters.values():
         if spec.kind == "range":
-            words[f"{spec.field}_min"] = _Filter("scalar", f"{spec.field}_min", spec.money, True)
-            words[f"{spec.field}_max"] = _Filter("scalar", f"{spec.field}_max", spec.money, True)
+            words[f"{spec.field}_min"] = ChatFilter("scalar", f"{spec.field}_min", spec.money, True)
+            words[f"{spec.field}_max"] = ChatFilter("scalar", f"{spec.field}_max", spec.money, True)
         else:
             words.setdefault(spec.field, spec)
     return words
 
 
-# The chat word shown for each YAML key in answers (``zip`` for zip_codes).
-def _chat_words_of(vocab: Mapping[str, _Filter]) -> dict[str, str]:
+@functools.cache
+def _chat_words_of(source: str) -> dict[str, str]:
+    """The chat word shown for each YAML key in answers (``zip`` for zip_codes)."""
     out: dict[str, str] = {}
-    for word, spec in vocab.items():
+    for word, spec in _vocabulary(source).items():
         keys = [f"{spec.field}_min", f"{spec.field}_max"] if spec.kind == "range" else [spec.field]
         for key in keys:
             out.setdefault(key, word)
     return out
-
-
-_CHAT_WORD: dict[str, dict[str, str]] = {s: _chat_words_of(v) for s, v in _VOCABULARY.items()}
-
-ALIASES: Mapping[str, Mapping[str, str]] = {
-    source: {word: spec.field for word, spec in vocab.items()}
-    for source, vocab in _VOCABULARY.items()
-}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -299,11 +227,12 @@ def _subscribe(args: Sequence[str]) -> Subscribe:
             "/listings subscribe kotohomes zip=10001 price<=900k"
         )
     source = args[0].lower()
-    if source not in SOURCES:
-        close = difflib.get_close_matches(source, SOURCES, n=1)
+    names = [s.name for s in sources.ALL]
+    if source not in names:
+        close = difflib.get_close_matches(source, names, n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""
         raise CommandError(
-            f"Unknown source `{echo(args[0], 40)}`.{hint} Sources: {', '.join(SOURCES)}."
+            f"Unknown source `{echo(args[0], 40)}`.{hint} Sources: {', '.join(names)}."
         )
     terms: list[Term] = []
     name: str | None = None
@@ -325,7 +254,7 @@ def _subscribe(args: Sequence[str]) -> Subscribe:
             name = value
             continue
         terms.append(Term(key=key, op=_OPS[raw_op], value=value, text=word))
-    return Subscribe(source=source, terms=tuple(terms), name=name)
+    return Subscribe(source=sources.get(source).name, terms=tuple(terms), name=name)
 
 
 def _joined(words: Sequence[str]) -> list[str]:
@@ -350,7 +279,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-def _number(text: str, spec: _Filter, term: Term) -> int | float:
+def _number(text: str, spec: ChatFilter, term: Term) -> int | float:
     cleaned = text.replace("_", "").replace(" ", "")
     # 1,200,000 is a number, 10001,10002 is not: thousands groups of exactly three digits.
     if re.fullmatch(r"[£$€]?\d{1,3}(,\d{3})+(\.\d+)?[km]?", cleaned, re.I):
@@ -367,7 +296,7 @@ def _number(text: str, spec: _Filter, term: Term) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def _values(term: Term, spec: _Filter) -> Any:
+def _values(term: Term, spec: ChatFilter) -> Any:
     if spec.kind == "list":
         return [v.strip() for v in term.value.split(",") if v.strip()]
     if spec.kind == "bool":
@@ -436,23 +365,18 @@ def _filters_of(cmd: Subscribe) -> tuple[dict[str, Any], dict[str, Term]]:
     return out, written
 
 
-def _unknown(source: str, term: Term, vocab: Mapping[str, _Filter]) -> str:
-    other = "kato" if source == "kotohomes" else "kotohomes"
-    if term.key in _vocabulary(other):
-        return (
-            f"`{echo(term.key, 40)}` is a {other} filter, not a {source} one. "
-            f"{source} filters: {', '.join(_VOCABULARY[source])}."
-        )
+def _unknown(source: str, term: Term, vocab: Mapping[str, ChatFilter]) -> str:
+    known = f"{source} filters: {', '.join(_words(source))}."
+    for other in sources.ALL:
+        if other.name != source and term.key in _vocabulary(other.name):
+            return f"`{echo(term.key, 40)}` is a {other.name} filter, not a {source} one. {known}"
     close = difflib.get_close_matches(term.key, list(vocab), n=1, cutoff=0.6)
     hint = f" Did you mean `{close[0]}`?" if close else ""
-    return (
-        f"Unknown filter `{echo(term.key, 40)}`.{hint} "
-        f"{source} filters: {', '.join(_VOCABULARY[source])}."
-    )
+    return f"Unknown filter `{echo(term.key, 40)}`.{hint} {known}"
 
 
 def _word(source: str, key: str) -> str:
-    return _CHAT_WORD[source].get(key, key)
+    return _chat_words_of(source).get(key, key)
 
 
 # --------------------------------------------------------------------------- building
@@ -503,7 +427,7 @@ def _refusal(
 
 def _chat_words(source: str, text: str) -> str:
     """The config's wording with each YAML key followed by the chat word for it."""
-    words = _CHAT_WORD[source]
+    words = _chat_words_of(source)
 
     def swap(match: re.Match[str]) -> str:
         key = match.group(0)
@@ -517,10 +441,10 @@ def _chat_words(source: str, text: str) -> str:
 # --------------------------------------------------------------------------- describing
 
 
-def describe_filters(source: str, filters: KotohomesFilters | KatoFilters) -> str:
+def describe_filters(source: str, filters: Filters) -> str:
     """A subscription's filters in the chat's words: ``zip=10001,10002 price<=900000``."""
     data = filters.model_dump(exclude_defaults=True)
-    vocab = _VOCABULARY[source]
+    vocab = _words(source)
     parts: list[str] = []
     done: set[str] = set()
     for word, spec in vocab.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from listingbot.models import Listing
 from listingbot.models import Source as SourceName
@@ -70,6 +70,32 @@ class Fetcher(Protocol):
     async def fetch(self, query: Query, cursor: Cursor | None, read: Read) -> Fetched: ...
 
 
+@dataclass(frozen=True)
+class ChatFilter:
+    """A word of ``/listings subscribe`` and what it becomes in the YAML ``filters:``.
+
+    ``kind``: a list (``zip=10001,10002``), a range (``price<=900k``, ``size=1500..6000``;
+    ``field`` is the stem of ``<field>_min`` / ``<field>_max``), an upper limit only, a
+    single value, or true/false. ``money``: 900k and 1.2m are allowed; ``number``: the
+    value is a number.
+    """
+
+    kind: Literal["list", "range", "max", "scalar", "bool"]
+    field: str
+    money: bool = False
+    number: bool = False
+
+
+@dataclass(frozen=True)
+class ChatWords:
+    """How a source's filters are written in the chat: its words (in the order answers
+    list them), other spellings people use, and an example command."""
+
+    filters: Mapping[str, ChatFilter]
+    synonyms: Mapping[str, str]
+    example: str  # the text after ``/listings subscribe``
+
+
 class SourceSettings(Protocol):
     """What the scheduler reads of any source's settings."""
 
@@ -86,6 +112,11 @@ class Source(Protocol):
     @property
     def name(self) -> SourceName:
         """The name subscriptions and the config use (``sources.<name>``)."""
+        ...
+
+    @property
+    def chat(self) -> ChatWords:
+        """The words of ``/listings subscribe <name> …`` for this source."""
         ...
 
     def settings(self, config: Config) -> SourceSettings | None:

@@ -33,7 +33,7 @@ from listingbot.normalize import (
     words,
 )
 from listingbot.records import Cursor
-from listingbot.sources.base import Fetched, Query, Read
+from listingbot.sources.base import ChatFilter, ChatWords, Fetched, Query, Read
 from listingbot.text import cap, clean, slug
 
 if TYPE_CHECKING:
@@ -49,10 +49,41 @@ ACRE_TO_SQFT = 43_560.0
 HECTARE_TO_SQFT = 107_639.1
 
 
+# `/listings subscribe kato …`: the chat's words for the filters (config/filters.py).
+CHAT_WORDS = ChatWords(
+    filters={
+        "postcode": ChatFilter("list", "postcode_prefixes"),
+        "type": ChatFilter("list", "property_types"),
+        "status": ChatFilter("list", "status"),
+        "size": ChatFilter("range", "size", money=True),
+        "rent": ChatFilter("max", "rent_max", money=True),
+        "to_let": ChatFilter("bool", "to_let"),
+        "for_sale": ChatFilter("bool", "for_sale"),
+        "published_to_website": ChatFilter("bool", "published_to_website"),
+        "api_controlled": ChatFilter("bool", "api_controlled"),
+        "keywords": ChatFilter("list", "keywords_any"),
+        "exclude": ChatFilter("list", "keywords_none"),
+    },
+    synonyms={
+        "postcodes": "postcode",
+        "postcode_prefix": "postcode",
+        "property_type": "type",
+        "property_types": "type",
+        "statuses": "status",
+        "sqft": "size",
+        "keyword": "keywords",
+        "keywords_any": "keywords",
+        "keywords_none": "exclude",
+    },
+    example="kato postcode=EC2,EC3 size=1500..6000 rent<=75 type=office",
+)
+
+
 class Kato:
     """The Kato Client API as a source (``sources.kato``)."""
 
     name: Literal["kato"] = "kato"
+    chat = CHAT_WORDS
 
     def settings(self, config: Config) -> KatoConfig | None:
         return config.sources.kato

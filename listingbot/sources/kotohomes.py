@@ -29,7 +29,7 @@ from listingbot.normalize import (
     words,
 )
 from listingbot.records import Cursor
-from listingbot.sources.base import Fetched, Query, Read
+from listingbot.sources.base import ChatFilter, ChatWords, Fetched, Query, Read
 from listingbot.text import cap, clean, slug
 
 if TYPE_CHECKING:
@@ -41,10 +41,54 @@ if TYPE_CHECKING:
     from listingbot.metrics import Metrics
 
 
+# `/listings subscribe kotohomes …`: the chat's words for the filters (config/filters.py).
+CHAT_WORDS = ChatWords(
+    filters={
+        "zip": ChatFilter("list", "zip_codes"),
+        "state": ChatFilter("list", "states"),
+        "mls": ChatFilter("list", "mls_numbers"),
+        "property_type": ChatFilter("list", "property_types"),
+        "price": ChatFilter("range", "price", money=True),
+        "beds": ChatFilter("range", "bedrooms", number=True),
+        "baths": ChatFilter("range", "bathrooms", number=True),
+        "area": ChatFilter("range", "living_area", money=True),
+        "year": ChatFilter("range", "year_built", number=True),
+        "lat": ChatFilter("scalar", "latitude", number=True),
+        "lon": ChatFilter("scalar", "longitude", number=True),
+        "radius": ChatFilter("scalar", "radius", number=True),
+        "territory": ChatFilter("scalar", "territory"),
+        "type": ChatFilter("scalar", "type"),
+        "open_houses_only": ChatFilter("bool", "open_houses_only"),
+        "keywords": ChatFilter("list", "keywords_any"),
+        "exclude": ChatFilter("list", "keywords_none"),
+    },
+    synonyms={
+        "zips": "zip",
+        "zip_code": "zip",
+        "states": "state",
+        "mls_number": "mls",
+        "property_types": "property_type",
+        "bedrooms": "beds",
+        "bathrooms": "baths",
+        "living_area": "area",
+        "sqft": "area",
+        "year_built": "year",
+        "latitude": "lat",
+        "longitude": "lon",
+        "lng": "lon",
+        "keyword": "keywords",
+        "keywords_any": "keywords",
+        "keywords_none": "exclude",
+    },
+    example="kotohomes zip=10001,10002 price<=900k beds>=3 type=for_sale",
+)
+
+
 class Kotohomes:
     """The Kotohomes Listing API as a source (``sources.kotohomes``)."""
 
     name: Literal["kotohomes"] = "kotohomes"
+    chat = CHAT_WORDS
 
     def settings(self, config: Config) -> KotohomesConfig | None:
         return config.sources.kotohomes
