@@ -204,6 +204,25 @@ async def test_members_may_change_things_when_the_operator_allows_it(
     assert answer.startswith("Subscribed as `kotohomes-10001`")
 
 
+async def test_a_reload_changes_the_switches_and_keeps_the_chat_subscriptions(
+    moderated: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A reloaded config's allow: members lets a member subscribe without a restart; the
+    subscriptions made before the reload are still polled."""
+    sims = moderated
+    async with running(config(sims, tmp_path), clock) as app:
+        await subscribe(app, sims, "/listings subscribe kotohomes zip=10001 name=first")
+        refused = say(sims, "/listings subscribe kotohomes zip=10002 name=second", user="guest")
+        await app.run_commands()
+        await app.reload(config(sims, tmp_path, COMMANDS + "  allow: members\n"))
+        allowed = say(sims, "/listings subscribe kotohomes zip=10002 name=second", user="guest")
+        await app.run_commands()
+        polled = {s.name for p in app.pollers.values() for s in p.subscriptions}
+    assert answers(sims, refused)[0].startswith("Only moderators")
+    assert answers(sims, allowed)[0].startswith("Subscribed as `second`")
+    assert {"first", "second"} <= polled
+
+
 async def test_a_malformed_command_is_answered_and_nothing_is_applied(
     moderated: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
