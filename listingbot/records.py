@@ -6,7 +6,8 @@
   a listing (the store keeps them between polls, detection reads and moves them);
 - :class:`Cursor`: how far one upstream query has read;
 - :class:`OutgoingMessage`: one message to post, as composed (``listingbot.outbox``);
-  :class:`OutboxRow` is that message in the outbox, with its delivery state.
+  :class:`OutboxRow` is that message in the outbox, with its delivery state;
+- :class:`ThreadRoot`: the message a listing's later events reply under, per channel.
 
 Types private to one stage stay in that stage's module.
 """
@@ -156,6 +157,36 @@ class OutgoingMessage:
     state: str = "pending"
     hold_until: datetime | None = None
     digest: str | None = None
+    # Threads and photos (README "Messages"). ``kind``: what the row is - a listing's
+    # text or a digest (KIND_MESSAGE), the photo posted with a text (KIND_PHOTO, ``body``
+    # is the photo's URL), or a merge patch of a thread root's properties (KIND_PATCH,
+    # ``properties`` is the patch). ``thread_id``: the message whose thread it goes into
+    # (a patch: the message it patches); None: the channel. A text's thread is fixed when
+    # its row is claimed. ``threaded``: a text replies in its listing's thread when the
+    # listing has one (False: ``messages.threads`` is off for it). ``photo``: the URL of
+    # the primary photo to post with the text if the text starts the listing's thread.
+    kind: str = "message"
+    thread_id: int | None = None
+    threaded: bool = True
+    photo: str | None = None
+
+
+KIND_MESSAGE = "message"
+KIND_PHOTO = "photo"
+KIND_PATCH = "patch"
+
+
+@dataclass(frozen=True)
+class ThreadRoot:
+    """The message a listing's later events in a channel reply under: the first message
+    told about it there, or the digest that told it (``digest``)."""
+
+    channel_id: int
+    source: str
+    listing_id: str
+    root_key: str  # the delivery key of the root message
+    message_id: int  # its ChatKitty message id
+    digest: bool = False
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from listingbot.records import (
     OutboxRow,
     OutgoingMessage,
     Removal,
+    ThreadRoot,
 )
 
 T = TypeVar("T")
@@ -280,6 +281,37 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (subscription, source, listing_id)
     ) WITHOUT ROWID;
     CREATE INDEX removals_open ON removals (source, told);
+    """,
+    # 9: threads and photos (issue 13).
+    # - outbox.kind: 'message' (a listing's text, or a digest), 'photo' (the FILE message
+    #   posted with a text) or 'patch' (a merge patch of a thread root's properties).
+    # - outbox.thread_id: the ChatKitty message whose thread the row goes into (a patch:
+    #   the message it patches); fixed at the latest when the row is claimed, so that
+    #   reconciliation searches where the request went. NULL: the channel itself.
+    # - outbox.after_seq: a row queued because another was sent (its photo, the patch of
+    #   its thread root) goes out right after that row, ahead of the channel's later rows.
+    # - outbox.threaded: 0 when messages.threads is off for the row (it never replies);
+    #   outbox.photo: the URL of the photo to post with the text.
+    # - thread_roots: per (channel, listing), the message its later events reply under:
+    #   the first message told about it in the channel, or the digest that told it.
+    """
+    ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
+    ALTER TABLE outbox ADD COLUMN thread_id INTEGER;
+    ALTER TABLE outbox ADD COLUMN after_seq INTEGER;
+    ALTER TABLE outbox ADD COLUMN threaded INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE outbox ADD COLUMN photo TEXT;
+
+    CREATE TABLE thread_roots (
+        channel_id INTEGER NOT NULL,
+        source     TEXT NOT NULL,
+        listing_id TEXT NOT NULL,
+        root_key   TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        digest     INTEGER NOT NULL DEFAULT 0,
+        told_at    TEXT NOT NULL,
+        PRIMARY KEY (channel_id, source, listing_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX thread_roots_message ON thread_roots (channel_id, message_id);
     """,
 )
 
@@ -1162,33 +1194,7 @@ class Store:
                 ],
             )
             before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO outbox (key, channel_id, source, listing_id, event,"
-                " subscriptions, body, properties, created_at, next_attempt_at, state,"
-                " digest, line, sent_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        m.key,
-                        m.channel_id,
-                        m.source,
-                        m.listing_id,
-                        m.event,
-                        json.dumps(list(m.subscriptions)),
-                        m.body,
-                        json.dumps(m.properties, separators=(",", ":"), ensure_ascii=False),
-                        now,
-                        _ts(m.hold_until) if m.hold_until is not None else now,
-                        m.state,
-                        m.digest,
-                        m.line,
-                        # A told (digested) message counts as sent for housekeeping.
-                        now if m.state == "digested" else None,
-                    )
-                    for m in rec.messages
-                    if m.key not in existing
-                ],
-            )
+            _insert_messages(conn, [m for m in rec.messages if m.key not in existing], now)
             queued = conn.total_changes - before
             conn.execute(
                 "INSERT INTO source_status (source, last_success, consecutive_failures,"
@@ -1235,7 +1241,7 @@ class Store:
         blocked: set[int] = set()
         rows = self._c.execute(
             f"SELECT {_ROW_COLS} FROM outbox WHERE state IN ('pending', 'sending')"
-            " ORDER BY channel_id, seq"
+            " ORDER BY channel_id, COALESCE(after_seq, seq), seq"
         )
         for raw in rows:
             row = _row(raw)
@@ -1253,23 +1259,85 @@ class Store:
                 blocked.add(row.message.channel_id)
         return out
 
-    async def claim(self, seq: int) -> bool:
-        """Mark a pending row ``sending`` before its request goes out (compare-and-set).
+    async def claim(self, seq: int, *, thread_id: int | None = None) -> bool:
+        """Mark a pending row ``sending`` before its request goes out (compare-and-set),
+        with the thread its request goes to (None: the channel; a patch keeps the
+        message it patches).
 
         False when the row is no longer pending (another claimer won, or an operator
         dropped it): the caller must not send it.
         """
-        return await self._run(self._claim, seq)
+        return await self._run(self._claim, seq, thread_id)
 
-    def _claim(self, seq: int) -> bool:
+    def _claim(self, seq: int, thread_id: int | None = None) -> bool:
         now = _ts(self._now())
         # next_attempt_at = now: if we crash mid-send, reconciliation may look at once
         # (it still waits out the request timeout counted from claimed_at).
         return self._cas(
             "UPDATE outbox SET state = 'sending', claimed_at = ?, next_attempt_at = ?,"
-            " attempts = attempts + 1 WHERE seq = ? AND state = 'pending'",
-            (now, now, seq),
+            " attempts = attempts + 1,"
+            " thread_id = CASE WHEN kind = 'message' THEN ? ELSE thread_id END"
+            " WHERE seq = ? AND state = 'pending'",
+            (now, now, thread_id, seq),
         )
+
+    async def retarget(self, seq: int, thread_id: int | None) -> bool:
+        """A claimed row's request goes somewhere else after all (its thread is gone:
+        the channel), committed before that request goes out."""
+        return await self._run(
+            self._cas,
+            "UPDATE outbox SET thread_id = ? WHERE seq = ? AND state = 'sending'",
+            (thread_id, seq),
+        )
+
+    async def mark_dropped(self, seq: int, reason: str) -> bool:
+        """Give up on a row that has nothing left to do, without an operator: a photo
+        that cannot be posted, the patch of a message that is gone. It stays listed as
+        ``dropped`` with the reason; it holds nothing up."""
+        return await self._run(
+            self._cas,
+            "UPDATE outbox SET state = 'dropped', sent_at = ?, last_error = ?"
+            " WHERE seq = ? AND state IN ('pending', 'sending')",
+            (_ts(self._now()), reason[:500], seq),
+        )
+
+    async def thread_root(self, channel_id: int, source: str, listing_id: str) -> ThreadRoot | None:
+        """Where a listing's later events in a channel reply, if anything was told there."""
+        return await self._run(self._thread_root, channel_id, source, listing_id)
+
+    def _thread_root(self, channel_id: int, source: str, listing_id: str) -> ThreadRoot | None:
+        raw = self._c.execute(
+            "SELECT root_key, message_id, digest FROM thread_roots"
+            " WHERE channel_id = ? AND source = ? AND listing_id = ?",
+            (channel_id, source, listing_id),
+        ).fetchone()
+        if raw is None:
+            return None
+        return ThreadRoot(channel_id, source, listing_id, str(raw[0]), int(raw[1]), bool(raw[2]))
+
+    def thread_roots_sync(self, channel_id: int | None = None) -> list[ThreadRoot]:
+        """Every thread root (of one channel), in the order they were told."""
+        where, args = ("", []) if channel_id is None else (" WHERE channel_id = ?", [channel_id])
+        return [
+            ThreadRoot(int(c), str(s), str(lid), str(k), int(m), bool(d))
+            for c, s, lid, k, m, d in self._c.execute(
+                "SELECT channel_id, source, listing_id, root_key, message_id, digest"
+                f" FROM thread_roots{where} ORDER BY told_at, message_id",
+                args,
+            )
+        ]
+
+    async def forget_thread_root(self, channel_id: int, message_id: int) -> int:
+        """The message is gone (deleted in ChatKitty): no listing replies under it any
+        more. Returns how many listings it was the root of."""
+        return await self._run(self._forget_thread_root, channel_id, message_id)
+
+    def _forget_thread_root(self, channel_id: int, message_id: int) -> int:
+        with self._tx() as conn:
+            return conn.execute(
+                "DELETE FROM thread_roots WHERE channel_id = ? AND message_id = ?",
+                (channel_id, message_id),
+            ).rowcount
 
     async def mark_sending(self, seq: int) -> None:
         """Claim without caring whether the claim won (tests and benchmarks)."""
@@ -1288,8 +1356,49 @@ class Store:
             (due, error[:500], seq),
         )
 
-    async def mark_sent(self, seq: int, message_id: int | None) -> bool:
-        return await self._run(self._mark_sent, seq, message_id)
+    async def mark_sent(
+        self,
+        seq: int,
+        message_id: int | None,
+        *,
+        roots: Sequence[ThreadRoot] = (),
+        followups: Sequence[OutgoingMessage] = (),
+    ) -> bool:
+        """The row is posted (``message_id``: where it is). In the same transaction: the
+        thread roots it became (a listing's root already recorded stays), and the rows
+        that follow from it (its photo, the patch of its thread root), each queued once
+        whatever happens next and sent right after it."""
+        if not roots and not followups:
+            return await self._run(self._mark_sent, seq, message_id)
+        return await self._run(self._mark_sent_with, seq, message_id, list(roots), list(followups))
+
+    def _mark_sent_with(
+        self,
+        seq: int,
+        message_id: int | None,
+        roots: list[ThreadRoot],
+        followups: list[OutgoingMessage],
+    ) -> bool:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?,"
+                " last_error = NULL, may_be_sent = 0"
+                " WHERE seq = ? AND state IN ('pending', 'sending')",
+                (now, message_id, seq),
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.executemany(
+                "INSERT OR IGNORE INTO thread_roots (channel_id, source, listing_id, root_key,"
+                " message_id, digest, told_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.channel_id, r.source, r.listing_id, r.root_key, r.message_id, r.digest, now)
+                    for r in roots
+                ],
+            )
+            _insert_messages(conn, followups, now, after_seq=seq)
+        return True
 
     def _mark_sent(self, seq: int, message_id: int | None) -> bool:
         return self._cas(
@@ -1463,6 +1572,14 @@ class Store:
                 " AND m.listing_id = outbox.listing_id))",
                 (cutoff,),
             ).rowcount
+            # A thread root goes once nothing is known of its listing in its channel (a
+            # listing told again later starts a new thread).
+            conn.execute(
+                "DELETE FROM thread_roots WHERE told_at < ? AND NOT EXISTS (SELECT 1 FROM"
+                " channel_listings c WHERE c.channel_id = thread_roots.channel_id"
+                " AND c.source = thread_roots.source AND c.listing_id = thread_roots.listing_id)",
+                (cutoff,),
+            )
             compacted = conn.execute(
                 "UPDATE outbox SET body = '', properties = '{}', line = ''"
                 " WHERE state IN ('sent', 'digested')"
@@ -1794,7 +1911,7 @@ class Store:
 _ROW_COLS = (
     "seq, key, channel_id, source, listing_id, event, subscriptions, body, properties, state,"
     " attempts, created_at, next_attempt_at, claimed_at, message_id, last_error, sent_at,"
-    " requeued_at, may_be_sent"
+    " requeued_at, may_be_sent, kind, thread_id, threaded, photo"
 )
 
 
@@ -1814,6 +1931,10 @@ def _row(r: Sequence[Any]) -> OutboxRow:
             subscriptions=tuple(json.loads(r[6])),
             body=str(r[7]),
             properties=json.loads(r[8]),
+            kind=str(r[19]),
+            thread_id=None if r[20] is None else int(r[20]),
+            threaded=bool(r[21]),
+            photo=r[22],
         ),
         state=str(r[9]),
         attempts=int(r[10]),
@@ -1831,6 +1952,47 @@ def _row(r: Sequence[Any]) -> OutboxRow:
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _insert_messages(
+    conn: sqlite3.Connection,
+    messages: Sequence[OutgoingMessage],
+    now: str,
+    *,
+    after_seq: int | None = None,
+) -> None:
+    """Queue outbox rows (a key already there is left as it is)."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO outbox (key, channel_id, source, listing_id, event,"
+        " subscriptions, body, properties, created_at, next_attempt_at, state,"
+        " digest, line, sent_at, kind, thread_id, after_seq, threaded, photo)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                m.key,
+                m.channel_id,
+                m.source,
+                m.listing_id,
+                m.event,
+                json.dumps(list(m.subscriptions)),
+                m.body,
+                json.dumps(m.properties, separators=(",", ":"), ensure_ascii=False),
+                now,
+                _ts(m.hold_until) if m.hold_until is not None else now,
+                m.state,
+                m.digest,
+                m.line,
+                # A told (digested) message counts as sent for housekeeping.
+                now if m.state == "digested" else None,
+                m.kind,
+                m.thread_id,
+                after_seq,
+                m.threaded,
+                m.photo,
+            )
+            for m in messages
+        ],
+    )
 
 
 def _forget_orphans(
