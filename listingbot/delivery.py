@@ -28,11 +28,26 @@ Within a channel, messages go out in event order: a row that must wait (backoff 
 reconciliation) holds back the rows after it in the same channel, not other channels.
 A pass is structured: it does not return while any channel worker runs, and a store
 error stops only the channel it happened in (the row stays as the store last had it).
+
+Threads (README "Messages"). The first text told about a listing in a channel becomes
+its thread root (``thread_roots``); a later text about it is claimed with that root as
+its thread and posted as a reply there. A root that is gone (404) is forgotten, the row
+is retargeted to the channel (committed before the request) and posted there, becoming
+the new root. A digest becomes the root of every listing it tells that has none. Marking
+a row sent records, in the same transaction, the roots it became and the rows that follow
+from it: after a reply, a merge patch of its root's properties; after a text that starts
+a thread, its photo. Each has its own key, and goes out right after the row it follows.
+A row of unknown outcome is searched for where its request went: the channel, the root's
+thread (gone: the root is forgotten and the row goes to the channel), or, for a patch,
+the root's properties (``listingbot.patch`` is the last patch applied). A patch of a root
+that is gone, and a photo that cannot be posted (no size from a HEAD request, a refused
+FILE message), are dropped with the reason: the text they follow has gone already.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import random
 import time
 from collections.abc import Iterable
@@ -41,19 +56,36 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from listingbot.clients.chatkitty import ChatKittyClient
+from listingbot.clients.chatkitty import ChatKittyClient, SentMessage
 from listingbot.clock import Clock
 from listingbot.config import DeliveryConfig
+from listingbot.digests import DIGEST_EVENT
 from listingbot.errors import (
     ListingBotError,
+    NotFound,
     StoreError,
     UpstreamAuthError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
 from listingbot.metrics import Metrics
-from listingbot.outbox import key_of
-from listingbot.records import OutboxRow
+from listingbot.outbox import (
+    ENVELOPE,
+    group_tag,
+    key_of,
+    patch_key_of,
+    photo_message,
+    root_patch,
+)
+from listingbot.photos import PhotoProbe
+from listingbot.records import (
+    KIND_MESSAGE,
+    KIND_PATCH,
+    KIND_PHOTO,
+    OutboxRow,
+    OutgoingMessage,
+    ThreadRoot,
+)
 from listingbot.store import Store
 
 log = structlog.get_logger("listingbot.delivery")
@@ -75,6 +107,8 @@ class DeliveryOutcome:
     reconciled_sent: int = 0
     reconciled_requeued: int = 0
     reconcile_incomplete: int = 0  # searches that could not reach the claim time
+    patched: int = 0  # thread roots' properties patched (also counted in ``sent``)
+    dropped: int = 0  # photos left out or refused, patches of roots that are gone
     claims_lost: int = 0
     store_errors: int = 0
     channels: int = 0
@@ -101,8 +135,10 @@ class Deliverer:
         config: DeliveryConfig,
         *,
         rng: random.Random | None = None,
+        photos: PhotoProbe | None = None,
     ) -> None:
         self.store = store
+        self.photos = photos  # None: photo rows are dropped (nothing to size them with)
         self.chatkitty = chatkitty
         self.clock = clock
         self.metrics = metrics
@@ -195,7 +231,8 @@ class Deliverer:
         async def channel_worker(rows: list[OutboxRow]) -> None:
             nonlocal more
             async with limit:
-                if await self._send_channel(rows, outcome) and len(rows) >= BATCH_ROWS:
+                done = await self._send_channel(rows, outcome)
+                if done is _Next.REREAD or (done is _Next.GO and len(rows) >= BATCH_ROWS):
                     more = True
 
         async with asyncio.TaskGroup() as workers:
@@ -203,14 +240,16 @@ class Deliverer:
                 workers.create_task(channel_worker(rows))
         return more
 
-    async def _send_channel(self, rows: list[OutboxRow], outcome: DeliveryOutcome) -> bool:
-        """Send a channel's rows in order; True when all of them went through."""
+    async def _send_channel(self, rows: list[OutboxRow], outcome: DeliveryOutcome) -> _Next:
+        """Send a channel's rows in order: GO when all of them went through, REREAD when
+        one queued a row that goes next (its photo, its root's patch), WAIT otherwise."""
         for row in rows:
             if self._stopping:
-                return False
+                return _Next.WAIT
             try:
-                if not await self._send_one(row, outcome):
-                    return False  # keep this channel's order: nothing after a row that waits
+                step = await self._send_one(row, outcome)
+                if step is not _Next.GO:
+                    return step  # keep this channel's order: nothing after a row that waits
             except StoreError as err:
                 # The state file refused a write: this channel stops here. The row is as
                 # the store last had it (a claimed row stays `sending` and is reconciled).
@@ -221,20 +260,49 @@ class Deliverer:
                     channel=row.message.channel_id,
                     error=str(err),
                 )
-                return False
-        return True
+                return _Next.WAIT
+        return _Next.GO
 
-    async def _send_one(self, row: OutboxRow, outcome: DeliveryOutcome) -> bool:
-        """Send one row; True when the channel may go on to its next row."""
-        if not await self.store.claim(row.seq):
+    async def _send_one(self, row: OutboxRow, outcome: DeliveryOutcome) -> _Next:
+        """Send one row; GO when the channel may go on to its next row."""
+        msg = row.message
+        file = None
+        if msg.kind == KIND_PHOTO:
+            if self.photos is not None:
+                file = await self.photos.probe(msg.body, msg.listing_id)
+            if file is None:
+                await self._drop(row, "photo left out: its size could not be found", outcome)
+                return _Next.GO
+        root = None
+        if msg.kind == KIND_MESSAGE and msg.threaded and msg.event != DIGEST_EVENT:
+            root = await self.store.thread_root(msg.channel_id, msg.source, msg.listing_id)
+        thread_id = root.message_id if root is not None else None
+        if not await self.store.claim(row.seq, thread_id=thread_id):
             outcome.claims_lost += 1
-            log.warning("message_claim_lost", key=row.message.key, channel=row.message.channel_id)
-            return False  # someone else has it now: look again next pass
+            log.warning("message_claim_lost", key=msg.key, channel=msg.channel_id)
+            return _Next.WAIT  # someone else has it now: look again next pass
+        if msg.kind != KIND_MESSAGE:
+            thread_id = msg.thread_id
         attempts = row.attempts + 1
         try:
-            sent = await self.chatkitty.send_message(
-                row.message.channel_id, row.message.body, row.message.properties
-            )
+            if msg.kind == KIND_PATCH:
+                sent = await self._patch(row)
+            elif file is not None:
+                sent = await self.chatkitty.send_file(
+                    msg.channel_id,
+                    file,
+                    msg.properties,
+                    group_tag=_of_text(msg),
+                    thread_of=thread_id,
+                )
+            else:
+                sent, thread_id = await self._post_text(row, thread_id)
+        except _NothingToDo as gone:
+            await self._drop(row, gone.reason, outcome)
+            return _Next.GO
+        except _ClaimLost:
+            outcome.claims_lost += 1
+            return _Next.WAIT
         except UpstreamUnavailable as err:
             if not err.ambiguous or err.status == 503:
                 # Definitely not processed: 429, 503 (ChatKitty did not take the request),
@@ -255,7 +323,7 @@ class Deliverer:
                     error=str(err),
                     reconcile_in_s=round(delay, 2),
                 )
-            return False
+            return _Next.WAIT
         except UpstreamAuthError as err:
             # Refused before anything was stored: credentials, or access to the channel.
             log.error(
@@ -265,23 +333,112 @@ class Deliverer:
                 error=str(err),
             )
             await self._requeue(row, self._backoff(attempts, None), str(err), outcome)
-            return False
+            return _Next.WAIT
         except UpstreamRejected as err:
             reason = f"{err}" + (f" (hint: {err.hint})" if err.hint else "")
-            await self._fail(row, reason, outcome)
-            return True
+            if msg.kind == KIND_PHOTO:
+                # The text is posted already; the photo is only its illustration.
+                await self._drop(row, f"photo refused: {reason}", outcome)
+            else:
+                await self._fail(row, reason, outcome)
+            return _Next.GO
         except ListingBotError as err:
             delay = self._backoff(attempts, None)
             await self.store.mark_unknown(row.seq, delay, str(err))
             outcome.unknown += 1
-            return False
-        await self.store.mark_sent(row.seq, sent.id)
+            return _Next.WAIT
+        _, followed = await self._record_sent(row, sent.id, thread_id)
         outcome.sent += 1
-        self.metrics.messages_sent.inc()
+        if msg.kind == KIND_PATCH:
+            outcome.patched += 1
+        else:
+            self.metrics.messages_sent.inc()
         log.debug(
-            "message_sent", key=row.message.key, channel=row.message.channel_id, message_id=sent.id
+            "message_sent",
+            key=msg.key,
+            kind=msg.kind,
+            channel=msg.channel_id,
+            message_id=sent.id,
+            thread_id=thread_id,
         )
-        return True
+        return _Next.REREAD if followed else _Next.GO
+
+    async def _post_text(
+        self, row: OutboxRow, thread_id: int | None
+    ) -> tuple[SentMessage, int | None]:
+        """Post a text where it was claimed for: its listing's thread, or the channel (a
+        root that is gone is forgotten, and the text goes to the channel instead).
+        Returns the answer and where the text went."""
+        msg = row.message
+        if thread_id is not None:
+            try:
+                sent = await self.chatkitty.reply_in_thread(
+                    thread_id, msg.body, msg.properties, channel_id=msg.channel_id
+                )
+            except NotFound:
+                # 404 before anything was stored: the root is gone (deleted), or the
+                # channel is (then the channel post below fails the row).
+                forgotten = await self.store.forget_thread_root(msg.channel_id, thread_id)
+                log.info(
+                    "thread_root_gone",
+                    channel=msg.channel_id,
+                    message_id=thread_id,
+                    listings=forgotten,
+                    key=msg.key,
+                )
+                if not await self.store.retarget(row.seq, None):
+                    raise _ClaimLost from None  # an operator took it back meanwhile
+            else:
+                return sent, thread_id
+        tag = group_tag(msg.key) if msg.photo else None
+        sent = await self.chatkitty.send_message(
+            msg.channel_id, msg.body, msg.properties, group_tag=tag
+        )
+        return sent, None
+
+    async def _patch(self, row: OutboxRow) -> SentMessage:
+        """Merge-patch the root's properties (its id is the row's ``thread_id``)."""
+        msg = row.message
+        if msg.thread_id is None:
+            raise _NothingToDo("a patch without the message it patches")
+        try:
+            await self.chatkitty.patch_message_properties(msg.thread_id, msg.properties)
+        except NotFound:
+            await self.store.forget_thread_root(msg.channel_id, msg.thread_id)
+            raise _NothingToDo(f"the message it patches ({msg.thread_id}) is gone") from None
+        return SentMessage(id=msg.thread_id, channel_id=msg.channel_id, created_time=None)
+
+    async def _record_sent(
+        self, row: OutboxRow, message_id: int, thread_id: int | None
+    ) -> tuple[bool, bool]:
+        """Mark ``row`` sent as message ``message_id`` (posted in the thread of
+        ``thread_id``, None: in the channel), with the thread roots it became and the
+        rows that follow from it. Returns (marked, a follow-up was queued)."""
+        msg = row.message
+        roots: list[ThreadRoot] = []
+        followups: list[OutgoingMessage] = []
+        if msg.kind == KIND_MESSAGE and thread_id is None:
+            roots = _roots_of(msg, message_id)
+            photo = photo_message(msg) if msg.event != DIGEST_EVENT else None
+            if photo is not None:
+                followups.append(photo)
+        elif msg.kind == KIND_MESSAGE:
+            root = await self.store.thread_root(msg.channel_id, msg.source, msg.listing_id)
+            if root is not None and root.message_id == thread_id:
+                followups.append(root_patch(msg, root, message_id))
+        marked = await self.store.mark_sent(row.seq, message_id, roots=roots, followups=followups)
+        return marked, marked and bool(followups)
+
+    async def _drop(self, row: OutboxRow, reason: str, outcome: DeliveryOutcome) -> None:
+        await self.store.mark_dropped(row.seq, reason)
+        outcome.dropped += 1
+        log.info(
+            "message_dropped",
+            key=row.message.key,
+            kind=row.message.kind,
+            channel=row.message.channel_id,
+            reason=reason,
+        )
 
     async def _requeue(
         self, row: OutboxRow, delay: float, error: str, outcome: DeliveryOutcome
@@ -345,25 +502,89 @@ class Deliverer:
     async def _reconcile_channel(
         self, channel_id: int, rows: list[OutboxRow], now: datetime, outcome: DeliveryOutcome
     ) -> None:
+        """Settle a channel's rows of unknown outcome, each where its request went: the
+        channel, a thread, or (a patch) the message it patches."""
+        places: dict[int | None, list[OutboxRow]] = {}
+        for row in rows:
+            if row.message.kind == KIND_PATCH:
+                await self._reconcile_patch(row, now, outcome)
+            else:
+                places.setdefault(row.message.thread_id, []).append(row)
+        for thread_id, waiting in places.items():
+            if thread_id is None:
+                await self._reconcile_place(channel_id, None, waiting, now, outcome)
+                continue
+            try:
+                await self._reconcile_place(channel_id, thread_id, waiting, now, outcome)
+            except NotFound:
+                # The root is gone, and its thread with it: nothing there can be seen,
+                # so the rows go to the channel (where they become the new root).
+                await self.store.forget_thread_root(channel_id, thread_id)
+                log.info("thread_root_gone", channel=channel_id, message_id=thread_id)
+                for row in waiting:
+                    await self._requeue_reconciled(row, now, outcome)
+
+    async def _reconcile_patch(
+        self, row: OutboxRow, now: datetime, outcome: DeliveryOutcome
+    ) -> None:
+        """A patch of unknown outcome: applied if the root carries its key."""
+        msg = row.message
+        if msg.thread_id is None:
+            await self._drop(row, "a patch without the message it patches", outcome)
+            return
+        try:
+            root = await self.chatkitty.get_message(msg.thread_id)
+        except NotFound:
+            await self.store.forget_thread_root(msg.channel_id, msg.thread_id)
+            await self._drop(row, f"the message it patches ({msg.thread_id}) is gone", outcome)
+            return
+        except ListingBotError as err:
+            outcome.reconcile_incomplete += 1
+            log.warning("reconcile_failed", channel=msg.channel_id, key=msg.key, error=str(err))
+            await self._search_again_later([row], now, str(err), outcome)
+            return
+        if patch_key_of(root.get("properties")) == msg.key:
+            if await self.store.mark_sent(row.seq, msg.thread_id):
+                outcome.reconciled_sent += 1
+                self.metrics.messages_reconciled.labels("already_sent").inc()
+            return
+        early = self._too_early(row, now)
+        if early > 0:
+            await self.store.mark_unknown(row.seq, early, row.last_error or "outcome unknown")
+            return
+        await self._requeue_reconciled(row, now, outcome)
+
+    async def _reconcile_place(
+        self,
+        channel_id: int,
+        thread_id: int | None,
+        rows: list[OutboxRow],
+        now: datetime,
+        outcome: DeliveryOutcome,
+    ) -> None:
         claims = [r.claimed_at or r.created_at for r in rows]
         since = min(claims) - timedelta(seconds=CLOCK_SKEW_MARGIN_S)
+        lookback = self.config.reconcile_lookback
         try:
-            recent, complete = await self.chatkitty.messages_back_to(
-                channel_id, since, max_messages=self.config.reconcile_lookback
-            )
+            if thread_id is None:
+                recent, complete = await self.chatkitty.messages_back_to(
+                    channel_id, since, max_messages=lookback
+                )
+            else:
+                recent, complete = await self.chatkitty.thread_messages_back_to(
+                    thread_id, since, max_messages=lookback
+                )
+        except NotFound as err:
+            if thread_id is not None:
+                raise
+            await self._unsearchable(channel_id, rows, str(err), outcome)
+            return
         except (UpstreamRejected, UpstreamAuthError) as err:
             if isinstance(err, UpstreamAuthError) and err.status != 403:
                 # 401: our credentials, not this channel. Nothing can be concluded.
                 log.warning("reconcile_failed", channel=channel_id, error=str(err))
                 return
-            # The channel is gone or closed to us: whether these were posted can never be
-            # known, and nothing can be posted there. Fail each with the reason.
-            for row in rows:
-                await self._fail(
-                    row,
-                    f"outcome unknown and channel {channel_id} cannot be searched: {err}",
-                    outcome,
-                )
+            await self._unsearchable(channel_id, rows, str(err), outcome)
             return
         except ListingBotError as err:
             outcome.reconcile_incomplete += 1
@@ -378,7 +599,8 @@ class Deliverer:
         requeued = waiting = 0
         for row in rows:
             if row.message.key in found:
-                if await self.store.mark_sent(row.seq, found[row.message.key] or None):
+                marked, _ = await self._record_sent(row, found[row.message.key], thread_id)
+                if marked:
                     outcome.reconciled_sent += 1
                     self.metrics.messages_reconciled.labels("already_sent").inc()
                     self.metrics.messages_sent.inc()
@@ -416,6 +638,18 @@ class Deliverer:
             scanned=len(recent),
             complete=complete,
         )
+
+    async def _unsearchable(
+        self, channel_id: int, rows: list[OutboxRow], error: str, outcome: DeliveryOutcome
+    ) -> None:
+        """The channel is gone or closed to us: whether these were posted can never be
+        known, and nothing can be posted there. Fail each with the reason."""
+        for row in rows:
+            await self._fail(
+                row,
+                f"outcome unknown and channel {channel_id} cannot be searched: {error}",
+                outcome,
+            )
 
     async def _requeue_reconciled(
         self, row: OutboxRow, now: datetime, outcome: DeliveryOutcome
@@ -473,6 +707,53 @@ class Deliverer:
                 oldest_undelivered_in_future_s=round(-age, 1),
                 detail="the oldest undelivered message is dated in the future",
             )
+
+
+class _Next(enum.Enum):
+    """What a channel worker does after a row."""
+
+    GO = "go"  # on to the channel's next row
+    WAIT = "wait"  # stop here: the row waits (backoff, reconciliation, a lost claim)
+    REREAD = "reread"  # stop here and read the channel again: a follow-up goes next
+
+
+class _ClaimLost(Exception):
+    """The row stopped being ours between two steps of its send."""
+
+
+class _NothingToDo(Exception):
+    """A row has nothing left to do (the message it patches is gone)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _of_text(msg: OutgoingMessage) -> str | None:
+    """The ``groupTag`` of a photo: its text's."""
+    envelope = msg.properties.get(ENVELOPE)
+    text_key = envelope.get("of") if isinstance(envelope, dict) else None
+    return group_tag(text_key) if isinstance(text_key, str) else None
+
+
+def _roots_of(msg: OutgoingMessage, message_id: int) -> list[ThreadRoot]:
+    """The thread roots a text posted in the channel becomes: its listing's, or a
+    digest's, every listing it tells."""
+    if msg.event != DIGEST_EVENT:
+        return [ThreadRoot(msg.channel_id, msg.source, msg.listing_id, msg.key, message_id)]
+    envelope = msg.properties.get(ENVELOPE)
+    items = envelope.get("items") if isinstance(envelope, dict) else None
+    roots: dict[tuple[str, str], ThreadRoot] = {}
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        source, listing_id = item.get("source"), item.get("listing_id")
+        if isinstance(source, str) and isinstance(listing_id, str):
+            roots.setdefault(
+                (source, listing_id),
+                ThreadRoot(msg.channel_id, source, listing_id, msg.key, message_id, digest=True),
+            )
+    return list(roots.values())
 
 
 def _span(seconds: float) -> str:

@@ -9,6 +9,12 @@ Every message listingbot posts carries, in its ChatKitty ``properties``, an enve
 ``compose`` writes it (one event group -> the messages to queue), ``delivery_key``
 makes its key, and ``key_of`` reads the key back from a posted message: delivery finds a
 send of unknown outcome in the channel by it instead of sending it again.
+
+Two kinds of row follow from a sent text, each with a key of its own derived from the
+text's (:func:`followup_key`): the photo posted with a text that starts a listing's
+thread (:func:`photo_message`, grouped with it by ``groupTag``), and the merge patch of
+the thread root's properties after a reply (:func:`root_patch`), whose key the root
+carries afterwards in ``properties.listingbot.patch`` (:func:`patch_key_of`).
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from listingbot.messages import render_for
-from listingbot.models import Change, EventType, FigureName
-from listingbot.records import OutgoingMessage
+from listingbot.models import Change, EventType, FigureName, Listing
+from listingbot.records import KIND_PATCH, KIND_PHOTO, OutgoingMessage, ThreadRoot
 
 if TYPE_CHECKING:
     from listingbot.config import Subscription
@@ -28,6 +36,9 @@ if TYPE_CHECKING:
 
 # The envelope's own key in a message's properties.
 ENVELOPE = "listingbot"
+# The envelope's event of a photo (its ``listingbot.of`` is the key of its text).
+PHOTO_EVENT = "photo"
+_FOLLOWUP_PREFIX = {KIND_PHOTO: "lb5-", KIND_PATCH: "lb6-"}
 
 
 def delivery_key(  # noqa: PLR0917 - the key's parts, as the key format lists them
@@ -112,6 +123,9 @@ def compose(
             subscriptions=group.subscriptions,
             body=text.body,
             line=text.line,
+            # Threads are built (delivery replies under a listing's root) and wait for the
+            # `messages.threads` key to be switched on per subscription.
+            threaded=False,
             properties={
                 ENVELOPE: {
                     "key": group.key,
@@ -132,3 +146,103 @@ def key_of(properties: object) -> str | None:
     envelope = properties.get(ENVELOPE) if isinstance(properties, dict) else None
     key = envelope.get("key") if isinstance(envelope, dict) else None
     return key if isinstance(key, str) else None
+
+
+def followup_key(key: str, kind: str) -> str:
+    """The key of the ``kind`` row that follows from the message keyed ``key``: the same
+    for the same message, so a follow-up is queued once however often it is recorded."""
+    raw = f"{key}|{kind}"
+    return _FOLLOWUP_PREFIX[kind] + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def group_tag(key: str) -> str:
+    """The ``groupTag`` a text and its photo share."""
+    return f"listing-{key}"
+
+
+def photo_message(text: OutgoingMessage) -> OutgoingMessage | None:
+    """The FILE row posted right after ``text`` (``body``: the photo's URL), or None when
+    the text has no photo."""
+    if not text.photo:
+        return None
+    key = followup_key(text.key, KIND_PHOTO)
+    return OutgoingMessage(
+        key=key,
+        channel_id=text.channel_id,
+        source=text.source,
+        listing_id=text.listing_id,
+        event=text.event,
+        subscriptions=text.subscriptions,
+        body=text.photo,
+        properties={
+            ENVELOPE: {
+                "key": key,
+                "event": PHOTO_EVENT,
+                "source": text.source,
+                "listing_id": text.listing_id,
+                "subscriptions": list(text.subscriptions),
+                "of": text.key,
+            }
+        },
+        kind=KIND_PHOTO,
+    )
+
+
+def root_patch(reply: OutgoingMessage, root: ThreadRoot, reply_id: int) -> OutgoingMessage:
+    """The row that merge-patches ``root``'s properties after ``reply`` (posted as message
+    ``reply_id`` in its thread): the listing as it is now, and the reply it came from.
+
+    A listing root's ``listing`` is replaced field by field (a field the listing no
+    longer has is set to null, which a merge patch removes); a digest root keeps each
+    listing it told under ``listings["source:id"]``. ``listingbot.key`` is never touched:
+    it stays the root's own delivery key.
+    """
+    key = followup_key(reply.key, KIND_PATCH)
+    envelope = reply.properties.get(ENVELOPE)
+    envelope = envelope if isinstance(envelope, dict) else {}
+    patch: dict[str, Any] = {
+        ENVELOPE: {
+            "patch": key,
+            "latest": {
+                "key": reply.key,
+                "message_id": reply_id,
+                "event": envelope.get("event", reply.event),
+                "events": envelope.get("events"),
+            },
+        }
+    }
+    listing = reply.properties.get("listing")
+    if isinstance(listing, dict):
+        current = _every_field(listing)
+        if root.digest:
+            patch["listings"] = {f"{reply.source}:{reply.listing_id}": current}
+        else:
+            patch["listing"] = current
+    return OutgoingMessage(
+        key=key,
+        channel_id=reply.channel_id,
+        source=reply.source,
+        listing_id=reply.listing_id,
+        event=reply.event,
+        subscriptions=reply.subscriptions,
+        body="",
+        properties=patch,
+        kind=KIND_PATCH,
+        thread_id=root.message_id,
+    )
+
+
+def patch_key_of(properties: object) -> str | None:
+    """The key of the last patch applied to a root (None: never patched)."""
+    envelope = properties.get(ENVELOPE) if isinstance(properties, dict) else None
+    key = envelope.get("patch") if isinstance(envelope, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def _every_field(listing: dict[str, Any]) -> dict[str, Any]:
+    """The listing's JSON with every field present, null where it has no value (a merge
+    patch then removes what the listing no longer has)."""
+    try:
+        return Listing.model_validate(listing).model_dump(mode="json")
+    except ValidationError:
+        return listing

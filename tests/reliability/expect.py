@@ -336,7 +336,9 @@ def posted(sims: SimStack) -> Posted:
     named: Counter[Named] = Counter()
     keys: Counter[str] = Counter()
     for channel, stored in sims.chatkitty.messages.items():
-        for message in stored:
+        # A listing's later events are replies in the thread of its first message.
+        replies = [r for m in stored for r in sims.chatkitty.thread(int(m["id"]))]
+        for message in [*stored, *replies]:
             props = message.get("properties") or {}
             if "listingbot" not in props:
                 continue  # people talking in the channel
