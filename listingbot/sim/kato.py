@@ -42,6 +42,7 @@ from listingbot.sim._http import (
     request_log_middleware,
     retry_after_s,
 )
+from listingbot.sim._photos import KATO_PHOTO_ORIGIN, PhotoHost, rehost_kato
 from listingbot.sim._shapes import KATO_STATUSES
 from listingbot.sim.faults import Faults, FaultTarget, bearer_token
 from listingbot.sim.market import Market
@@ -116,6 +117,8 @@ class KatoSim:
         self._tokens: dict[str, _Token] = {}
         self._accepted: deque[float] = deque()  # times of requests let through the limit
         self._seen: deque[float] = deque()  # times of every request, for the statistic
+        # The photo CDN: the records' image URLs point here (fault switches: see _photos).
+        self.photos = PhotoHost(KATO_PHOTO_ORIGIN, "/media", rehost_kato)
 
     def expire_tokens(self) -> None:
         """Every token issued so far is expired from now on."""
@@ -145,6 +148,7 @@ class KatoSim:
         for version in ("v1", "v2"):
             app.router.add_get(f"/{version}/availability", self._list)
             app.router.add_get(f"/{version}/availability/{{id}}", self._show)
+        self.photos.add_routes(app)
         return app
 
     # ----------------------------------------------------------------- rate limit
@@ -152,6 +156,8 @@ class KatoSim:
     def _rate_limit_middleware(self) -> Middleware:
         @web.middleware
         async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if self.photos.owns(request.path):
+                return await handler(request)  # the CDN, not the API: no budget
             now = self.clock.monotonic()
             self._note_seen(now)
             while self._accepted and now - self._accepted[0] >= WINDOW_S:
@@ -284,6 +290,7 @@ class KatoSim:
             request, page=page, limit=limit, total=total, total_pages=total_pages, count=len(chunk)
         )
         version = request.path.split("/")[1]
+        data = self.photos.rehost(request, data)
         if version == "v1":
             return json_response({"data": data, "pagination": block})
         return json_response({"data": data, "meta": {"pagination": block}})
@@ -297,7 +304,7 @@ class KatoSim:
         served = self.faults.serve_records(
             "kato", "kato", self._shaped([record]), base_rate=self.market.hostile_rate
         )
-        return json_response({"data": served[0]})
+        return json_response({"data": self.photos.rehost(request, served)[0]})
 
     def _shaped(self, records: list[JsonDict]) -> list[JsonDict]:
         if self.php_share <= 0:

@@ -40,6 +40,7 @@ from listingbot.sim._http import (
     parse_iso,
     request_log_middleware,
 )
+from listingbot.sim._photos import KOTOHOMES_PHOTO_ORIGIN, PhotoHost, rehost_kotohomes
 from listingbot.sim._places import TERRITORIES
 from listingbot.sim.faults import Faults, FaultTarget
 from listingbot.sim.market import Market
@@ -174,6 +175,8 @@ class KotohomesSim:
         self.api_keys = set(api_keys)
         self.faults = faults if faults is not None else Faults()
         self.requests: list[RequestLog] = []
+        # The photo CDN: the records' photo URLs point here (fault switches: see _photos).
+        self.photos = PhotoHost(KOTOHOMES_PHOTO_ORIGIN, "/photos", rehost_kotohomes)
 
     def app(self) -> web.Application:
         target = FaultTarget(
@@ -189,6 +192,7 @@ class KotohomesSim:
         )
         app.router.add_get("/v1/listings", self._search)
         app.router.add_get("/v1/listings/{id}", self._get)
+        self.photos.add_routes(app)
         return app
 
     def _authorized(self, request: web.Request) -> bool:
@@ -210,7 +214,7 @@ class KotohomesSim:
             found[: search.limit],
             base_rate=self.market.hostile_rate,
         )
-        return json_response({"data": page})
+        return json_response({"data": self.photos.rehost(request, page)})
 
     async def _get(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -222,7 +226,7 @@ class KotohomesSim:
         served = self.faults.serve_records(
             "kotohomes", "kotohomes", [record], base_rate=self.market.hostile_rate
         )
-        return json_response({"data": served[0]})
+        return json_response({"data": self.photos.rehost(request, served)[0]})
 
 
 _FAULT_MESSAGES = {

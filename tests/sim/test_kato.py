@@ -357,3 +357,20 @@ async def test_some_rents_are_quoted_per_annum_or_per_desk(
         _, body = await _list(http, url, await _token(http, url), {"limit": "50", "page": page})
         metrics |= {r["rent"]["metric"] for r in body["data"] if isinstance(r["rent"], dict)}
     assert metrics & {"per_annum", "per_desk"}
+
+
+async def test_image_urls_point_at_the_simulators_media_host_outside_the_rate_limit(
+    http: aiohttp.ClientSession, url: str, sim: KatoSim
+) -> None:
+    """Served image URLs are on the simulator's own host; a HEAD of one answers an image
+    with a Content-Length and does not use the API's request budget."""
+    token = await _token(http, url)
+    status, body = await _list(http, url, token)
+    assert status == 200
+    image = next(r["images"][0]["url"] for r in body["data"] if r.get("images"))
+    assert image.startswith(f"{url}/media/")
+    sim.requests_per_minute = 0  # the API answers 429 from here on; the CDN does not
+    async with http.head(image) as response:
+        assert response.status == 200
+        assert response.content_type == "image/jpeg"
+        assert (response.content_length or 0) > 0

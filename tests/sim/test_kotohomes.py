@@ -407,3 +407,30 @@ async def test_seed_api_does_not_know_territory(http: aiohttp.ClientSession, url
     status, body = await _get(http, url, [("territory", "hoboken-nj"), *_in("NJ")])
     assert status == 400
     assert "Unknown parameter 'territory'" in body["message"]
+
+
+async def test_photo_urls_point_at_the_simulators_photo_host_which_answers_head(
+    http: aiohttp.ClientSession, url: str, sim: KotohomesSim
+) -> None:
+    """Served records' photo URLs are on the simulator's own host, which answers a HEAD
+    with an image type and a Content-Length, as the CDN would."""
+    status, body = await _get(http, url, _in("NY"))
+    assert status == 200
+    record = body["data"][0]
+    base = url.removesuffix("/v1/listings")
+    assert record["photo_url"].startswith(f"{base}/photos/{record['id']}/")
+    assert record["photo_template"].startswith(f"{base}/photos/{record['id']}/")
+    async with http.head(record["photo_url"]) as response:
+        assert response.status == 200
+        assert response.content_type == "image/jpeg"
+        assert (response.content_length or 0) > 0
+
+
+async def test_the_photo_host_status_switch_answers_every_photo_with_it(
+    http: aiohttp.ClientSession, url: str, sim: KotohomesSim
+) -> None:
+    """``photos.status = 404``: every photo is gone from the CDN."""
+    _, body = await _get(http, url, _in("NY"))
+    sim.photos.status = 404
+    async with http.head(body["data"][0]["photo_url"]) as response:
+        assert response.status == 404
