@@ -63,6 +63,10 @@ _COUNT_WORDS: Final[Mapping[str, tuple[str, str]]] = {
     "price_drop": ("price drop", "price drops"),
     "price_increase": ("price increase", "price increases"),
     "status_change": ("status change", "status changes"),
+    "now_for_rent": ("now for rent", "now for rent"),
+    "now_for_sale": ("now for sale", "now for sale"),
+    "removed": ("no longer listed", "no longer listed"),
+    "back_on_market": ("back on the market", "back on the market"),
 }
 
 

@@ -33,6 +33,14 @@ def test_digest_counts_events_lists_listings_and_says_how_many_more() -> None:
     assert lines[-1] == "… and 4 more"
 
 
+def test_every_event_is_counted_in_words() -> None:
+    """Each event of the change model has its own words in the counts line."""
+    events = ["now_for_rent", "now_for_sale", "removed", "back_on_market", "removed"]
+    items = [item(i, event) for i, event in enumerate(events)]
+    counts = build_digest(702, items, reason="burst", labels=[]).body.split("\n")[1]
+    assert counts == ("2 no longer listed · 1 back on the market · 1 now for rent · 1 now for sale")
+
+
 def test_a_price_drop_line_shows_the_change() -> None:
     """A listing's line says what changed."""
     line = item(1, "price_drop").line

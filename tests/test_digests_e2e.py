@@ -92,6 +92,22 @@ async def test_a_subscription_digest_over_overrides_the_messages_section(
     assert meta(digest)["count"] == 3
 
 
+async def test_a_reload_changes_digest_over_for_the_next_poll(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """`messages.digest_over` changed by a reload applies from the next poll on."""
+    async with running(load(tmp_path, cfg(sims, tmp_path, sub(), digest_over=0)), clock) as app:
+        assert await app.once()
+        add_ny(sims, 3)
+        assert await app.once()
+        assert len(messages(sims, 702)) == 3
+        await app.reload(load(tmp_path, cfg(sims, tmp_path, sub(), digest_over=2)))
+        add_ny(sims, 3)
+        assert await app.once()
+    events = [meta(m)["event"] for m in messages(sims, 702)]
+    assert events == ["new", "new", "new", "digest"]
+
+
 async def test_first_run_post_is_one_digest_by_default(
     sims: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
