@@ -811,8 +811,19 @@ class Poller:
         self, plan: Plan, now: datetime
     ) -> tuple[list[Release], list[OutgoingMessage]]:
         """Held messages whose quiet hours are over: one alone is queued as itself, more
-        for one channel go out as one digest."""
-        due = await self.store.held_due(self.source, now)
+        for one channel go out as one digest. Over means the window they waited for has
+        ended, or their subscriptions are no longer all in quiet hours now (a reload took
+        the window away or moved it)."""
+        subs = {s.name: s for s in plan.subscriptions}
+
+        def over(row: HeldMessage) -> bool:
+            if row.hold_until is None or row.hold_until <= now:
+                return True
+            mine = [subs[n] for n in row.subscriptions if n in subs]
+            # Subscriptions removed since keep the window they were held for.
+            return bool(mine) and quiet_until(mine, now) is None
+
+        due = [row for row in await self.store.held(self.source) if over(row)]
         if not due:
             return [], []
         by_channel: dict[int, list[HeldMessage]] = {}

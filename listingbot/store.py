@@ -388,6 +388,7 @@ class HeldMessage:
     event: str
     subscriptions: tuple[str, ...]
     line: str
+    hold_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -971,21 +972,30 @@ class Store:
             found.update(str(row[0]) for row in self._c.execute(sql, chunk))
         return found
 
-    async def held_due(self, source: str, now: datetime) -> list[HeldMessage]:
-        """Messages of ``source`` held for quiet hours that end at or before ``now``,
-        oldest first."""
-        return await self._run(self._held_due, source, _ts(now))
+    async def held(self, source: str) -> list[HeldMessage]:
+        """Messages of ``source`` held for quiet hours, with the time each waits for,
+        oldest first (the caller decides which may go: their window may have ended, or
+        a reload may have taken their quiet hours away)."""
+        return await self._run(self._held, source)
 
-    def _held_due(self, source: str, now: str) -> list[HeldMessage]:
+    def _held(self, source: str) -> list[HeldMessage]:
         rows = self._c.execute(
-            "SELECT key, channel_id, source, listing_id, event, subscriptions, line"
-            " FROM outbox WHERE state = 'held' AND source = ? AND next_attempt_at <= ?"
-            " ORDER BY seq",
-            (source, now),
+            "SELECT key, channel_id, source, listing_id, event, subscriptions, line,"
+            " next_attempt_at FROM outbox WHERE state = 'held' AND source = ? ORDER BY seq",
+            (source,),
         ).fetchall()
         return [
-            HeldMessage(str(k), int(ch), str(src), str(lid), str(ev), tuple(json.loads(subs)), line)
-            for k, ch, src, lid, ev, subs, line in rows
+            HeldMessage(
+                str(k),
+                int(ch),
+                str(src),
+                str(lid),
+                str(ev),
+                tuple(json.loads(subs)),
+                line,
+                _parse_ts(until),
+            )
+            for k, ch, src, lid, ev, subs, line, until in rows
         ]
 
     async def load_channel_states(

@@ -118,3 +118,19 @@ async def test_held_messages_are_not_undelivered_for_readiness(
         await store.close()
     assert [row.state for row in rows] == ["held"]
     assert health.open == 0
+
+
+async def test_messages_held_for_quiet_hours_go_at_once_when_a_reload_removes_them(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A reload that takes a subscription's quiet hours away releases what it held at the
+    next poll, without waiting for the old window to end."""
+    async with running(load(tmp_path, cfg(sims, tmp_path, ny_sub(QUIET))), clock) as app:
+        assert await app.once()  # baseline
+        record = sims.market.add_kotohomes(state="NY")
+        assert await app.once()
+        assert messages(sims, 702) == []
+        await app.reload(load(tmp_path, cfg(sims, tmp_path, ny_sub())))
+        assert await app.once()  # 23:00 EST, long before the old window's end
+    (message,) = messages(sims, 702)
+    assert (meta(message)["event"], meta(message)["listing_id"]) == ("new", record["id"])
