@@ -248,6 +248,17 @@ async def test_the_cap_and_taken_names_are_refused(
     assert capped.startswith("This channel has reached its cap of 1 chat subscriptions")
 
 
+def test_the_reader_is_scheduled_only_where_commands_are_enabled(
+    sims: SimStack, tmp_path: Path
+) -> None:
+    """App.jobs() has a `commands` job every commands.poll_interval, first run at once,
+    when commands are enabled somewhere, and none when they are not."""
+    on = {j.job_id: j for j in App(config(sims, tmp_path)).jobs()}
+    off = {j.job_id for j in App(config(sims, tmp_path, commands="")).jobs()}
+    assert (on["commands"].interval_s, on["commands"].now) == (15.0, True)
+    assert "commands" not in off
+
+
 async def test_commands_from_before_they_were_enabled_are_never_run(
     moderated: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -428,6 +439,39 @@ async def test_an_answer_whose_response_was_lost_is_found_not_posted_again(
         again = await app.run_commands()
         assert (again.handled, again.answered) == (0, 0)
     assert len(answers(sims, command)) == 1
+    assert stored_subscriptions(cfg, clock) == ["mine"]
+
+
+async def test_an_answer_chatkitty_keeps_refusing_is_given_up_after_an_hour(
+    moderated: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """An answer refused pass after pass (400) is tried until an hour after its command,
+    then given up: no more posts, nothing left to answer, and the subscribe stands."""
+    sims = moderated
+    cfg = config(sims, tmp_path)
+    async with running(cfg, clock) as app:
+        await app.run_commands()
+        clock.advance(1)
+        command = say(sims, "/listings subscribe kotohomes zip=10001 name=mine")
+        thread = f"/v1/threads/{command['id']}/messages"
+
+        def posts() -> int:
+            return sum(1 for r in sims.chatkitty.requests if (r.method, r.path) == ("POST", thread))
+
+        sims.chatkitty.refuse_posts_with = 400
+        await app.run_commands()
+        clock.advance(59 * 60)
+        await app.run_commands()
+        assert posts() == 2  # still trying within the hour
+        clock.advance(60)
+        await app.run_commands()
+        given_up = posts()
+        sims.chatkitty.refuse_posts_with = None
+        clock.advance(60)
+        await app.run_commands()
+    assert given_up == 3
+    assert posts() == given_up
+    assert answers(sims, command) == []
     assert stored_subscriptions(cfg, clock) == ["mine"]
 
 

@@ -4,8 +4,9 @@ One pass (:meth:`CommandReader.run_once`, every ``commands.poll_interval``):
 
 1. the enabled channels' cursors (a channel new to the set starts now);
 2. answers recorded but not known to be posted (a crash came between carrying a command
-   out and answering it) are looked for in the command's thread and channel by the
-   command id they carry, and posted only if absent;
+   out and answering it, or the post failed) are looked for in the command's thread and
+   channel by the command id they carry, and posted only if absent; one that still
+   cannot be posted ``ANSWER_GIVE_UP`` after its command is given up, loudly;
 3. the new messages: ONE application-wide ``GET …/messages?query=/listings``, newest
    first, down to what every channel has handled; where ChatKitty does not serve it, each
    channel's own message pages;
@@ -54,6 +55,9 @@ RATE_WINDOW = timedelta(minutes=1)
 # How far back of its recording an answer may have been posted (the clock of ChatKitty
 # and ours may differ a little).
 ANSWER_MARGIN = timedelta(minutes=5)
+# An answer that still cannot be posted this long after its command was carried out is
+# given up (said once, loudly): the command's effect stands, the answer is dropped.
+ANSWER_GIVE_UP = timedelta(hours=1)
 # What GET …/messages answers where a deployment does not serve it: read each channel.
 APP_WIDE_UNSERVED = frozenset({400, 404, 405, 501})
 
@@ -283,7 +287,8 @@ class CommandReader:
     # ---------------------------------------------------------------- answers
     async def _post_answer(
         self, message_id: int, channel_id: int, answer: str, outcome: PassOutcome
-    ) -> None:
+    ) -> bool:
+        """Post the answer in the command's thread (else its channel); False on failure."""
         properties = {"listingbot": {ANSWER_KEY: message_id}}
         try:
             try:
@@ -299,9 +304,10 @@ class CommandReader:
             log.warning("command_answer_failed", message_id=message_id, error=str(err),
                         ambiguous=ambiguous)  # fmt: skip
             outcome.errors.append(str(err))
-            return
+            return False
         await self.store.mark_answered(message_id, sent.id)
         outcome.answered += 1
+        return True
 
     async def _answer_pending(self, outcome: PassOutcome) -> None:
         for pending in await self.store.pending_answers():
@@ -315,7 +321,17 @@ class CommandReader:
                 log.info("command_answer_found", message_id=pending.message_id)
                 await self.store.mark_answered(pending.message_id, found)
                 continue
-            await self._post_answer(pending.message_id, pending.channel_id, pending.answer, outcome)
+            posted = await self._post_answer(
+                pending.message_id, pending.channel_id, pending.answer, outcome
+            )
+            if not posted and self.now() - pending.handled_at >= ANSWER_GIVE_UP:
+                log.error(
+                    "command_answer_given_up",
+                    message_id=pending.message_id,
+                    channel=pending.channel_id,
+                    handled_at=pending.handled_at.isoformat(),
+                )
+                await self.store.mark_answered(pending.message_id, None)
 
     async def _find_answer(self, message_id: int, channel_id: int, since: datetime) -> int | None:
         """The id of an answer already posted for command ``message_id``, if any."""
