@@ -104,6 +104,18 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.digests = Counter(
+            "listingbot_digests",
+            "Digests queued, by source and reason (burst, quiet_hours).",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.messages_digested = Counter(
+            "listingbot_messages_digested",
+            "Messages told by a digest instead of on their own, by source and reason.",
+            ["source", "reason"],
+            registry=r,
+        )
         self.messages_sent = Counter(
             "listingbot_messages_sent", "Messages delivered to ChatKitty.", registry=r
         )

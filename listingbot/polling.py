@@ -63,7 +63,7 @@ from listingbot.matching import MatchIndex
 from listingbot.metrics import Metrics
 from listingbot.models import EventType, Listing, Source
 from listingbot.normalize import FieldProblem, MalformedRecord
-from listingbot.outbox import compose
+from listingbot.outbox import ENVELOPE, compose
 from listingbot.records import (
     ChannelState,
     Cursor,
@@ -454,6 +454,7 @@ class Poller:
         mark = time.perf_counter()
         if not dry_run:
             await self._commit(record, told_before, outcome)
+            self._count_digests(record)
         stages["commit"] = time.perf_counter() - mark
         if not dry_run and outcome.ok:
             outcome.pruned += await self._check_long_unseen(outcome)
@@ -872,6 +873,18 @@ class Poller:
         if outcome.error:
             await self.store.record_poll_failure(self.source, outcome.error)
             outcome.ok = False
+
+    def _count_digests(self, record: PollRecord) -> None:
+        """Digests this poll queued, and how many messages they told."""
+        for message in record.messages:
+            if message.event != DIGEST_EVENT:
+                continue
+            envelope = message.properties.get(ENVELOPE, {})
+            reason = str(envelope.get("reason", "burst"))
+            self.metrics.digests.labels(self.source, reason).inc()
+            self.metrics.messages_digested.labels(self.source, reason).inc(
+                int(envelope.get("count", 0))
+            )
 
     def _report_duplicates(self, record: PollRecord) -> None:
         """A detected event whose key is already in the outbox is not queued again: the

@@ -56,6 +56,23 @@ async def test_a_burst_over_digest_over_posts_one_digest(
     assert digest["body"].startswith("🗞 5 updates · ny-homes\n5 new\n")
 
 
+async def test_digests_are_counted_in_the_metrics(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A burst digest counts once in `listingbot_digests_total`, and the messages it told
+    in `listingbot_messages_digested_total`."""
+    async with running(load(tmp_path, cfg(sims, tmp_path, sub(), digest_over=3)), clock) as app:
+        assert await app.once()
+        add_ny(sims, 5)
+        assert await app.once()
+        labels = {"source": "kotohomes", "reason": "burst"}
+        counted = (
+            sample(app, "listingbot_digests_total", **labels),
+            sample(app, "listingbot_messages_digested_total", **labels),
+        )
+    assert counted == (1, 5)
+
+
 async def test_a_poll_at_the_limit_posts_each_message(
     sims: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
