@@ -2,24 +2,23 @@
 
 Local filters are judged by the matcher itself (``matching.local_match`` over filters
 holding just that one), so an explanation can never disagree with what is posted. The
-filters a source applies upstream are judged from the listing's own fields where they
-show it; a filter only the source can judge (a territory, open houses) says so.
+filters a source applies upstream are judged by the source (``Source.chat.judge``) from
+the listing's own fields where they show it; a filter only the source can judge (a
+territory, open houses) says so.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from listingbot.commands.grammar import describe_filters
-from listingbot.config import KatoFilters, KotohomesFilters, LocalFilters, Subscription
+from listingbot import sources
+from listingbot.commands.grammar import NO_FILTERS, describe_filters
+from listingbot.config import LocalFilters, Subscription
 from listingbot.matching import local_match
 from listingbot.models import Listing
 
 __all__ = ["Verdict", "explain"]
-
-EARTH_RADIUS_MILES = 3958.8
 
 
 @dataclass(frozen=True)
@@ -44,88 +43,23 @@ def explain(sub: Subscription, listing: Listing) -> list[Verdict]:
     local_fields = set(LocalFilters.model_fields)
     sent = {name for name, _ in sub.upstream_params()}
     done: set[str] = set()
+    judge = sources.get(sub.source).chat.judge
     for name in data:
         if name in done:
             continue
         stem = name.removesuffix("_min").removesuffix("_max")
         group = [n for n in (f"{stem}_min", f"{stem}_max") if n in data] if stem != name else [name]
         done.update(group)
-        only = type(filters).model_validate({**_place(filters), **{n: data[n] for n in group}})
-        label = _label(sub.source, only, group)
+        # Just this filter (unvalidated: alone it may not be a valid search).
+        only = type(filters).model_construct(**{n: data[n] for n in group})
+        text = describe_filters(sub.source, only)
+        label = ",".join(group) if text == NO_FILTERS else text
         if name in local_fields and name not in sent:
             single = LocalFilters(**{n: getattr(filters, n) for n in group})
             out.append(Verdict(label, local_match(single, listing), _shown(listing, stem)))
         else:
-            out.append(Verdict(label, _upstream(filters, group, listing), _shown(listing, stem)))
+            out.append(Verdict(label, judge(filters, stem, listing), _shown(listing, stem)))
     return out
-
-
-def _place(filters: KotohomesFilters | KatoFilters) -> dict[str, Any]:
-    """A geographic constraint, so that one Kotohomes filter alone still validates."""
-    return {"territory": "x"} if isinstance(filters, KotohomesFilters) else {}
-
-
-def _label(source: str, only: KotohomesFilters | KatoFilters, group: list[str]) -> str:
-    text = describe_filters(source, only)
-    parts = [p for p in text.split(" ") if not p.startswith("territory=")]
-    return " ".join(parts) or ",".join(group)
-
-
-def _between(value: float | None, low: float | None, high: float | None) -> bool:
-    if value is None:
-        return False
-    return (low is None or value >= low) and (high is None or value <= high)
-
-
-def _upstream(
-    filters: KotohomesFilters | KatoFilters, group: list[str], listing: Listing
-) -> bool | None:
-    name = group[0]
-    stem = name.removesuffix("_min").removesuffix("_max")
-    if isinstance(filters, KatoFilters):
-        if name == "status":
-            return listing.status in filters.status
-        return None  # published_to_website / api_controlled: the listing does not say
-    if stem in {"price", "living_area", "year_built", "bedrooms", "bathrooms"}:
-        value = {
-            "price": listing.asking_amount,
-            "living_area": listing.size_sqft,
-            "year_built": listing.year_built,
-            "bedrooms": listing.bedrooms,
-            "bathrooms": listing.bathrooms,
-        }[stem]
-        return _between(value, getattr(filters, f"{stem}_min"), getattr(filters, f"{stem}_max"))
-    if name == "zip_codes":
-        code = (listing.postcode or "")[:5]
-        return any(z[:5] == code for z in filters.zip_codes) if code else False
-    if name == "states":
-        return (listing.region or "").upper() in filters.states
-    if name == "property_types":
-        return bool(set(listing.property_types) & set(filters.property_types))
-    if name == "mls_numbers":
-        return listing.mls_number in filters.mls_numbers if listing.mls_number else None
-    if name == "type":
-        return listing.for_sale if filters.type == "for_sale" else listing.to_let
-    if name in {"latitude", "longitude", "radius"}:
-        return _within(filters, listing)
-    return None  # territory, open houses: only Kotohomes knows
-
-
-def _within(filters: KotohomesFilters, listing: Listing) -> bool | None:
-    if None in (filters.latitude, filters.longitude, filters.radius):
-        return None
-    if listing.latitude is None or listing.longitude is None:
-        return None
-    assert filters.latitude is not None
-    assert filters.longitude is not None
-    assert filters.radius is not None
-    lat1, lon1 = math.radians(filters.latitude), math.radians(filters.longitude)
-    lat2, lon2 = math.radians(listing.latitude), math.radians(listing.longitude)
-    a = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_MILES * math.asin(math.sqrt(a)) <= filters.radius
 
 
 def _shown(listing: Listing, stem: str) -> str:

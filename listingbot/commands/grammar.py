@@ -29,6 +29,7 @@ from listingbot.sources.base import ChatFilter
 from listingbot.text import sanitize
 
 __all__ = [
+    "NO_FILTERS",
     "PREFIX",
     "Command",
     "CommandError",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 PREFIX = "/listings"
+NO_FILTERS = "(no filters: every listing)"  # what describe_filters says of an empty filter set
 MAX_ECHO = 120  # characters of a user's text quoted back in an answer
 MAX_ANSWER = 700  # characters of a refusal
 MAX_COMMAND = 2000  # longer bodies are refused before they are parsed
@@ -472,7 +474,7 @@ def describe_filters(source: str, filters: Filters) -> str:
         else:
             shown = _fmt(value) if isinstance(value, int | float) else _quote(str(value))
         parts.append(f"{word}{op}{shown}")
-    return echo(" ".join(parts), 400) if parts else "(no filters: every listing)"
+    return echo(" ".join(parts), 400) if parts else NO_FILTERS
 
 
 def _fmt(value: Any) -> str:

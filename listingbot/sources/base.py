@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from listingbot.clock import Clock
     from listingbot.config import Config, Subscription
+    from listingbot.config.filters import Filters
     from listingbot.metrics import Metrics
 
 # A source's normalizer as the poller calls it: the raw record and where problems go.
@@ -94,6 +95,10 @@ class ChatWords:
     filters: Mapping[str, ChatFilter]
     synonyms: Mapping[str, str]
     example: str  # the text after ``/listings subscribe``
+    # ``/listings explain``: whether a listing passes one of the filters the source applies
+    # upstream (a filters key; a range by its stem), judged from the listing's own fields;
+    # None when only the source can tell.
+    judge: Callable[[Filters, str, Listing], bool | None] = lambda _f, _k, _l: None
 
 
 class SourceSettings(Protocol):

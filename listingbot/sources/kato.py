@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from listingbot.clients.kato import KatoClient
 from listingbot.config import KATO_URL_FIELDS
+from listingbot.config.filters import KatoFilters
 from listingbot.models import Listing, Price, PriceUnit
 from listingbot.normalize import (
     FIGURE,
@@ -42,11 +43,20 @@ if TYPE_CHECKING:
 
     from listingbot.clock import Clock
     from listingbot.config import Config, KatoConfig
+    from listingbot.config.filters import Filters
     from listingbot.metrics import Metrics
 
 SQM_TO_SQFT = 10.7639
 ACRE_TO_SQFT = 43_560.0
 HECTARE_TO_SQFT = 107_639.1
+
+
+def _judge(filters: Filters, key: str, listing: Listing) -> bool | None:
+    """Whether ``listing`` passes the upstream filter ``key`` (see ``ChatWords.judge``)."""
+    assert isinstance(filters, KatoFilters)
+    if key == "status":
+        return listing.status in filters.status
+    return None  # published_to_website / api_controlled: the listing does not say
 
 
 # `/listings subscribe kato …`: the chat's words for the filters (config/filters.py).
@@ -76,6 +86,7 @@ CHAT_WORDS = ChatWords(
         "keywords_none": "exclude",
     },
     example="kato postcode=EC2,EC3 size=1500..6000 rent<=75 type=office",
+    judge=_judge,
 )
 
 

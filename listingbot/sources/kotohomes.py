@@ -8,12 +8,14 @@ listings created since the query's high-water mark (new ones); see
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from listingbot.clients.kotohomes import KotohomesClient
+from listingbot.config.filters import KotohomesFilters
 from listingbot.models import Listing, OpenHouse, Price, PriceUnit
 from listingbot.normalize import (
     LATEST_YEAR,
@@ -38,7 +40,58 @@ if TYPE_CHECKING:
 
     from listingbot.clock import Clock
     from listingbot.config import Config, KotohomesConfig
+    from listingbot.config.filters import Filters
     from listingbot.metrics import Metrics
+
+
+EARTH_RADIUS_MILES = 3958.8
+
+
+def _judge(filters: Filters, key: str, listing: Listing) -> bool | None:
+    """Whether ``listing`` passes the upstream filter ``key`` (see ``ChatWords.judge``)."""
+    assert isinstance(filters, KotohomesFilters)
+    ranges = {
+        "price": listing.asking_amount,
+        "living_area": listing.size_sqft,
+        "year_built": listing.year_built,
+        "bedrooms": listing.bedrooms,
+        "bathrooms": listing.bathrooms,
+    }
+    if key in ranges:
+        value = ranges[key]
+        low, high = getattr(filters, f"{key}_min"), getattr(filters, f"{key}_max")
+        return (
+            value is not None and (low is None or value >= low) and (high is None or value <= high)
+        )
+    if key == "zip_codes":
+        code = (listing.postcode or "")[:5]
+        return any(z[:5] == code for z in filters.zip_codes) if code else False
+    if key == "states":
+        return (listing.region or "").upper() in filters.states
+    if key == "property_types":
+        return bool(set(listing.property_types) & set(filters.property_types))
+    if key == "mls_numbers":
+        return listing.mls_number in filters.mls_numbers if listing.mls_number else None
+    if key == "type":
+        return listing.for_sale if filters.type == "for_sale" else listing.to_let
+    if key in {"latitude", "longitude", "radius"}:
+        return _within(filters, listing)
+    return None  # territory, open houses: only Kotohomes knows
+
+
+def _within(filters: KotohomesFilters, listing: Listing) -> bool | None:
+    """Whether the listing lies within the search circle (haversine, miles)."""
+    if filters.latitude is None or filters.longitude is None or filters.radius is None:
+        return None
+    if listing.latitude is None or listing.longitude is None:
+        return None
+    lat1, lon1 = math.radians(filters.latitude), math.radians(filters.longitude)
+    lat2, lon2 = math.radians(listing.latitude), math.radians(listing.longitude)
+    a = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_MILES * math.asin(math.sqrt(a)) <= filters.radius
 
 
 # `/listings subscribe kotohomes …`: the chat's words for the filters (config/filters.py).
@@ -81,6 +134,7 @@ CHAT_WORDS = ChatWords(
         "keywords_none": "exclude",
     },
     example="kotohomes zip=10001,10002 price<=900k beds>=3 type=for_sale",
+    judge=_judge,
 )
 
 
