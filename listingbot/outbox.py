@@ -90,6 +90,8 @@ def compose(
     *,
     subscriptions: Sequence[Subscription] = (),
     now: datetime | None = None,
+    threads: bool = True,
+    photos: bool = False,
 ) -> list[OutgoingMessage]:
     """The messages that tell ``group``'s channel of its changes: today exactly one.
 
@@ -99,6 +101,9 @@ def compose(
     poll (the same listing often goes to many channels: describe it once).
     ``subscriptions`` are the group's (their labels, template and time zone shape the
     text, see :func:`listingbot.messages.render_for`); ``now`` picks the next open house.
+    ``threads``: the message replies in the listing's thread when it has one (delivery
+    decides where, see :mod:`listingbot.delivery`); ``photos``: the listing's primary
+    photo goes with it when it starts the listing's thread.
     """
     listing = group.listing
     text = render_for(
@@ -123,9 +128,8 @@ def compose(
             subscriptions=group.subscriptions,
             body=text.body,
             line=text.line,
-            # Threads are built (delivery replies under a listing's root) and wait for the
-            # `messages.threads` key to be switched on per subscription.
-            threaded=False,
+            threaded=threads,
+            photo=listing.photo_url if photos else None,
             properties={
                 ENVELOPE: {
                     "key": group.key,

@@ -24,6 +24,7 @@ from listingbot.config import ChatKittyConfig, Config
 from listingbot.delivery import Deliverer
 from listingbot.metrics import Metrics
 from listingbot.models import Source
+from listingbot.photos import PhotoProbe
 from listingbot.polling import ExistenceCheck, Housekeeping, Poller
 from listingbot.sources.base import SourceSettings
 from listingbot.store import Store
@@ -70,7 +71,15 @@ async def build_parts(
         store=store,
         session=session,
         chatkitty=chatkitty,
-        deliverer=Deliverer(store, chatkitty, clock, metrics, config.delivery, rng=rng),
+        deliverer=Deliverer(
+            store,
+            chatkitty,
+            clock,
+            metrics,
+            config.delivery,
+            rng=rng,
+            photos=PhotoProbe(session),
+        ),
         housekeeping=Housekeeping(store, clock, config.state.retention),
         commands=ChatCommands(
             config,

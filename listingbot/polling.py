@@ -173,6 +173,22 @@ class Plan:
         }
         return 0 if not limits or 0 in limits else min(limits)
 
+    def threads(self, names: Iterable[str]) -> bool:
+        """Whether a message for the subscriptions ``names`` replies in its listing's
+        thread: ``threads``, unless one of them turns it off."""
+        return all(self._messages_key(names, "threads"))
+
+    def photos(self, names: Iterable[str]) -> bool:
+        """Whether a message for the subscriptions ``names`` carries its listing's photo:
+        when one of them turns ``photos`` on."""
+        return any(self._messages_key(names, "photos"))
+
+    def _messages_key(self, names: Iterable[str], key: str) -> list[bool]:
+        subs = {s.name: s for s in self.subscriptions}
+        default = bool(getattr(self.messages, key))
+        values = [getattr(subs[n], key) for n in names if n in subs]
+        return [default if value is None else bool(value) for value in values] or [default]
+
     def labels(self, names: Iterable[str]) -> tuple[str, ...]:
         """What the subscriptions ``names`` are called in headlines (``label``, else the
         name)."""
@@ -715,7 +731,17 @@ class Poller:
             if grouped.silent or grouped.duplicate:
                 continue
             mine = [subs[name] for name in grouped.subscriptions if name in subs]
-            out.extend(compose(grouped, described, subscriptions=mine, now=now))
+            names = grouped.subscriptions
+            out.extend(
+                compose(
+                    grouped,
+                    described,
+                    subscriptions=mine,
+                    now=now,
+                    threads=plan.threads(names),
+                    photos=plan.photos(names),
+                )
+            )
         changed = [state for key, state in told.items() if states.get(key) != state]
         return await self._bursts(plan, self._shape(plan, out, now)), changed, duplicates
 

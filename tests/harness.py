@@ -64,14 +64,17 @@ def config_text(
     kato: str = "",
     sources: tuple[str, ...] = ("kotohomes", "kato"),
     digest_over: int | None = 0,
+    threads: bool | None = False,
     messages: str = "",
     extra: str = "",
 ) -> str:
     """A config for the app against ``sims``.
 
     ``digest_over`` is 0 (no digests) unless a test asks for one, so that tests see one
-    message per event; None leaves it out (the documented default, 10). ``messages``: more
-    keys of the ``messages`` section.
+    message per event; None leaves it out (the documented default, 10). ``threads`` is
+    False (every message in the channel, none in a thread) unless a test asks for threads,
+    for the same reason; None leaves it out (the default, on). ``messages``: more keys of
+    the ``messages`` section.
     """
     parts = [
         f"state:\n  path: {state_path}\n",
@@ -104,6 +107,7 @@ def config_text(
     parts.append("subscriptions:\n" + textwrap.indent(textwrap.dedent(subscriptions), "  "))
     parts.append("ops:\n  listen: null\n")
     section = "" if digest_over is None else f"digest_over: {digest_over}\n"
+    section += "" if threads is None else f"threads: {str(threads).lower()}\n"
     section += textwrap.dedent(messages)
     if section:
         parts.append("messages:\n" + textwrap.indent(section, "  "))

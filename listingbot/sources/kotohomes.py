@@ -349,7 +349,8 @@ def normalize_kotohomes(
             "property_types": (property_type,) if property_type else (),
             "status": slug(status_text) if status_text else None,
             "mls_number": r.code(raw.get("mls_number"), "mls_number"),
-            "photo_url": r.url(raw.get("photo_url"), "photo_url"),
+            "photo_url": r.url(raw.get("photo_url"), "photo_url")
+            or _kotohomes_template_photo(r, raw.get("photo_template")),
             "agent": _kotohomes_agent(r, raw),
             "open_houses": _kotohomes_open_houses(r, raw.get("open_houses")),
             "created_at": created_at,
@@ -429,3 +430,12 @@ def _end(r: FieldReader, block: Mapping[str, Any], start: datetime, name: str) -
     if end is not None and end < start:
         r.fail(name, "ends before it starts")
     return end
+
+
+def _kotohomes_template_photo(r: FieldReader, template: Any) -> str | None:
+    """The first large photo from ``photo_template`` (``{offset}``, ``{size}``), for a
+    record without a ``photo_url``."""
+    if type(template) is not str or "{offset}" not in template:
+        return None
+    filled = template.replace("{offset}", "0").replace("{size}", "large")
+    return r.url(filled, "photo_template")
