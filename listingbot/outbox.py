@@ -196,10 +196,10 @@ def root_patch(reply: OutgoingMessage, root: ThreadRoot, reply_id: int) -> Outgo
     """The row that merge-patches ``root``'s properties after ``reply`` (posted as message
     ``reply_id`` in its thread): the listing as it is now, and the reply it came from.
 
-    A listing root's ``listing`` is replaced field by field (a field the listing no
-    longer has is set to null, which a merge patch removes); a digest root keeps each
-    listing it told under ``listings["source:id"]``. ``listingbot.key`` is never touched:
-    it stays the root's own delivery key.
+    The listing as it is now goes under ``current`` (a digest root: under
+    ``current_listings["source:id"]``), field by field: a field the listing no longer has
+    is set to null, which a merge patch removes. ``listing`` stays what the root itself
+    said, and ``listingbot.key`` the root's own delivery key.
     """
     key = followup_key(reply.key, KIND_PATCH)
     envelope = reply.properties.get(ENVELOPE)
@@ -219,9 +219,9 @@ def root_patch(reply: OutgoingMessage, root: ThreadRoot, reply_id: int) -> Outgo
     if isinstance(listing, dict):
         current = _every_field(listing)
         if root.digest:
-            patch["listings"] = {f"{reply.source}:{reply.listing_id}": current}
+            patch["current_listings"] = {f"{reply.source}:{reply.listing_id}": current}
         else:
-            patch["listing"] = current
+            patch["current"] = current
     return OutgoingMessage(
         key=key,
         channel_id=reply.channel_id,

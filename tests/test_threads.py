@@ -148,14 +148,15 @@ async def test_another_listing_in_the_channel_starts_its_own_thread(bed: Bed) ->
 
 
 async def test_the_root_is_merge_patched_with_the_current_price_and_status(bed: Bed) -> None:
-    """After a reply, the root's properties show the listing as it is now and name the
-    reply; the root keeps its own delivery key."""
+    """After a reply, the root's properties show the listing as it is now (``current``)
+    and name the reply; the root keeps its own delivery key and what it said."""
     root = await posted_root(bed)
     await bed.queue(text("k-drop", event="price_drop", price=450_000, status="pending"))
     await bed.deliverer.run_pass()
     props = bed.sims.chatkitty.all_messages()[0]["properties"]
-    assert props["listing"]["price"]["amount"] == 450_000
-    assert props["listing"]["status"] == "pending"
+    assert props["current"]["price"]["amount"] == 450_000
+    assert props["current"]["status"] == "pending"
+    assert props["listing"]["price"]["amount"] == 500_000
     assert props["listingbot"]["key"] == "k-new"
     assert props["listingbot"]["latest"]["key"] == "k-drop"
     assert props["listingbot"]["patch"] == followup_key("k-drop", KIND_PATCH)
@@ -165,12 +166,16 @@ async def test_the_root_is_merge_patched_with_the_current_price_and_status(bed: 
 async def test_a_field_the_listing_no_longer_has_is_removed_from_the_root(bed: Bed) -> None:
     """The patch sets fields the listing lost to null, so the merge removes them."""
     await posted_root(bed)
-    later = text("k-drop", event="price_drop", price=450_000)
+    await bed.queue(text("k-drop", event="price_drop", price=450_000))
+    await bed.deliverer.run_pass()
+    props = bed.sims.chatkitty.all_messages()[0]["properties"]
+    assert "summary" in props["current"]
+    later = text("k-status", event="status_change", price=450_000, status="pending")
     del later.properties["listing"]["summary"]
     await bed.queue(later)
     await bed.deliverer.run_pass()
     props = bed.sims.chatkitty.all_messages()[0]["properties"]
-    assert "summary" not in props["listing"]
+    assert "summary" not in props["current"]
 
 
 async def test_the_patch_goes_right_after_its_reply_before_the_channels_later_rows(
@@ -370,5 +375,5 @@ async def test_a_digest_is_the_root_of_every_listing_it_tells(bed: Bed) -> None:
     await bed.deliverer.run_pass()
     assert bed.replies(posted) == ["k-drop"]
     props = bed.sims.chatkitty.all_messages()[0]["properties"]
-    assert props["listings"]["kotohomes:li_2"]["price"]["amount"] == 450_000
+    assert props["current_listings"]["kotohomes:li_2"]["price"]["amount"] == 450_000
     assert props["listingbot"]["key"] == digest.key

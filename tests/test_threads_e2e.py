@@ -76,7 +76,7 @@ async def test_a_price_drop_replies_under_the_listings_post_which_shows_the_new_
     (reply,) = thread(sims, root)
     assert meta(reply)["event"] == "price_drop"
     assert "$600,000 → $550,000" in reply["body"]
-    assert root["properties"]["listing"]["price"]["amount"] == 550_000
+    assert root["properties"]["current"]["price"]["amount"] == 550_000
     assert root["properties"]["listingbot"]["latest"]["key"] == meta(reply)["key"]
 
 
@@ -135,7 +135,7 @@ async def test_a_reply_posted_before_a_crash_is_not_posted_again_after_the_resta
         assert await app.once()
     (root,) = messages(sims, 702)
     assert [meta(m)["event"] for m in thread(sims, root)] == ["price_drop"]
-    assert root["properties"]["listing"]["price"]["amount"] == 550_000
+    assert root["properties"]["current"]["price"]["amount"] == 550_000
 
 
 async def test_a_new_listing_posts_its_photo_grouped_with_its_text(
@@ -262,5 +262,5 @@ async def test_a_listing_told_by_a_digest_replies_under_the_digest(
     assert meta(digest)["event"] == "digest"
     (reply,) = thread(sims, digest)
     assert meta(reply)["listing_id"] == records[1]["id"]
-    current = digest["properties"]["listings"][f"kotohomes:{records[1]['id']}"]
+    current = digest["properties"]["current_listings"][f"kotohomes:{records[1]['id']}"]
     assert current["price"]["amount"] == 550_000
