@@ -79,6 +79,7 @@ subscriptions:
     channel: west-coast
     filters: {{latitude: 37.77, longitude: -122.42, radius: 60}}
     first_run: post
+    photos: true
   - name: uk-offices
     source: kato
     channel: uk-offices
@@ -111,6 +112,14 @@ def _indented(body: str) -> str:
     return "\n".join("    " + line for line in body.splitlines())
 
 
+def _shown(message: dict[str, object]) -> str:
+    """A message's text; a photo (a FILE message) as its file's name, size and link."""
+    file = message.get("file")
+    if isinstance(file, dict):
+        return f"📷 {file.get('name')} · {file.get('size')} bytes · {file.get('url')}"
+    return str(message.get("body", ""))
+
+
 class Transcript:
     """Prints each channel's new messages as they arrive."""
 
@@ -118,7 +127,9 @@ class Transcript:
         self.sims = sims
         self.out = out
         self.shown: dict[int, int] = {}
-        self.threads: list[int] = []  # members' messages, whose threads hold the answers
+        # Messages whose threads are shown: members' (the answers to their commands) and
+        # listingbot's (a listing's later events reply under its first post).
+        self.threads: dict[int, str] = {}
         self.replies: dict[int, int] = {}
         self.names = {cid: name for cid, name, _ in CHANNELS}
 
@@ -129,20 +140,22 @@ class Transcript:
             start = self.shown.get(channel_id, 0)
             name = self.names.get(channel_id, str(channel_id))
             for message in messages[start:]:
-                body = _indented(str(message.get("body", "")))
+                body = _indented(_shown(message))
                 user = message.get("user")
                 if isinstance(user, dict):
                     self.out.write(f"{user.get('name')} in #{name}:\n{body}\n\n")
-                    self.threads.append(int(message["id"]))
+                    self.threads[int(message["id"])] = "listingbot, in the thread:"
                 else:
                     self.out.write(f"#{name}\n{body}\n\n")
+                    first = _shown(message).split("\n", 1)[0][:60]
+                    self.threads[int(message["id"])] = f"#{name}, in the thread of “{first}”:"
                     printed += 1
             self.shown[channel_id] = len(messages)
-        for parent in self.threads:
+        for parent, heading in self.threads.items():
             replies = chat.thread(parent)
             for reply in replies[self.replies.get(parent, 0) :]:
-                body = _indented(str(reply.get("body", "")))
-                self.out.write(f"  listingbot, in the thread:\n{body}\n\n")
+                body = _indented(_shown(reply))
+                self.out.write(f"  {heading}\n{body}\n\n")
             self.replies[parent] = len(replies)
         self.out.flush()
         return printed
@@ -218,14 +231,25 @@ def _summary(out: TextIO, app: App, sims: SimStack) -> None:
     # listingbot's channel messages (members' commands and the answers in their threads
     # are shown in the transcript but are not listings posted).
     channels = sims.chatkitty.messages.values()
-    posted = sum(1 for messages in channels for m in messages if "user" not in m)
+    ours = [m for messages in channels for m in messages if "user" not in m]
+    replies = [r for m in ours for r in sims.chatkitty.thread(int(m["id"]))]
+    photos = sum(1 for m in ours if "file" in m)
+    digests = sum(1 for m in ours if _event(m) == "digest")
     requests = ", ".join(f"{name} {len(getattr(sims, name).requests)}" for name in SIMULATED)
     out.write(
         "summary\n"
         f"  polls:            {totals.polls} ({totals.failed_polls} failed)\n"
         f"  listings seen:    {totals.listings}\n"
         f"  events:           {totals.events}\n"
-        f"  messages posted:  {posted} across {len(sims.chatkitty.messages)} channels\n"
+        f"  messages posted:  {len(ours)} across {len(sims.chatkitty.messages)} channels"
+        f" ({digests} digests, {photos} photos)\n"
+        f"  thread replies:   {len(replies)}\n"
         f"  upstream requests: {requests}\n"
     )
     out.flush()
+
+
+def _event(message: dict[str, object]) -> object:
+    props = message.get("properties")
+    envelope = props.get("listingbot") if isinstance(props, dict) else None
+    return envelope.get("event") if isinstance(envelope, dict) else None
