@@ -22,6 +22,7 @@ import asyncio
 import json
 import secrets
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -40,8 +41,11 @@ PHP_SHARE = 0.3
 class RecordedKato:
     """The pages of one market state, and the token endpoint in front of them."""
 
-    def __init__(self, records: int, seed: int) -> None:
+    def __init__(
+        self, records: int, seed: int, *, clients: Mapping[str, str] = DEFAULT_CLIENTS
+    ) -> None:
         self.records = records
+        self.clients = dict(clients)
         self.market = Market(seed, kotohomes_count=0, kato_count=min(records, BASE_RECORDS))
         self.seed = seed
         self.pages: list[bytes] = []
@@ -119,7 +123,7 @@ class RecordedKato:
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        if not isinstance(client_id, str) or DEFAULT_CLIENTS.get(client_id) != client_secret:
+        if not isinstance(client_id, str) or self.clients.get(client_id) != client_secret:
             return web.json_response({"error": "invalid_client"}, status=401)
         token = secrets.token_urlsafe(32)
         self.tokens.add(token)

@@ -7,7 +7,10 @@ compose -> commit.
   next poll) and the state its subscriptions were in (first runs, cursors).
 - **fetch** and **read**: each query's answer comes from the source's fetcher, which
   passes every page it receives to the read stage (:class:`Reader`): the one place
-  records are normalized.
+  records are normalized. A long answer (a Kato sweep) comes page by page
+  (``Fetched.pages``) and goes through match and detect a page at a time; what each page
+  teaches is staged in the state file (``Store.stage``), not held, so memory is bounded
+  by a page, not by the account.
 - **match**: each query's subscriptions are indexed by their local filters
   (``MatchIndex``); a listing is matched when its fingerprint differs from what the
   query recorded last time, or when a subscription in its first run looks at it.
@@ -15,22 +18,25 @@ compose -> commit.
   whose local filters accept each listing.
 - **compose**: events grouped per channel and composed into messages
   (``listingbot.outbox``).
-- **commit**: everything the poll learned, in one transaction with the messages to send.
+- **commit**: everything the poll learned (the staged pages merged), in one transaction
+  with the messages to send.
 
 A query that fails changes nothing for its subscriptions (no cursor moves, no baseline,
-no inference from missing records); the queries that succeeded are still committed.
+no inference from missing records; a sweep failing midway discards what its pages
+staged); the queries that succeeded are still committed.
 
 Where the time goes, and what keeps it down (``make bench`` measures it):
 
 - upstream latency: a few queries are fetched ahead of the one being processed
   (``FETCH_AHEAD``), so waits overlap instead of adding up;
-- normalizing: a record identical to one the previous poll read is not normalized
-  again (``Reader``); only changed records are;
+- normalizing: a record identical to the one its query read last time (its digest is
+  in the state file) is not normalized again (``Reader``), even by a new process; only
+  changed records are;
 - matching: through the index, a listing costs a few set operations plus its matches,
   not one check per subscription; an unchanged listing is matched only for the
   subscriptions in their first run.
 
-Why one module of this size (~780 lines): the stages are kept in the order they run, so
+Why one module of this size (~1,000 lines): the stages are kept in the order they run, so
 the poll reads as one story. The read stage (``Reader``) is the part to move to a module
 of its own once the streaming sweep of #15 has settled its shape.
 """
@@ -43,7 +49,7 @@ import hashlib
 import marshal
 import time
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -57,12 +63,12 @@ from listingbot.clock import Clock
 from listingbot.config import MessagesConfig, Subscription
 from listingbot.detection import Event, SubSpec, detect, group_events
 from listingbot.digests import DIGEST_EVENT, DigestItem, Reason, build_digest, quiet_until
-from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamRejected
+from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamError, UpstreamRejected
 from listingbot.logs import Throttle
 from listingbot.matching import MatchIndex
 from listingbot.metrics import Metrics
 from listingbot.models import EventType, Listing, Source
-from listingbot.normalize import FieldProblem, MalformedRecord
+from listingbot.normalize import FieldProblem, MalformedRecord, read_record_id
 from listingbot.outbox import ENVELOPE, compose
 from listingbot.records import (
     ChannelState,
@@ -73,7 +79,7 @@ from listingbot.records import (
     OutgoingMessage,
     Removal,
 )
-from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query
+from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query, Read
 from listingbot.store import HeldMessage, PollRecord, Pruned, Release, Store, Sweep
 
 log = structlog.get_logger("listingbot.poll")
@@ -216,14 +222,17 @@ Work = list[tuple[Listing, list[SubSpec]]]
 
 
 class Reader:
-    """Normalizes upstream records, remembering what the last poll learned from each.
+    """Normalizes upstream records, knowing what the state file recorded of each.
 
-    A record whose raw content is byte-for-byte what a previous poll saw normalizes to the
-    same listing (normalization is a pure function), so its facts are taken from memory
-    and the listing itself is only built when change detection needs it: on a typical
-    poll most records are unchanged, and normalizing (text cleaning, validation) is the
-    most expensive step between the response bytes and the database. Memory holds the
-    records of the latest poll only, so it never outgrows one poll's answer.
+    A record whose raw content is byte for byte what its query saw last time (its digest
+    is the one the state file holds, ``Store.load_known``) normalizes to the same listing
+    (normalization is a pure function), so its facts are taken from the state file and
+    the listing itself is only built when change detection needs it: on a typical poll
+    most records are unchanged, and normalizing (text cleaning, validation) is the most
+    expensive step between the response bytes and the database. Nothing is held from one
+    page to the next but a small cache (``FRESH_MAX``): memory holds the page being read,
+    however large the account, and a restarted service skips the same work a running one
+    does.
     """
 
     def __init__(
@@ -234,7 +243,8 @@ class Reader:
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
-        self._memory: dict[bytes, Facts] = {}
+        # Records read lately in this poll (Kotohomes serves a record in both of a query's
+        # answers): normalized, and their dropped fields counted, once.
         self._fresh: dict[bytes, Facts] = {}
         # The source's normalizer (the fetcher's, which knows its options).
         self._normalize = normalize
@@ -244,10 +254,14 @@ class Reader:
         # records_skipped metric still counts every time).
         self._warned = Throttle(RECORD_SKIPPED_EVERY_S, now)
 
-    def read(self, records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
+    def read(
+        self, records: Sequence[Any], known: Mapping[str, Facts] | None = None
+    ) -> tuple[list[Observation], set[str]]:
         """The records as observations, and an identity for each one that was skipped.
 
-        A field the normalizer drops is logged once per change of the record and counted.
+        ``known`` is what the query recorded of these listings last time, by id (with the
+        digest of the record it read). A field the normalizer drops is logged once per
+        change of the record and counted.
         """
         out: list[Observation] = []
         bad: set[str] = set()
@@ -263,13 +277,13 @@ class Reader:
                     )
                 continue
             digest = _digest(raw)
-            # Seen last poll, or already in this one (Kotohomes serves a record in both of
-            # a query's answers): normalized, and its dropped fields counted, once.
-            facts = (
-                (self._memory.get(digest) or self._fresh.get(digest))
-                if digest is not None
-                else None
-            )
+            # Already read in this poll, or what the query recorded of it last time: byte
+            # for byte the same record, normalized (its dropped fields counted) once.
+            facts = None
+            if digest is not None:
+                facts = self._fresh.get(digest)
+                if facts is None and known:
+                    facts = _known_facts(raw, digest, known)
             listing = None
             if facts is None:
                 problems: list[FieldProblem] = []
@@ -290,8 +304,10 @@ class Reader:
                         )
                     continue
                 self._report(problems)
-                facts = Facts.of(listing)
+                facts = Facts.of(listing, digest)
             if digest is not None:
+                if len(self._fresh) >= FRESH_MAX:
+                    self._fresh.clear()
                 self._fresh[digest] = facts
             out.append(Observation(raw, facts, listing, self._normalize))
         return out, bad
@@ -313,8 +329,33 @@ class Reader:
             )
 
     def forget_older(self) -> None:
-        """Keep what this poll read, drop the rest (call once per poll)."""
-        self._memory, self._fresh = self._fresh, {}
+        """Forget what this poll read (call once per poll): the state file knows it."""
+        self._fresh = {}
+
+
+# Records a Reader keeps at most between two reads of one poll: more than the answers of
+# the Kotohomes queries in flight at once (FETCH_AHEAD x 2 answers x at most 50), which
+# serve a record twice, and a few pages' worth against a Kato account of any size.
+FRESH_MAX = 500
+
+
+def _known_facts(raw: Mapping[str, Any], digest: bytes, known: Mapping[str, Facts]) -> Facts | None:
+    """The facts the state file holds for this record, if it is the record it read."""
+    try:
+        record_id = read_record_id(raw)
+    except MalformedRecord:
+        return None
+    was = known.get(record_id)
+    return was if was is not None and was.digest == digest else None
+
+
+def _record_ids(records: Sequence[Any]) -> list[str]:
+    ids: list[str] = []
+    for raw in records:
+        if isinstance(raw, Mapping):
+            with contextlib.suppress(MalformedRecord):
+                ids.append(read_record_id(raw))
+    return ids
 
 
 def _digest(raw: Mapping[str, Any]) -> bytes | None:
@@ -431,6 +472,15 @@ class Poller:
 
     async def poll(self, *, dry_run: bool = False) -> PollOutcome:
         """One poll, top to bottom (see the module docstring); ``dry_run`` commits nothing."""
+        staging = self.store.open_staging()
+        try:
+            return await self._poll(staging, dry_run=dry_run)
+        finally:
+            # Nothing a poll staged outlives it (what it committed was merged already).
+            with contextlib.suppress(ListingBotError):
+                await self.store.discard_staged(staging)
+
+    async def _poll(self, staging: int, *, dry_run: bool) -> PollOutcome:
         started = time.perf_counter()
         plan = self.plan  # this poll's: a reload from now on is the next poll's
         outcome = PollOutcome(self.source, queries=len(plan.queries))
@@ -440,20 +490,37 @@ class Poller:
             self.source,
             empty_answers_to_baseline=EMPTY_ANSWERS_TO_BASELINE,
             gone_after_sweeps=self.gone_after_sweeps,
+            staging=staging,
         )
         events: list[Event] = []
         errors: list[str] = []
+        matched: Counter[str] = Counter()  # match rows recorded, by subscription
         async with aclosing(self._fetch(snap, outcome, errors)) as answers:
             async for query, fetched in answers:
                 mark = time.perf_counter()
-                work = await self._match(snap, query, fetched)
-                events.extend(await self._detect(query, work, record))
-                self._record_answer(snap, query, fetched, record)
-                stages["detect"] += time.perf_counter() - mark
+                fetching = stages["fetch"]
+                try:
+                    read, found, counts = await self._take(snap, query, fetched, record, stages)
+                except UpstreamError as err:
+                    # A sweep that failed midway: what its pages staged goes, all of it.
+                    await self.store.discard_staged(staging, query.key)
+                    outcome.requests += fetched.requests
+                    if self._failed(query, err, outcome, errors):
+                        break
+                    continue
+                finally:
+                    # Waiting for the pages of a paged answer is fetching, not detecting.
+                    stages["detect"] += time.perf_counter() - mark - (stages["fetch"] - fetching)
+                    self._count_dropped()
+                self._count_answer(query, fetched, read, outcome)
+                self._count_events(found, record)
+                events.extend(found)
+                matched.update(counts)
+                self._record_answer(snap, query, fetched, read, record)
         self.reader.forget_older()
         if errors:
             outcome.ok = False
-        self._count_baselines(snap, record, outcome)
+        self._count_baselines(snap, record, matched, outcome)
         outcome.error = "; ".join(errors) or None
         mark = time.perf_counter()
         if not errors:
@@ -514,7 +581,7 @@ class Poller:
         def fetch_ahead(limit: int) -> None:
             while len(ahead) < limit and (query := next(upcoming, None)) is not None:
                 cursor = snap.cursors.get(query.key)
-                task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, self.reader.read))
+                task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, self._read(query)))
                 ahead.append((query, task))
 
         fetch_ahead(1)  # the first alone: refused credentials cost one request, not several
@@ -533,23 +600,38 @@ class Poller:
                     outcome.stages["fetch"] += time.perf_counter() - mark
                     self._count_dropped()
                 fetch_ahead(FETCH_AHEAD)
-                outcome.requests += fetched.requests
-                outcome.listings += len(fetched.listings)
-                outcome.skipped += fetched.skipped
-                if fetched.gap:
-                    outcome.gaps += 1
-                    log.warning(
-                        "possible_missed_window",
-                        source=self.source,
-                        subscriptions=_names(query),
-                        detail="a full page was newer than the last poll; "
-                        "some changes may be missed",
-                    )
                 yield query, fetched
         finally:
             for _query, task in ahead:
                 task.cancel()
             await asyncio.gather(*(task for _query, task in ahead), return_exceptions=True)
+
+    def _read(self, query: Query) -> Read:
+        """The read stage for one query's answers: the state file says which records the
+        query read before (by digest), the Reader normalizes the rest."""
+
+        async def read(records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
+            ids = _record_ids(records)
+            known = await self.store.load_known(query.key, ids) if ids else {}
+            return self.reader.read(records, known)
+
+        return read
+
+    def _count_answer(
+        self, query: Query, fetched: Fetched, read: int, outcome: PollOutcome
+    ) -> None:
+        """Count one answer, once it is read whole (a paged one's counters fill as it goes)."""
+        outcome.requests += fetched.requests
+        outcome.listings += read
+        outcome.skipped += fetched.skipped
+        if fetched.gap:
+            outcome.gaps += 1
+            log.warning(
+                "possible_missed_window",
+                source=self.source,
+                subscriptions=_names(query),
+                detail="a full page was newer than the last poll; some changes may be missed",
+            )
 
     def _failed(
         self, query: Query, err: ListingBotError, outcome: PollOutcome, errors: list[str]
@@ -573,28 +655,65 @@ class Poller:
 
     # ------------------------------------------------------------ match
 
-    async def _match(self, snap: Snapshot, query: Query, fetched: Fetched) -> Work:
-        """The listings of one answer worth detecting changes on, each with the
+    async def _take(
+        self,
+        snap: Snapshot,
+        query: Query,
+        fetched: Fetched,
+        record: PollRecord,
+        stages: dict[str, float],
+    ) -> tuple[int, list[Event], Counter[str]]:
+        """One query's answer through match and detect: the listings it read, its events
+        and the match rows recorded per subscription. A whole answer's listings and match
+        state go into ``record``; a paged answer's are staged page by page
+        (``Store.stage``), so memory holds one page: ``record_poll`` merges them, a
+        failure midway (raised from here) discards them."""
+        specs = _specs(snap, query)
+        matched: Counter[str] = Counter()
+        if fetched.pages is None:
+            observed = fetched.listings
+            found, matches = await self._detect(
+                query, await self._match(snap, query, specs, observed)
+            )
+            record.matches.extend(matches)
+            matched.update(m.subscription for m in matches)
+            if observed:
+                record.seen[query.key] = [o.facts for o in observed]
+            return len(observed), found, matched
+        assert record.staging is not None
+        read = 0
+        found = []
+        async with aclosing(_pages_of(fetched, stages)) as pages:
+            async for answered in pages:
+                page = answered
+                if read:
+                    # A sweep may serve a listing on two pages (the account moved under it, or
+                    # two statuses): the first counts.
+                    again = await self.store.staged_ids(
+                        record.staging, query.key, [o.facts.id for o in page]
+                    )
+                    page = [o for o in page if o.facts.id not in again] if again else page
+                events, matches = await self._detect(
+                    query, await self._match(snap, query, specs, page)
+                )
+                found.extend(events)
+                matched.update(m.subscription for m in matches)
+                await self.store.stage(record.staging, query.key, [o.facts for o in page], matches)
+                read += len(page)
+        record.staged += read
+        return read, found, matched
+
+    async def _match(
+        self, snap: Snapshot, query: Query, specs: list[SubSpec], observed: list[Observation]
+    ) -> Work:
+        """The listings of one answer (or page) worth detecting changes on, each with the
         subscriptions whose local filters accept it (through the query's index).
 
         A listing whose fingerprint differs from what this query recorded last time may
         have changed for every subscription; one that did not change is looked at only by
         the subscriptions in their first run (they look at every listing).
         """
-        observed = fetched.listings
         old_prints = await self.store.load_fingerprints(query.key, [o.facts.id for o in observed])
-        specs = [
-            SubSpec(
-                name=s.name,
-                channel_id=snap.plan.channels[s.name],
-                notify=s.notify,
-                baselining=s.name in snap.first_run and s.first_run == "baseline",
-                accepts=_accept_all,
-                first_run=s.name in snap.first_run,
-                new_after=snap.empty_since.get(s.name),
-            )
-            for s in query.subscriptions
-        ]
         any_first_run = any(s.looks_at_everything for s in specs)
         index = snap.plan.indexes[query.key]
         work: Work = []
@@ -613,10 +732,9 @@ class Poller:
 
     # ------------------------------------------------------------ detect
 
-    async def _detect(self, query: Query, work: Work, record: PollRecord) -> list[Event]:
-        """The events of one answer's work (unwanted ones too: no message, but the
-        channel's change sequence moves), its subscriptions' new match state into
-        ``record``."""
+    async def _detect(self, query: Query, work: Work) -> tuple[list[Event], list[MatchState]]:
+        """The events of one answer's (or page's) work (unwanted ones too: no message, but
+        the channel's change sequence moves), and its subscriptions' new match state."""
         previous: dict[tuple[str, str], MatchState] = {}
         if work:
             previous = await self.store.load_matches(
@@ -630,26 +748,28 @@ class Poller:
             # A listing no subscription knows may be one the source confirmed gone.
             removed = await self.store.load_removals(self.source, _names(query), unknown)
         found: list[Event] = []
+        matches: list[MatchState] = []
         for listing, accepted in work:
             result = detect(accepted, (listing,), previous, removed=removed)
             found.extend(result.events)
             found.extend(result.unwanted)  # no message, but the channel's sequence moves
-            record.matches.extend(result.matches)
+            matches.extend(result.matches)
+        return found, matches
+
+    def _count_events(self, found: list[Event], record: PollRecord) -> None:
         wanted = Counter(event.type.value for event in found if event.wanted)
         for kind, count in wanted.items():
             self.metrics.events.labels(kind).inc(count)
         record.events += wanted.total()
-        return found
 
     def _record_answer(
-        self, snap: Snapshot, query: Query, fetched: Fetched, record: PollRecord
+        self, snap: Snapshot, query: Query, fetched: Fetched, read: int, record: PollRecord
     ) -> None:
-        """What a query that answered commits besides its events: its cursor, its
-        listings seen, its complete sweep, and its subscriptions' first runs."""
-        observed = fetched.listings
+        """What a query that answered commits besides its events and listings: its cursor,
+        its complete sweep, and its subscriptions' first runs."""
         record.cursors.append(fetched.cursor)
         starting = [s.name for s in query.subscriptions if s.name in snap.first_run]
-        if observed or fetched.skipped:
+        if read or fetched.skipped:
             record.baselined.extend(starting)
         else:
             # An empty first answer is not a baseline: were it one, everything a later
@@ -660,19 +780,16 @@ class Poller:
             unreadable = fetched.unreadable
             anonymous = any(i.startswith(("#", "@")) for i in unreadable)
             record.sweeps.append(Sweep(query.key, None if anonymous else unreadable))
-        if observed:
-            record.seen[query.key] = [o.facts for o in observed]
 
-    def _count_baselines(self, snap: Snapshot, record: PollRecord, outcome: PollOutcome) -> None:
+    def _count_baselines(
+        self, snap: Snapshot, record: PollRecord, matched: Counter[str], outcome: PollOutcome
+    ) -> None:
         """Subscriptions in their first run under ``first_run: baseline`` record, not
         post: how many current matches each records."""
         first = set(record.baselined) & {
             s.name for s in snap.plan.subscriptions if s.first_run == "baseline"
         }
-        outcome.baseline_matches = dict.fromkeys(sorted(first), 0)
-        for match in record.matches:
-            if match.subscription in first:
-                outcome.baseline_matches[match.subscription] += 1
+        outcome.baseline_matches = {name: matched[name] for name in sorted(first)}
 
     async def _removals(self, plan: Plan, record: PollRecord) -> list[Event]:
         """``removed`` events for the listings the source confirmed gone since the last
@@ -684,6 +801,9 @@ class Poller:
         if not pending:
             return []
         back = {(m.subscription, m.listing_id) for m in record.matches}
+        if record.staged and record.staging is not None:
+            # A paged answer's matches are staged, not held.
+            back |= await self.store.staged_matched(record.staging, pending)
         wants = {s.name: EventType.REMOVED in s.notify for s in plan.subscriptions}
         events: list[Event] = []
         for (name, listing_id), removal in sorted(pending.items()):
@@ -891,7 +1011,7 @@ class Poller:
     ) -> None:
         """Write what the poll learned and the messages to send in one transaction (when
         it learned anything: a poll whose every query failed writes only its failure)."""
-        if outcome.ok or record.seen:
+        if outcome.ok or record.seen or record.staged:
             outcome.queued = await self.store.record_poll(record)
             record.duplicates[:0] = told_before
             outcome.pruned = record.forgotten
@@ -1031,6 +1151,50 @@ class Housekeeping:
 
 def _names(query: Query) -> list[str]:
     return [s.name for s in query.subscriptions]
+
+
+def _specs(snap: Snapshot, query: Query) -> list[SubSpec]:
+    """What detection needs of each of the query's subscriptions, in this poll."""
+    return [
+        SubSpec(
+            name=s.name,
+            channel_id=snap.plan.channels[s.name],
+            notify=s.notify,
+            baselining=s.name in snap.first_run and s.first_run == "baseline",
+            accepts=_accept_all,
+            first_run=s.name in snap.first_run,
+            new_after=snap.empty_since.get(s.name),
+        )
+        for s in query.subscriptions
+    ]
+
+
+async def observations(fetched: Fetched) -> AsyncIterator[list[Observation]]:
+    """A query's answer as it comes: its listings, or each of its pages in turn."""
+    if fetched.pages is None:
+        yield fetched.listings
+        return
+    async with aclosing(fetched.pages) as pages:
+        async for page in pages:
+            yield page
+
+
+async def _pages_of(
+    fetched: Fetched, stages: dict[str, float]
+) -> AsyncGenerator[list[Observation], None]:
+    """A paged answer a page at a time; the time spent waiting for a page (requests,
+    decoding, reading) counts as fetching."""
+    assert fetched.pages is not None
+    async with aclosing(fetched.pages) as pages:
+        while True:
+            mark = time.perf_counter()
+            try:
+                page = await anext(pages)
+            except StopAsyncIteration:
+                return
+            finally:
+                stages["fetch"] += time.perf_counter() - mark
+            yield page
 
 
 def _accept_all(_listing: Listing) -> bool:

@@ -39,9 +39,13 @@ class Facts:
     status: str | None
     created_at: datetime | None
     updated_at: datetime | None
+    # The digest of the raw record these facts were read from (``polling.Reader``), when
+    # it has one: the state file keeps it, so a record served again byte for byte is
+    # known without normalizing it or holding it in memory.
+    digest: bytes | None = None
 
     @classmethod
-    def of(cls, listing: Listing) -> Facts:
+    def of(cls, listing: Listing, digest: bytes | None = None) -> Facts:
         return cls(
             listing.id,
             listing.source,
@@ -50,6 +54,7 @@ class Facts:
             listing.status,
             listing.created_at,
             listing.updated_at,
+            digest,
         )
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import sqlite3
@@ -313,6 +314,14 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX thread_roots_message ON thread_roots (channel_id, message_id);
     """,
+    # 10: what a poll needs to know of a listing it has seen before without normalizing it
+    # again or holding it in memory (issue 15): the digest of its raw record and its two
+    # dates. A record whose digest is the one stored is the same listing.
+    """
+    ALTER TABLE listings ADD COLUMN digest BLOB;
+    ALTER TABLE listings ADD COLUMN created_at TEXT;
+    ALTER TABLE listings ADD COLUMN updated_at TEXT
+    """,
 )
 
 CHAT_STATES = ("active", "paused")
@@ -356,6 +365,15 @@ def _load_marks(text: str | None) -> tuple[tuple[str, int, str | None, bool], ..
 def _ts(value: datetime) -> str:
     """Timestamps are stored as fixed-width UTC ISO strings, so text order is time order."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _iso(value: datetime | None) -> str | None:
+    """A listing's own date as stored with it (ISO 8601, offset kept: it reads back equal)."""
+    return None if value is None else value.isoformat()
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def _parse_ts(value: str | None) -> datetime | None:
@@ -430,6 +448,11 @@ class PollRecord:
     # and the listings forgotten because complete sweeps no longer return them.
     duplicates: list[str] = field(default_factory=list)
     forgotten: int = 0
+    # A long answer's rows, staged page by page as the poll read it (``Store.stage``)
+    # instead of held in ``seen`` / ``matches``: ``record_poll`` merges them first, in its
+    # one transaction. None: nothing staged.
+    staging: int | None = None
+    staged: int = 0  # listings staged
 
 
 @dataclass(frozen=True)
@@ -651,6 +674,8 @@ class Store:
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listingbot-store")
         self._conn: sqlite3.Connection | None = None
+        self._stagings = itertools.count(1)
+        self._staging_ready = False  # the TEMP tables exist on this connection
         self.lock: StateLock | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -898,6 +923,28 @@ class Store:
             out.update(self._c.execute(sql, [query_key, *chunk]).fetchall())
         return out
 
+    async def load_known(self, query_key: str, ids: Sequence[str]) -> dict[str, Facts]:
+        """What this query recorded of these listings the last time it saw them, with the
+        digest of the raw record they came from (``Facts.digest``)."""
+        return await self._run(self._load_known, query_key, list(ids))
+
+    def _load_known(self, query_key: str, ids: list[str]) -> dict[str, Facts]:
+        out: dict[str, Facts] = {}
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT listing_id, source, fingerprint, price, status, created_at,"
+                " updated_at, digest FROM listings"
+                f" WHERE query_key = ? AND listing_id IN ({marks}) AND digest IS NOT NULL"
+            )
+            for lid, source, fp, price, status, created, updated, digest in self._c.execute(
+                sql, [query_key, *chunk]
+            ):
+                out[lid] = Facts(
+                    lid, source, fp, price, status, _from_iso(created), _from_iso(updated), digest
+                )
+        return out
+
     async def load_matches(
         self, source: str, subscriptions: Sequence[str], ids: Sequence[str]
     ) -> dict[tuple[str, str], MatchState]:
@@ -1081,6 +1128,209 @@ class Store:
             _forget_orphans(conn, source, ids, _ts(self._now()))
         return known
 
+    # ---------------------------------------------------------------- staging
+    # A long answer (a Kato sweep of 100,000 records) is read page by page. What each page
+    # teaches (the listings seen, the match state) waits in TEMP tables of the store's own
+    # connection, which no other connection sees and which vanish with it, until
+    # ``record_poll`` merges them in its one transaction; a poll or a query that fails
+    # discards them. So memory holds a page, and nothing a poll read is visible before it
+    # commits.
+
+    def open_staging(self) -> int:
+        """A new staging id for one poll (the polls of several sources may stage at once)."""
+        return next(self._stagings)
+
+    async def stage(
+        self, staging: int, query_key: str, seen: Sequence[Facts], matches: Sequence[MatchState]
+    ) -> None:
+        """Hold one page's rows for the poll ``staging`` until it commits: the facts of
+        each listing seen and the match state detection moved."""
+        await self._run(self._stage, staging, query_key, list(seen), list(matches))
+
+    def _stage(
+        self, staging: int, query_key: str, seen: list[Facts], matches: list[MatchState]
+    ) -> None:
+        conn = self._staging_tables()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO temp.staged_listings (staging, query_key, listing_id,"
+                " source, fingerprint, price, status, digest, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        staging,
+                        query_key,
+                        f.id,
+                        f.source,
+                        f.fingerprint,
+                        f.asking_amount,
+                        f.status,
+                        f.digest,
+                        _iso(f.created_at),
+                        _iso(f.updated_at),
+                    )
+                    for f in seen
+                ],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO temp.staged_matches (staging, query_key, subscription,"
+                " source, listing_id, last_price, last_status, figures)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        staging,
+                        query_key,
+                        m.subscription,
+                        m.source,
+                        m.listing_id,
+                        m.last_price,
+                        m.last_status,
+                        m.figures,
+                    )
+                    for m in matches
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    async def staged_ids(self, staging: int, query_key: str, ids: Sequence[str]) -> set[str]:
+        """Which of these listings the poll already staged for this query (an earlier page
+        of the same sweep served them too)."""
+        return await self._run(self._staged_ids, staging, query_key, list(ids))
+
+    def _staged_ids(self, staging: int, query_key: str, ids: list[str]) -> set[str]:
+        if not self._staging_ready:
+            return set()
+        out: set[str] = set()
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT listing_id FROM temp.staged_listings"
+                f" WHERE staging = ? AND query_key = ? AND listing_id IN ({marks})"
+            )
+            out.update(r[0] for r in self._c.execute(sql, [staging, query_key, *chunk]))
+        return out
+
+    async def staged_matched(
+        self, staging: int, pairs: Iterable[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Which of these (subscription, listing id) pairs the poll staged a match for."""
+        return await self._run(self._staged_matched, staging, list(pairs))
+
+    def _staged_matched(self, staging: int, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not self._staging_ready or not pairs:
+            return set()
+        sql = (
+            "SELECT 1 FROM temp.staged_matches"
+            " WHERE staging = ? AND subscription = ? AND listing_id = ? LIMIT 1"
+        )
+        return {
+            (name, lid)
+            for name, lid in pairs
+            if self._c.execute(sql, (staging, name, lid)).fetchone() is not None
+        }
+
+    async def staged_count(self, staging: int | None = None) -> int:
+        """Listings staged (by the poll ``staging``, or by any): 0 once polls are done."""
+        return await self._run(self._staged_count, staging)
+
+    def _staged_count(self, staging: int | None) -> int:
+        if not self._staging_ready:
+            return 0
+        if staging is None:
+            row = self._c.execute("SELECT COUNT(*) FROM temp.staged_listings").fetchone()
+        else:
+            row = self._c.execute(
+                "SELECT COUNT(*) FROM temp.staged_listings WHERE staging = ?", (staging,)
+            ).fetchone()
+        return int(row[0])
+
+    async def discard_staged(self, staging: int, query_key: str | None = None) -> None:
+        """Drop what the poll staged (for one query, or all of it): it failed, or it is done."""
+        await self._run(self._discard_staged, staging, query_key)
+
+    def _discard_staged(self, staging: int, query_key: str | None) -> None:
+        if not self._staging_ready:
+            return
+        args: list[int | str] = [staging]
+        where = "staging = ?"
+        if query_key is not None:
+            where, args = "staging = ? AND query_key = ?", [staging, query_key]
+        for table in ("staged_listings", "staged_matches"):
+            self._c.execute(f"DELETE FROM temp.{table} WHERE {where}", args)
+
+    def _staging_tables(self) -> sqlite3.Connection:
+        conn = self._c
+        if not self._staging_ready:
+            conn.executescript(
+                """
+                CREATE TEMP TABLE IF NOT EXISTS staged_listings (
+                    staging     INTEGER NOT NULL,
+                    query_key   TEXT NOT NULL,
+                    listing_id  TEXT NOT NULL,
+                    source      TEXT NOT NULL,
+                    fingerprint TEXT NOT NULL,
+                    price       REAL,
+                    status      TEXT,
+                    digest      BLOB,
+                    created_at  TEXT,
+                    updated_at  TEXT,
+                    PRIMARY KEY (staging, query_key, listing_id)
+                ) WITHOUT ROWID;
+                CREATE TEMP TABLE IF NOT EXISTS staged_matches (
+                    staging      INTEGER NOT NULL,
+                    query_key    TEXT NOT NULL,
+                    subscription TEXT NOT NULL,
+                    source       TEXT NOT NULL,
+                    listing_id   TEXT NOT NULL,
+                    last_price   REAL,
+                    last_status  TEXT,
+                    figures      TEXT,
+                    PRIMARY KEY (staging, subscription, source, listing_id)
+                ) WITHOUT ROWID;
+                """
+            )
+            self._staging_ready = True
+        return conn
+
+    def _merge_staged(self, conn: sqlite3.Connection, staging: int, now: str) -> None:
+        """Inside ``record_poll``'s transaction: the staged rows, as ``seen``/``matches``
+        would have written them."""
+        # "WHERE true" keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
+        conn.execute(
+            "INSERT INTO listings (query_key, listing_id, source, fingerprint, price, status,"
+            " digest, created_at, updated_at, first_seen, last_seen)"
+            " SELECT query_key, listing_id, source, fingerprint, price, status, digest,"
+            " created_at, updated_at, ?, ? FROM temp.staged_listings WHERE staging = ? AND true"
+            " ON CONFLICT (query_key, listing_id) DO UPDATE SET"
+            " fingerprint = excluded.fingerprint, price = excluded.price,"
+            " status = excluded.status, digest = excluded.digest,"
+            " created_at = excluded.created_at, updated_at = excluded.updated_at,"
+            " last_seen = excluded.last_seen, missed_sweeps = 0",
+            (now, now, staging),
+        )
+        conn.execute(
+            "INSERT INTO matches (subscription, source, listing_id, first_matched, last_price,"
+            " last_status, last_changed, figures) SELECT subscription, source, listing_id, ?,"
+            " last_price, last_status, ?, figures FROM temp.staged_matches"
+            " WHERE staging = ? AND true"
+            " ON CONFLICT (subscription, source, listing_id) DO UPDATE SET"
+            " last_price = excluded.last_price, last_status = excluded.last_status,"
+            " last_changed = excluded.last_changed, figures = excluded.figures",
+            (now, now, staging),
+        )
+        # A listing matched again is no longer removed for that subscription.
+        conn.execute(
+            "DELETE FROM removals WHERE EXISTS (SELECT 1 FROM temp.staged_matches AS s"
+            " WHERE s.staging = ? AND s.subscription = removals.subscription"
+            " AND s.source = removals.source AND s.listing_id = removals.listing_id)",
+            (staging,),
+        )
+
     async def record_poll(self, record: PollRecord) -> int:
         """Commit one poll: listings, matches, cursors, baselines, outbox. Returns rows queued."""
         return await self._run(self._record_poll, record)
@@ -1088,15 +1338,31 @@ class Store:
     def _record_poll(self, rec: PollRecord) -> int:
         now = _ts(self._now())
         with self._tx() as conn:
+            if rec.staging is not None and self._staging_ready:
+                self._merge_staged(conn, rec.staging, now)
             conn.executemany(
                 "INSERT INTO listings (query_key, listing_id, source, fingerprint, price, status,"
-                " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " digest, created_at, updated_at, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (query_key, listing_id) DO UPDATE SET"
                 " fingerprint = excluded.fingerprint, price = excluded.price,"
-                " status = excluded.status,"
+                " status = excluded.status, digest = excluded.digest,"
+                " created_at = excluded.created_at, updated_at = excluded.updated_at,"
                 " last_seen = excluded.last_seen, missed_sweeps = 0",
                 [
-                    (query_key, f.id, f.source, f.fingerprint, f.asking_amount, f.status, now, now)
+                    (
+                        query_key,
+                        f.id,
+                        f.source,
+                        f.fingerprint,
+                        f.asking_amount,
+                        f.status,
+                        f.digest,
+                        _iso(f.created_at),
+                        _iso(f.updated_at),
+                        now,
+                        now,
+                    )
                     for query_key, seen in rec.seen.items()
                     for f in seen
                 ],

@@ -2,12 +2,13 @@
 
 Kato allows 60 requests per minute per client, token requests included, so one limiter
 instance carries all of this client's traffic. There is no "updated since" filter: every
-poll sweeps every page, and a sweep that fails midway raises rather than return a part.
+poll sweeps every page, page by page (``KatoClient.pages``), and a sweep that fails midway
+raises rather than return a part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,16 @@ MAX_PAGE_SIZE = 50
 # Requests granted at the edges of our window can land inside one server window after
 # network jitter; a second of slack keeps the server's count at the limit, not above it.
 WINDOW_SLACK_S = 1.0
+
+
+@dataclass(frozen=True)
+class KatoPage:
+    """One page of a sweep: its records (objects only), its number, the server's count."""
+
+    records: list[dict[str, Any]]
+    number: int
+    total: int | None
+    status: str | None = None  # the status this part of the sweep asked for, if any
 
 
 @dataclass(frozen=True)
@@ -107,34 +118,46 @@ class KatoClient:
         Laravel keeps only the last of repeated ``status=`` names, so several statuses
         are one sweep per status, merged by id: the union, as the filter means.
         """
-        statuses = list(dict.fromkeys(v for n, v in params if n == "status"))
-        if len(statuses) <= 1:
-            return await self._sweep(params)
-        others = [(n, v) for n, v in params if n != "status"]
         records: list[dict[str, Any]] = []
         seen: set[str] = set()
         pages = 0
-        total = 0
-        for status in statuses:
-            part = await self._sweep([*others, ("status", status)])
-            pages += part.pages
-            total += part.total or 0
-            for record in part.records:
+        totals: dict[str, int | None] = {}
+        async for page in self.pages(params):
+            pages += 1
+            totals[page.status or ""] = page.total
+            for record in page.records:
                 key = record.get("id")
                 if key is None:
                     records.append(record)  # no id to merge by: the poller judges it
                 elif str(key) not in seen:
                     seen.add(str(key))
                     records.append(record)
-        return KatoSweep(records, pages, total)
+        if len(totals) > 1:
+            return KatoSweep(records, pages, sum(t or 0 for t in totals.values()))
+        return KatoSweep(records, pages, next(iter(totals.values()), None))
 
-    async def _sweep(self, params: Sequence[tuple[str, str]]) -> KatoSweep:
+    async def pages(self, params: Sequence[tuple[str, str]] = ()) -> AsyncIterator[KatoPage]:
+        """The pages of a sweep as they arrive (one status after another when ``params``
+        names several), so memory holds a page, not the account. A failure midway raises
+        from the iteration after the pages before it: until the iterator is exhausted,
+        what it gave is a part of the sweep, never the whole."""
+        statuses = list(dict.fromkeys(v for n, v in params if n == "status"))
+        if len(statuses) <= 1:
+            async for page in self._pages(params, statuses[0] if statuses else None):
+                yield page
+            return
+        others = [(n, v) for n, v in params if n != "status"]
+        for status in statuses:
+            async for page in self._pages([*others, ("status", status)], status):
+                yield page
+
+    async def _pages(
+        self, params: Sequence[tuple[str, str]], status: str | None
+    ) -> AsyncIterator[KatoPage]:
         """Pages are requested by number (the ``links`` in the answer drop filter params)
         until ``current_page >= total_pages``. An empty first page is an empty result."""
         path = f"/{self.api_version}/availability"
         filters = [(name, value) for name, value in params if name not in ("limit", "page")]
-        records: list[dict[str, Any]] = []
-        total: int | None = None
         page = 1
         while True:
             query = [*filters, ("limit", str(self.page_size)), ("page", str(page))]
@@ -142,18 +165,19 @@ class KatoClient:
             if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
                 raise UpstreamUnavailable(API, f"availability page {page} has no `data` list")
             data: list[Any] = payload["data"]
-            records.extend(item for item in data if isinstance(item, dict))
-            if any(not isinstance(item, dict) for item in data):
+            records = [item for item in data if isinstance(item, dict)]
+            if len(records) < len(data):
                 structlog.get_logger(__name__).warning(
                     "kato_bad_record",
                     page=page,
-                    dropped=sum(not isinstance(item, dict) for item in data),
+                    dropped=len(data) - len(records),
                     reason="not an object",
                 )
             block = _pagination(payload)
             if block is None:
                 if page == 1 and not data:
-                    return KatoSweep(records, 1, 0)
+                    yield KatoPage(records, page, 0, status)
+                    return
                 raise UpstreamUnavailable(API, f"availability page {page} has no pagination block")
             current = wire_int(block.get("current_page"))
             total_pages = wire_int(block.get("total_pages"))
@@ -163,12 +187,14 @@ class KatoClient:
                     API, f"availability page {page}: pagination lacks current_page/total_pages"
                 )
             if page == 1 and not data and (total_pages <= 1 or total == 0):
-                return KatoSweep(records, 1, total)
+                yield KatoPage(records, page, total, status)
+                return
             if current != page:
                 # Continuing would loop forever or silently skip pages.
                 raise UpstreamUnavailable(
                     API, f"asked for availability page {page}, got page {current}"
                 )
+            yield KatoPage(records, page, total, status)
             if current >= total_pages:
-                return KatoSweep(records, page, total)
+                return
             page += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -23,7 +24,8 @@ from listingbot.errors import ListingBotError, UpstreamError
 from listingbot.matching import local_match
 from listingbot.metrics import Metrics
 from listingbot.models import Listing, Source
-from listingbot.polling import Poller, Reader, plan
+from listingbot.polling import Poller, Reader, observations, plan
+from listingbot.records import Observation
 from listingbot.store import ChatSubscriptionRow, Store
 
 __all__ = ["ChatCommands", "PollerCatalog", "enabled_channel_ids"]
@@ -47,9 +49,16 @@ class PollerCatalog:
             raise UpstreamError(subscription.source, "the source is not configured")
         query = plan(subscription.source, [subscription])[0]
         reader = Reader(subscription.source, poller.fetcher.normalize)
-        fetched = await poller.fetcher.fetch(query, None, reader.read)
-        listings = (o.listing for o in fetched.listings)
-        return [lst for lst in listings if local_match(subscription.local, lst)]
+
+        async def read(records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
+            return reader.read(records)
+
+        fetched = await poller.fetcher.fetch(query, None, read)
+        found: list[Listing] = []
+        # A Kato sweep comes page by page: only the matches are kept.
+        async for page in observations(fetched):
+            found.extend(o.listing for o in page if local_match(subscription.local, o.listing))
+        return found
 
 
 def enabled_channel_ids(

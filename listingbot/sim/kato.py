@@ -24,7 +24,7 @@ import hashlib
 import math
 import secrets
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -119,6 +119,12 @@ class KatoSim:
         self._seen: deque[float] = deque()  # times of every request, for the statistic
         # The photo CDN: the records' image URLs point here (fault switches: see _photos).
         self.photos = PhotoHost(KATO_PHOTO_ORIGIN, "/media", rehost_kato)
+        # A fault switch: availability pages from this number on answer 500 (a sweep that
+        # fails midway, after the pages before it were served); None: off.
+        self.fail_from_page: int | None = None
+        # Called with the page number and the statuses asked for, before a page is served:
+        # a test moves the account while a sweep reads it. None: off.
+        self.before_page: Callable[[int, tuple[str, ...]], None] | None = None
 
     def expire_tokens(self) -> None:
         """Every token issued so far is expired from now on."""
@@ -252,6 +258,8 @@ class KatoSim:
                 f"The limit field must not be greater than {MAX_PAGE_SIZE}."
             )
         page = _positive_int(query.get("page"), "page", 1, errors)
+        if self.fail_from_page is not None and page >= self.fail_from_page:
+            return json_response(error_body(500), status=500)
         # PHP keeps the last of repeated plain names; status[]= is read as a list.
         plain = query.getall("status", [])[-1:]
         statuses = _statuses(plain + query.getall("status[]", []), errors)
@@ -266,6 +274,8 @@ class KatoSim:
             message = first if not more else f"{first} (and {more} more errors)"
             return json_response({"message": message, "errors": errors}, status=422)
 
+        if self.before_page is not None:
+            self.before_page(page, tuple(sorted(statuses)))
         records = self.market.kato_records()
         selected = [
             r

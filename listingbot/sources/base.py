@@ -7,7 +7,7 @@ detection, the outbox) is the same for every source and lives in the poller.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 # A source's normalizer as the poller calls it: the raw record and where problems go.
 Normalizer = Callable[[Mapping[str, Any], "list[FieldProblem] | None"], Listing]
 
-# The poller's read stage, as a fetcher calls it on each answer: the records as
-# observations, and an identity for each record that was skipped as malformed.
-Read = Callable[[Sequence[Any]], tuple[list[Observation], set[str]]]
+# The poller's read stage, as a fetcher calls it on each answer (or page): the records as
+# observations, and an identity for each record that was skipped as malformed. It asks the
+# state file which records it knows already, hence awaited.
+Read = Callable[[Sequence[Any]], Awaitable[tuple[list[Observation], set[str]]]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ class Fetched:
     complete: bool = False
     # Identities of the records skipped as malformed (see polling.Reader.read).
     unreadable: frozenset[str] = frozenset()
+    # A long answer (a Kato sweep) comes page by page instead of in ``listings``: the
+    # poller reads, detects and stages each page as it arrives and keeps none, so memory
+    # holds a page, not the account. The counters above are complete once the pages are
+    # exhausted; an upstream failure midway raises from the iteration, and the poller then
+    # treats the query as failed (what its earlier pages staged is discarded).
+    pages: AsyncGenerator[list[Observation], None] | None = None
 
 
 class Fetcher(Protocol):

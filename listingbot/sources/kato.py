@@ -11,7 +11,7 @@ an empty object, booleans arrive as ``0``/``1``/``"1"``, money as ``"£45.00 psf
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
@@ -33,7 +33,7 @@ from listingbot.normalize import (
     summary,
     words,
 )
-from listingbot.records import Cursor
+from listingbot.records import Cursor, Observation
 from listingbot.sources.base import ChatFilter, ChatWords, Fetched, Query, Read
 from listingbot.text import cap, clean, slug
 
@@ -159,18 +159,26 @@ class KatoFetcher:
         return normalize_kato(raw, listing_url=self.listing_url, problems=problems)
 
     async def fetch(self, query: Query, cursor: Cursor | None, read: Read) -> Fetched:
+        """The sweep, page by page (``Fetched.pages``): its first page is requested when
+        the poller asks for it."""
         del cursor
-        sweep = await self.client.sweep(query.params)
-        observed, bad = read(sweep.records)
-        listings = {o.facts.id: o for o in observed}
-        return Fetched(
-            list(listings.values()),
-            Cursor(query.key, query.source),
-            len(bad),
-            requests=sweep.pages,
-            complete=True,
-            unreadable=frozenset(bad),
-        )
+        fetched = Fetched([], Cursor(query.key, query.source), complete=True)
+        fetched.pages = self._pages(query, read, fetched)
+        return fetched
+
+    async def _pages(
+        self, query: Query, read: Read, fetched: Fetched
+    ) -> AsyncGenerator[list[Observation], None]:
+        unreadable: set[str] = set()
+        async for page in self.client.pages(query.params):
+            fetched.requests += 1
+            observed, bad = await read(page.records)
+            unreadable |= bad
+            fetched.skipped = len(unreadable)
+            fetched.unreadable = frozenset(unreadable)
+            # A record served twice on one page counts once (the last, as a whole sweep
+            # read it); across pages the poller sees to it.
+            yield list({o.facts.id: o for o in observed}.values())
 
 
 # --- normalizing ---------------------------------------------------------------------------
