@@ -6,6 +6,7 @@ digest instead; the listings it covers count as told.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,20 @@ async def test_labels_replace_subscription_names_in_headlines_and_digests(
     assert meta(single)["subscriptions"] == ["ny-homes"]
     assert digest["body"].startswith("🗞 3 updates · NYC family homes\n")
     assert meta(digest)["subscriptions"] == ["ny-homes"]
+
+
+async def test_a_quiet_hours_digest_names_subscriptions_by_label(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The digest that ends quiet hours shows the subscriptions' labels too."""
+    night, morning = datetime(2026, 1, 2, 4, 0, tzinfo=UTC), datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    clock.jump((night - clock.now()).total_seconds())
+    quiet = '  quiet_hours: "22:00-07:00"\n  timezone: America/New_York\n  label: NYC homes\n'
+    async with running(load(tmp_path, cfg(sims, tmp_path, sub(extra=quiet))), clock) as app:
+        assert await app.once()
+        add_ny(sims, 2)
+        assert await app.once()
+        clock.advance((morning - clock.now()).total_seconds())
+        assert await app.once()
+    (digest,) = messages(sims, 702)
+    assert digest["body"].startswith("🌙 While it was quiet · 2 updates · NYC homes\n")
