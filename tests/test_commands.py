@@ -234,6 +234,29 @@ async def test_a_malformed_command_is_answered_and_nothing_is_applied(
     assert answer.startswith("Unknown filter `zpi`. Did you mean `zip`?")
 
 
+async def test_a_source_this_listingbot_does_not_poll_is_refused(
+    moderated: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """As in the YAML, a subscription needs a configured source: with only kotohomes
+    configured, a kato subscribe is refused and creates nothing."""
+    sims = moderated
+    async with running(config(sims, tmp_path), clock) as app:
+        answer = await subscribe(app, sims, "/listings subscribe kato postcode=EC2")
+        assert app.parts.commands.rows == []
+    assert answer == "`kato` is not configured here: this listingbot polls kotohomes."
+
+
+async def test_help_shows_examples_for_the_configured_sources_only(
+    moderated: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """help gives a subscribe example for each source this listingbot polls, no other."""
+    sims = moderated
+    async with running(config(sims, tmp_path), clock) as app:
+        text = await subscribe(app, sims, "/listings help")
+    assert "/listings subscribe kotohomes zip=" in text
+    assert "/listings subscribe kato" not in text
+
+
 async def test_the_cap_and_taken_names_are_refused(
     moderated: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:

@@ -74,6 +74,7 @@ class Settings:
     allow: Literal["moderators", "members"]
     max_per_channel: int
     first_run: Literal["baseline", "post"]
+    sources: tuple[str, ...] = ()  # the configured sources (empty: every source)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def help_text(settings: Settings) -> str:
     who = "moderators" if settings.allow == "moderators" else "members"
     return (
         "listingbot commands:\n"
-        + "".join(f"/listings subscribe {s.chat.example}\n" for s in sources.ALL)
+        + "".join(f"/listings subscribe {s.chat.example}\n" for s in _sources(settings))
         + "  (add name=NAME to choose the name; 900k, 1.2m, a..b, <= and >= work)\n"
         "/listings list - this channel's subscriptions\n"
         "/listings pause NAME | resume NAME | unsubscribe NAME\n"
@@ -126,6 +127,10 @@ def help_text(settings: Settings) -> str:
         f"Changing subscriptions is for {who}; list, explain and help are for everyone "
         f"(at most {settings.max_per_channel} chat subscriptions per channel)."
     )
+
+
+def _sources(settings: Settings) -> list[sources.Source]:
+    return [s for s in sources.ALL if not settings.sources or s.name in settings.sources]
 
 
 async def execute(
@@ -228,6 +233,12 @@ async def _subscribe(cmd: Subscribe, ctx: Context, settings: Settings, catalog: 
     if cmd.name is not None and cmd.name in taken:
         raise CommandError(
             f"The name `{echo(cmd.name, 64)}` is taken; choose another with name=..."
+        )
+    if settings.sources and cmd.source not in settings.sources:
+        # The config's own rule (subscriptions[].source must be configured under sources).
+        raise CommandError(
+            f"`{cmd.source}` is not configured here: this listingbot polls "
+            f"{', '.join(settings.sources)}."
         )
     # Validate under a placeholder name first: the automatic name is drawn from the filters.
     probe = build_subscription(

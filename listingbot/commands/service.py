@@ -101,7 +101,7 @@ class ChatCommands:
             client=client,
             store=store,
             now=now,
-            settings=_settings(config.commands),
+            settings=_settings(config),
             catalog=catalog,
             configured=lambda: self.config.subscriptions,
             on_change=self._changed,
@@ -120,7 +120,7 @@ class ChatCommands:
     def configure(self, config: Config) -> None:
         """A reload: new switches, the same state."""
         self.config = config
-        self.reader.settings = _settings(config.commands)
+        self.reader.settings = _settings(config)
 
     async def load(self) -> None:
         """Read the chat subscriptions from the state file (start-up, after a command)."""
@@ -206,12 +206,14 @@ class ChatCommands:
             await self._on_change()
 
 
-def _settings(config: CommandsConfig) -> ReaderSettings:
+def _settings(config: Config) -> ReaderSettings:
+    commands = config.commands
     return ReaderSettings(
         executor=Settings(
-            allow=config.allow,
-            max_per_channel=config.max_subscriptions_per_channel,
-            first_run=config.first_run,
+            allow=commands.allow,
+            max_per_channel=commands.max_subscriptions_per_channel,
+            first_run=commands.first_run,
+            sources=config.sources.configured(),
         ),
-        per_user_per_minute=config.per_user_per_minute,
+        per_user_per_minute=commands.per_user_per_minute,
     )
