@@ -52,6 +52,8 @@ def _check_commands(config: Config, listing: list[Channel]) -> bool:
             problem = f"channel {row.channel_id} does not exist in ChatKitty"
         elif row.name in yaml_names:
             problem = "shadowed by the config's subscription of the same name"
+        elif row.source not in config.sources.configured():
+            problem = f"its source {row.source} is not configured under sources (not polled)"
         else:
             try:
                 chat_subscription(row)

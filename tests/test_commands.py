@@ -591,6 +591,26 @@ async def test_check_config_online_checks_the_chat_subscriptions(
     assert "chat subscription mine (kotohomes, channel 702): channel 702 does not exist" in out
 
 
+@pytest.mark.usefixtures("world")
+async def test_check_config_online_names_a_chat_subscription_whose_source_went(
+    moderated: SimStack, tmp_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A chat subscription of a source the config no longer configures is not polled:
+    check-config --online names it and exits 2."""
+    sims = moderated
+    state = tmp_path / "state.sqlite3"
+    both = config_text(sims, YAML_SUB, state_path=state, extra=COMMANDS)
+    async with running(load(tmp_path, both), clock) as app:
+        await subscribe(app, sims, "/listings subscribe kato postcode=EC2 name=city")
+    only = config_text(sims, YAML_SUB, state_path=state, sources=("kotohomes",), extra=COMMANDS)
+    path = write_config(tmp_path, only)
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["check-config", "--online", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert "chat subscription city (kato, channel 702): its source kato is not configured" in out
+
+
 async def test_the_demo_shows_a_member_subscribing_from_the_chat() -> None:
     """`listingbot demo` has a member subscribe in #nyc-homes and prints the answer."""
     out = io.StringIO()

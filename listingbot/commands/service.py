@@ -131,6 +131,13 @@ class ChatCommands:
             if row.name in yaml_names:
                 log.warning("chat_subscription_shadowed", subscription=row.name)
                 continue
+            if row.source not in self.config.sources.configured():
+                # Kept (the source may come back with a reload), not polled meanwhile.
+                log.warning(
+                    "chat_subscription_source_not_configured",
+                    subscription=row.name,
+                    source=row.source,
+                )
             try:
                 subs[row.name] = chat_subscription(row)
             except ValidationError as err:
