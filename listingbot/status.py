@@ -18,6 +18,7 @@ from listingbot import sources
 from listingbot.commands.grammar import echo
 from listingbot.config import Config, StateConfig, load_config, raw_key
 from listingbot.errors import ConfigError, StoreError
+from listingbot.records import KIND_PATCH, KIND_PHOTO, OutgoingMessage
 from listingbot.store import OUTBOX_STATES, PROBLEM_CHANNEL, QUIET_STATES, Store
 
 
@@ -160,6 +161,15 @@ def retry_failed(config: Config) -> int:
 # alone). Exit codes: 0 done, 1 nothing done (unknown key, or a row in another state).
 
 
+def _where(m: OutgoingMessage) -> str:
+    """What a row is beside a channel message (README "Messages": threads, photos)."""
+    if m.kind == KIND_PATCH:
+        return f" · patch of message {m.thread_id}"
+    if m.kind == KIND_PHOTO:
+        return " · photo" + (f" in the thread of {m.thread_id}" if m.thread_id else "")
+    return f" · reply in the thread of {m.thread_id}" if m.thread_id else ""
+
+
 def outbox_list(config: Config, state: str | None, limit: int) -> int:
     store = _open(config.state.path)
     now = datetime.now(UTC)
@@ -181,7 +191,7 @@ def outbox_list(config: Config, state: str | None, limit: int) -> int:
     for row in rows:
         m = row.message
         print(
-            f"{m.key}\n  {row.state} · channel {m.channel_id} · {m.event} · "
+            f"{m.key}\n  {row.state} · channel {m.channel_id} · {m.event}{_where(m)} · "
             f"{m.source} {m.listing_id} · {row.attempts} send(s)"
         )
         print(f"  queued {_when(row.created_at, now)}")

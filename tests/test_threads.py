@@ -7,6 +7,7 @@ fake clock; faults come from the simulator's switches (never from patching listi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,13 @@ from listingbot.clock import FakeClock
 from listingbot.delivery import Deliverer
 from listingbot.digests import DigestItem, build_digest
 from listingbot.metrics import Metrics
-from listingbot.outbox import followup_key, root_patch
+from listingbot.outbox import followup_key, photo_message, root_patch
+from listingbot.photos import PhotoProbe
 from listingbot.records import KIND_PATCH, OutboxRow, OutgoingMessage
 from listingbot.sim import SimStack
 from listingbot.store import PollRecord, Store
 from tests.factories import listing
-from tests.harness import make_sims, meta
+from tests.harness import SECRETS, config_text, make_sims, meta, write_config
 from tests.test_delivery import client, delivery_config
 
 pytestmark = pytest.mark.usefixtures("no_secret_leaks")
@@ -100,7 +102,9 @@ async def bed(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Bed]:
     async with make_sims(clock) as sims, aiohttp.ClientSession() as session:
         store = await Store.open(tmp_path / "state.sqlite3", clock.now, exclusive=True)
         ck = client(sims, session, clock)
-        deliverer = Deliverer(store, ck, clock, Metrics(), delivery_config())
+        deliverer = Deliverer(
+            store, ck, clock, Metrics(), delivery_config(), photos=PhotoProbe(session)
+        )
         bed = Bed(sims, clock, store, ck, deliverer)
         try:
             yield bed
@@ -377,3 +381,48 @@ async def test_a_digest_is_the_root_of_every_listing_it_tells(bed: Bed) -> None:
     props = bed.sims.chatkitty.all_messages()[0]["properties"]
     assert props["current_listings"]["kotohomes:li_2"]["price"]["amount"] == 450_000
     assert props["listingbot"]["key"] == digest.key
+
+
+async def test_outbox_list_says_which_rows_are_replies_and_patches(
+    bed: Bed, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`outbox list` names a reply's thread and the message a patch patches."""
+    from listingbot import cli  # noqa: PLC0415
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    text_ = config_text(
+        bed.sims,
+        "- name: ny\n  source: kotohomes\n  channel: 702\n  filters: {zip_codes: ['10001']}\n",
+        state_path=tmp_path / "state.sqlite3",
+        sources=("kotohomes",),
+    )
+    config = str(write_config(tmp_path, text_))
+    root = await posted_root(bed)
+    await bed.queue(text("k-drop", event="price_drop", price=450_000))
+    await bed.deliverer.run_pass()
+    capsys.readouterr()
+    assert cli.main(["outbox", "list", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert f"k-drop\n  sent · channel 702 · price_drop · reply in the thread of {root['id']}" in out
+    patch = followup_key("k-drop", KIND_PATCH)
+    assert f"{patch}\n  sent · channel 702 · price_drop · patch of message {root['id']}" in out
+
+
+async def test_a_photo_stored_but_unanswered_is_found_in_the_channel_not_sent_twice(
+    bed: Bed,
+) -> None:
+    """ChatKitty stores a FILE message and fails the answer: reconciliation finds the
+    photo by its own key in the channel; it is posted once."""
+    url = f"{bed.sims.kotohomes_url}/photos/li_1/0_large.jpg"
+    photo = photo_message(dataclasses.replace(text("k-new"), photo=url))
+    assert photo is not None
+    await bed.queue(photo)
+    await stored_then_failed(bed)
+    assert bed.rows()[photo.key].state == "sending"
+    bed.clock.advance(120)
+    out = await bed.deliverer.run_pass()
+    assert out.reconciled_sent == 1
+    files = [m for m in bed.sims.chatkitty.messages[CHANNEL] if "file" in m]
+    assert [meta(m)["key"] for m in files] == [photo.key]
+    assert files[0]["groupTag"] == "listing-k-new"
