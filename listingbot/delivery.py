@@ -47,6 +47,7 @@ FILE message), are dropped with the reason: the text they follow has gone alread
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import random
 import time
@@ -231,8 +232,7 @@ class Deliverer:
         async def channel_worker(rows: list[OutboxRow]) -> None:
             nonlocal more
             async with limit:
-                done = await self._send_channel(rows, outcome)
-                if done is _Next.REREAD or (done is _Next.GO and len(rows) >= BATCH_ROWS):
+                if await self._send_channel(rows, outcome) and len(rows) >= BATCH_ROWS:
                     more = True
 
         async with asyncio.TaskGroup() as workers:
@@ -240,16 +240,21 @@ class Deliverer:
                 workers.create_task(channel_worker(rows))
         return more
 
-    async def _send_channel(self, rows: list[OutboxRow], outcome: DeliveryOutcome) -> _Next:
-        """Send a channel's rows in order: GO when all of them went through, REREAD when
-        one queued a row that goes next (its photo, its root's patch), WAIT otherwise."""
-        for row in rows:
+    async def _send_channel(self, rows: list[OutboxRow], outcome: DeliveryOutcome) -> bool:
+        """Send a channel's rows in order; True when all of them went through. A row that
+        queued a follow-up (its photo, its root's patch) has it sent right after it."""
+        todo = collections.deque(rows)
+        while todo:
+            row = todo.popleft()
             if self._stopping:
-                return _Next.WAIT
+                return False
             try:
-                step = await self._send_one(row, outcome)
-                if step is not _Next.GO:
-                    return step  # keep this channel's order: nothing after a row that waits
+                followups: list[str] = []
+                if await self._send_one(row, outcome, followups) is not _Next.GO:
+                    return False  # keep this channel's order: nothing after a row that waits
+                if followups:
+                    fresh = await self.store.rows_by_keys(followups)
+                    todo.extendleft(reversed([r for r in fresh if r.state == "pending"]))
             except StoreError as err:
                 # The state file refused a write: this channel stops here. The row is as
                 # the store last had it (a claimed row stays `sending` and is reconciled).
@@ -260,11 +265,14 @@ class Deliverer:
                     channel=row.message.channel_id,
                     error=str(err),
                 )
-                return _Next.WAIT
-        return _Next.GO
+                return False
+        return True
 
-    async def _send_one(self, row: OutboxRow, outcome: DeliveryOutcome) -> _Next:
-        """Send one row; GO when the channel may go on to its next row."""
+    async def _send_one(
+        self, row: OutboxRow, outcome: DeliveryOutcome, followups: list[str]
+    ) -> _Next:
+        """Send one row; GO when the channel may go on to its next row. The keys of the
+        rows queued to follow it are added to ``followups``."""
         msg = row.message
         file = None
         if msg.kind == KIND_PHOTO:
@@ -347,7 +355,8 @@ class Deliverer:
             await self.store.mark_unknown(row.seq, delay, str(err))
             outcome.unknown += 1
             return _Next.WAIT
-        _, followed = await self._record_sent(row, sent.id, thread_id)
+        _, queued = await self._record_sent(row, sent.id, thread_id)
+        followups.extend(queued)
         outcome.sent += 1
         if msg.kind == KIND_PATCH:
             outcome.patched += 1
@@ -361,7 +370,7 @@ class Deliverer:
             message_id=sent.id,
             thread_id=thread_id,
         )
-        return _Next.REREAD if followed else _Next.GO
+        return _Next.GO
 
     async def _post_text(
         self, row: OutboxRow, thread_id: int | None
@@ -410,10 +419,10 @@ class Deliverer:
 
     async def _record_sent(
         self, row: OutboxRow, message_id: int, thread_id: int | None
-    ) -> tuple[bool, bool]:
+    ) -> tuple[bool, list[str]]:
         """Mark ``row`` sent as message ``message_id`` (posted in the thread of
         ``thread_id``, None: in the channel), with the thread roots it became and the
-        rows that follow from it. Returns (marked, a follow-up was queued)."""
+        rows that follow from it. Returns (marked, the keys of the follow-ups queued)."""
         msg = row.message
         roots: list[ThreadRoot] = []
         followups: list[OutgoingMessage] = []
@@ -427,7 +436,7 @@ class Deliverer:
             if root is not None and root.message_id == thread_id:
                 followups.append(root_patch(msg, root, message_id))
         marked = await self.store.mark_sent(row.seq, message_id, roots=roots, followups=followups)
-        return marked, marked and bool(followups)
+        return marked, [f.key for f in followups] if marked else []
 
     async def _drop(self, row: OutboxRow, reason: str, outcome: DeliveryOutcome) -> None:
         await self.store.mark_dropped(row.seq, reason)
@@ -714,7 +723,6 @@ class _Next(enum.Enum):
 
     GO = "go"  # on to the channel's next row
     WAIT = "wait"  # stop here: the row waits (backoff, reconciliation, a lost claim)
-    REREAD = "reread"  # stop here and read the channel again: a follow-up goes next
 
 
 class _ClaimLost(Exception):

@@ -175,7 +175,9 @@ def photo_message(text: OutgoingMessage) -> OutgoingMessage | None:
         channel_id=text.channel_id,
         source=text.source,
         listing_id=text.listing_id,
-        event=text.event,
+        # Not its text's event: housekeeping keeps a sent `new` row while its listing is
+        # known (it deduplicates "new"); a photo deduplicates nothing once posted.
+        event=PHOTO_EVENT,
         subscriptions=text.subscriptions,
         body=text.photo,
         properties={

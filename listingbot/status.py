@@ -166,7 +166,7 @@ def _where(m: OutgoingMessage) -> str:
     if m.kind == KIND_PATCH:
         return f" · patch of message {m.thread_id}"
     if m.kind == KIND_PHOTO:
-        return " · photo" + (f" in the thread of {m.thread_id}" if m.thread_id else "")
+        return f" in the thread of {m.thread_id}" if m.thread_id else ""
     return f" · reply in the thread of {m.thread_id}" if m.thread_id else ""
 
 

@@ -1603,6 +1603,15 @@ class Store:
             )
         ]
 
+    async def rows_by_keys(self, keys: Sequence[str]) -> list[OutboxRow]:
+        """The outbox rows with these keys (those that exist), in outbox order."""
+        return await self._run(self._rows_by_keys, list(keys))
+
+    def _rows_by_keys(self, keys: list[str]) -> list[OutboxRow]:
+        marks = ", ".join("?" * len(keys))
+        sql = f"SELECT {_ROW_COLS} FROM outbox WHERE key IN ({marks}) ORDER BY seq"
+        return [_row(r) for r in self._c.execute(sql, keys)] if keys else []
+
     async def forget_thread_root(self, channel_id: int, message_id: int) -> int:
         """The message is gone (deleted in ChatKitty): no listing replies under it any
         more. Returns how many listings it was the root of."""
