@@ -47,6 +47,16 @@ class Bed:
         """Queue messages as a poll would."""
         await self.store.record_poll(PollRecord("kotohomes", messages=list(messages)))
 
+    async def restart(self, path: Path) -> None:
+        """What a new process does two minutes after this one died: a new store and
+        deliverer on the same state file."""
+        await self.store.close()
+        self.clock.advance(120)
+        self.store = await Store.open(path, self.clock.now, exclusive=True)
+        self.deliverer = Deliverer(
+            self.store, self.chatkitty, self.clock, Metrics(), delivery_config()
+        )
+
     def rows(self) -> dict[str, OutboxRow]:
         return {row.message.key: row for row in self.store.all_rows_sync()}
 
@@ -247,11 +257,7 @@ async def test_a_crash_after_a_reply_was_posted_is_settled_on_restart_without_a_
         thread_of=int(root["id"]),
         properties=text("k-drop").properties,
     )
-    await bed.store.close()
-    bed.clock.advance(120)
-    store = await Store.open(tmp_path / "state.sqlite3", bed.clock.now, exclusive=True)
-    bed.store = store
-    bed.deliverer = Deliverer(store, bed.chatkitty, bed.clock, Metrics(), delivery_config())
+    await bed.restart(tmp_path / "state.sqlite3")
     out = await bed.deliverer.run_pass()
     assert out.reconciled_sent == 1
     assert bed.replies(root) == ["k-drop"]
@@ -267,11 +273,7 @@ async def test_a_crash_before_a_reply_went_out_sends_it_once_after_restart(
     root = await posted_root(bed)
     await bed.queue(text("k-drop", event="price_drop", price=450_000))
     assert await bed.store.claim(bed.rows()["k-drop"].seq, thread_id=int(root["id"]))
-    await bed.store.close()
-    bed.clock.advance(120)
-    store = await Store.open(tmp_path / "state.sqlite3", bed.clock.now, exclusive=True)
-    bed.store = store
-    bed.deliverer = Deliverer(store, bed.chatkitty, bed.clock, Metrics(), delivery_config())
+    await bed.restart(tmp_path / "state.sqlite3")
     out = await bed.deliverer.run_pass()
     assert out.reconciled_requeued == 1
     assert bed.replies(root) == ["k-drop"]
