@@ -66,25 +66,30 @@ sources:
     poll_jitter: 0s
 subscriptions:
   - name: nyc-family-homes
+    label: NYC family homes
     source: kotohomes
     channel: nyc-homes
     filters: {{latitude: 40.75, longitude: -73.99, radius: 40, bedrooms_min: 3}}
   - name: nyc-under-1m
+    label: NYC under $1m
     source: kotohomes
     channel: 702
     filters: {{latitude: 40.75, longitude: -73.99, radius: 40, price_max: 1000000}}
     notify: [new, price_drop]
   - name: bay-area
+    label: Bay Area
     source: kotohomes
     channel: west-coast
     filters: {{latitude: 37.77, longitude: -122.42, radius: 60}}
     first_run: post
     photos: true
   - name: uk-offices
+    label: UK offices
     source: kato
     channel: uk-offices
     filters: {{property_types: [office]}}
   - name: uk-to-let
+    label: UK to let
     source: kato
     channel: uk-offices
     filters: {{to_let: true}}
