@@ -59,6 +59,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 from pydantic import ValidationError
 
+from listingbot import sources
 from listingbot.clock import Clock
 from listingbot.config import MessagesConfig, Subscription
 from listingbot.detection import Event, SubSpec, detect, group_events
@@ -1208,6 +1209,4 @@ def _last_known(source: Source, listing_id: str, shown: Mapping[str, Any] | None
         with contextlib.suppress(ValidationError):
             return Listing.model_validate(shown)
     title = f"{source.capitalize()} listing {listing_id}"
-    return Listing(
-        source=source, id=listing_id, title=title, country="US" if source == "kotohomes" else "GB"
-    )
+    return Listing(source=source, id=listing_id, title=title, country=sources.get(source).country)

@@ -127,6 +127,11 @@ class Source(Protocol):
         ...
 
     @property
+    def country(self) -> str:
+        """The ISO country of every listing it serves (``Listing.country``)."""
+        ...
+
+    @property
     def chat(self) -> ChatWords:
         """The words of ``/listings subscribe <name> …`` for this source."""
         ...

@@ -94,6 +94,7 @@ class Kato:
     """The Kato Client API as a source (``sources.kato``)."""
 
     name: Literal["kato"] = "kato"
+    country = "GB"
     chat = CHAT_WORDS
 
     def settings(self, config: Config) -> KatoConfig | None:

@@ -142,6 +142,7 @@ class Kotohomes:
     """The Kotohomes Listing API as a source (``sources.kotohomes``)."""
 
     name: Literal["kotohomes"] = "kotohomes"
+    country = "US"
     chat = CHAT_WORDS
 
     def settings(self, config: Config) -> KotohomesConfig | None:
