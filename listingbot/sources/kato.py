@@ -236,7 +236,7 @@ def normalize_kato(
             "city": town,
             "region": county,
             "postcode": postcode,
-            "country": "GB",
+            "country": Kato.country,
             "latitude": r.number(position.get("lat"), "position.lat", minimum=-90, maximum=90),
             "longitude": r.number(position.get("lng"), "position.lng", minimum=-180, maximum=180),
             "for_sale": bool(r.boolean(raw.get("for_sale"), "for_sale")),

@@ -333,7 +333,7 @@ def normalize_kotohomes(
             "city": city,
             "region": state,
             "postcode": postcode,
-            "country": "US",
+            "country": Kotohomes.country,
             "latitude": r.number(raw.get("latitude"), "latitude", minimum=-90, maximum=90),
             "longitude": r.number(raw.get("longitude"), "longitude", minimum=-180, maximum=180),
             "for_sale": not to_let,
