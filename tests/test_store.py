@@ -90,6 +90,37 @@ async def test_due_messages_keep_channel_order_behind_a_waiting_row(
     assert [r.message.key for r in (await store.due_messages())[702]] == ["a1", "a2"]
 
 
+async def test_due_messages_answer_as_a_walk_over_every_open_row(
+    store: Store, clock: FakeClock
+) -> None:
+    """A round reads only each channel's first rows, and answers what a walk over every
+    open row would: the rows before the first that waits, at most ``limit`` per channel,
+    follow-ups right after the row they follow, failed rows holding nothing up."""
+    msgs = [message(f"a{i}") for i in range(6)]  # more than a batch
+    msgs += [message(f"b{i}", 703) for i in range(4)]  # b1 of unknown outcome
+    msgs += [message(f"c{i}", 704) for i in range(3)]  # c0 backing off
+    msgs += [message(f"d{i}", 705) for i in range(5)]  # d0 sent, its follow-up queued
+    await store.record_poll(PollRecord("kotohomes", messages=msgs))
+    seqs = {r.message.key: r.seq for r in store.all_rows_sync()}
+    await store.mark_failed(seqs["a1"], "refused")
+    await store.mark_sending(seqs["b1"])
+    await store.mark_sending(seqs["c0"])
+    await store.mark_retry(seqs["c0"], 60, "busy")
+    await store.mark_sending(seqs["d0"])
+    await store.mark_sent(seqs["d0"], 1, followups=[message("d0-photo", 705)])
+    everything = await store.due_messages(1_000)
+    walk = {channel: rows[:3] for channel, rows in everything.items()}
+    due = await store.due_messages(3)
+    assert {c: [r.message.key for r in rows] for c, rows in due.items()} == {
+        702: ["a0", "a2", "a3"],
+        703: ["b0"],
+        705: ["d0-photo", "d1", "d2"],
+    }
+    assert due == walk
+    clock.advance(61)
+    assert [r.message.key for r in (await store.due_messages(2))[704]] == ["c0", "c1"]
+
+
 async def test_sending_rows_block_their_channel_until_reconciled(store: Store) -> None:
     """A row of unknown outcome is not sent again, nor are rows behind it."""
     await store.record_poll(PollRecord("kotohomes", messages=[message("a1"), message("a2")]))

@@ -918,9 +918,17 @@ class Store:
         horizon = None if max_wait_s is None else now + timedelta(seconds=max_wait_s)
         out: dict[int, list[OutboxRow]] = {}
         blocked: set[int] = set()
+        # Only each channel's first ``limit`` open rows can be sent or hold the channel
+        # back (the walk below stops at the first row that waits, or at a full batch), so
+        # only those are read and decoded: a round costs its batches, not the backlog.
         rows = self._c.execute(
-            f"SELECT {_ROW_COLS} FROM outbox WHERE state IN ('pending', 'sending')"
-            " ORDER BY channel_id, COALESCE(after_seq, seq), seq"
+            f"SELECT {_ROW_COLS} FROM outbox WHERE seq IN ("
+            " SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY channel_id"
+            "  ORDER BY COALESCE(after_seq, seq), seq) AS place"
+            "  FROM outbox WHERE state IN ('pending', 'sending'))"
+            " WHERE place <= ?)"
+            " ORDER BY channel_id, COALESCE(after_seq, seq), seq",
+            (limit,),
         )
         for raw in rows:
             row = _row(raw)
