@@ -310,7 +310,9 @@ class Reader:
                 if len(self._fresh) >= FRESH_MAX:
                     self._fresh.clear()
                 self._fresh[digest] = facts
-            out.append(Observation(raw, facts, listing, self._normalize))
+            was = known.get(facts.id) if known else None
+            previous = was.fingerprint if was is not None else None
+            out.append(Observation(raw, facts, listing, self._normalize, previous))
         return out, bad
 
     def take_dropped(self) -> Counter[str]:
@@ -496,7 +498,7 @@ class Poller:
         events: list[Event] = []
         errors: list[str] = []
         matched: Counter[str] = Counter()  # match rows recorded, by subscription
-        async with aclosing(self._fetch(snap, outcome, errors)) as answers:
+        async with aclosing(self._fetch(snap, staging, outcome, errors)) as answers:
             async for query, fetched in answers:
                 mark = time.perf_counter()
                 fetching = stages["fetch"]
@@ -570,7 +572,7 @@ class Poller:
     # ------------------------------------------------------------ fetch + read
 
     async def _fetch(
-        self, snap: Snapshot, outcome: PollOutcome, errors: list[str]
+        self, snap: Snapshot, staging: int, outcome: PollOutcome, errors: list[str]
     ) -> AsyncGenerator[tuple[Query, Fetched], None]:
         """Each query's answer, read, in plan order (the fetcher hands every page to the
         read stage). A few queries are fetched ahead of the one being processed (see
@@ -582,7 +584,8 @@ class Poller:
         def fetch_ahead(limit: int) -> None:
             while len(ahead) < limit and (query := next(upcoming, None)) is not None:
                 cursor = snap.cursors.get(query.key)
-                task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, self._read(query)))
+                read = self._read(query, staging)
+                task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, read))
                 ahead.append((query, task))
 
         fetch_ahead(1)  # the first alone: refused credentials cost one request, not several
@@ -607,14 +610,21 @@ class Poller:
                 task.cancel()
             await asyncio.gather(*(task for _query, task in ahead), return_exceptions=True)
 
-    def _read(self, query: Query) -> Read:
+    def _read(self, query: Query, staging: int) -> Read:
         """The read stage for one query's answers: the state file says which records the
-        query read before (by digest), the Reader normalizes the rest."""
+        query read before (by digest) and what it recorded of them, the Reader normalizes
+        the rest. A listing an earlier page of the same sweep served (the account moved
+        under it, or two statuses) is left out: the first counts."""
 
         async def read(records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
             ids = _record_ids(records)
-            known = await self.store.load_known(query.key, ids) if ids else {}
-            return self.reader.read(records, known)
+            if not ids:
+                return self.reader.read(records)
+            known, again = await self.store.load_known(query.key, ids, staging)
+            observed, bad = self.reader.read(records, known)
+            if again:
+                observed = [o for o in observed if o.facts.id not in again]
+            return observed, bad
 
         return read
 
@@ -684,23 +694,27 @@ class Poller:
         assert record.staging is not None
         read = 0
         found = []
-        async with aclosing(_pages_of(fetched, stages)) as pages:
-            async for answered in pages:
-                page = answered
-                if read:
-                    # A sweep may serve a listing on two pages (the account moved under it, or
-                    # two statuses): the first counts.
-                    again = await self.store.staged_ids(
-                        record.staging, query.key, [o.facts.id for o in page]
+        # Each page is staged while the next one is read (see Store.stage_soon); what a
+        # page staged is known to the next page's read, which the store runs after it.
+        staged: list[asyncio.Future[None]] = []
+        try:
+            async with aclosing(_pages_of(fetched, stages)) as pages:
+                async for page in pages:
+                    events, matches = await self._detect(
+                        query, await self._match(snap, query, specs, page)
                     )
-                    page = [o for o in page if o.facts.id not in again] if again else page
-                events, matches = await self._detect(
-                    query, await self._match(snap, query, specs, page)
-                )
-                found.extend(events)
-                matched.update(m.subscription for m in matches)
-                await self.store.stage(record.staging, query.key, [o.facts for o in page], matches)
-                read += len(page)
+                    found.extend(events)
+                    matched.update(m.subscription for m in matches)
+                    facts = [o.facts for o in page]
+                    staged.append(self.store.stage_soon(record.staging, query.key, facts, matches))
+                    read += len(page)
+        finally:
+            # Whatever ended the sweep, its pages are staged (or failed to be) before the
+            # poll goes on: a failed sweep's discard, or the commit, comes after them.
+            done = await asyncio.gather(*staged, return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the store failed: so does the poll
         record.staged += read
         return read, found, matched
 
@@ -714,12 +728,11 @@ class Poller:
         have changed for every subscription; one that did not change is looked at only by
         the subscriptions in their first run (they look at every listing).
         """
-        old_prints = await self.store.load_fingerprints(query.key, [o.facts.id for o in observed])
         any_first_run = any(s.looks_at_everything for s in specs)
         index = snap.plan.indexes[query.key]
         work: Work = []
         for item in observed:
-            changed = old_prints.get(item.facts.id) != item.facts.fingerprint
+            changed = item.previous != item.facts.fingerprint
             if not (changed or any_first_run):
                 continue
             listing = item.listing
@@ -736,18 +749,15 @@ class Poller:
     async def _detect(self, query: Query, work: Work) -> tuple[list[Event], list[MatchState]]:
         """The events of one answer's (or page's) work (unwanted ones too: no message, but
         the channel's change sequence moves), and its subscriptions' new match state."""
-        previous: dict[tuple[str, str], MatchState] = {}
-        if work:
-            previous = await self.store.load_matches(
-                self.source, _names(query), [lst.id for lst, _ in work]
-            )
+        previous: Mapping[tuple[str, str], MatchState] = {}
         removed: Mapping[tuple[str, str], Removal] = {}
-        unknown = sorted(
-            {lst.id for lst, subs in work for s in subs if (s.name, lst.id) not in previous}
-        )
-        if unknown:
-            # A listing no subscription knows may be one the source confirmed gone.
-            removed = await self.store.load_removals(self.source, _names(query), unknown)
+        if work:
+            # A listing no subscription knows may be one the source confirmed gone: the
+            # store answers its removals with the match state, in one call.
+            pairs = [(s.name, lst.id) for lst, subs in work for s in subs]
+            previous, removed = await self.store.load_detection_state(
+                self.source, _names(query), pairs
+            )
         found: list[Event] = []
         matches: list[MatchState] = []
         for listing, accepted in work:

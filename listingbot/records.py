@@ -71,6 +71,9 @@ class Observation:
     facts: Facts
     normalized: Listing | None
     normalize: Callable[[Mapping[str, Any], None], Listing]
+    # The fingerprint the query recorded for this listing the last time it saw it (None:
+    # it never did), read with the record's other state in one store call.
+    previous: str | None = None
 
     @property
     def listing(self) -> Listing:

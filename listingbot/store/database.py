@@ -326,19 +326,26 @@ class Store:
             out.update(self._c.execute(sql, [query_key, *chunk]).fetchall())
         return out
 
-    async def load_known(self, query_key: str, ids: Sequence[str]) -> dict[str, Facts]:
-        """What this query recorded of these listings the last time it saw them, with the
-        digest of the raw record they came from (``Facts.digest``)."""
-        return await self._run(self._load_known, query_key, list(ids))
+    async def load_known(
+        self, query_key: str, ids: Sequence[str], staging: int | None = None
+    ) -> tuple[dict[str, Facts], set[str]]:
+        """What this query recorded of these listings the last time it saw them (their
+        fingerprints, and the digest of the raw record they came from, ``Facts.digest``,
+        where it kept one), and which of them the poll ``staging`` staged already for
+        this query (an earlier page of the same sweep served them): what the read stage
+        needs of a page, in one store call."""
+        return await self._run(self._load_known, query_key, list(ids), staging)
 
-    def _load_known(self, query_key: str, ids: list[str]) -> dict[str, Facts]:
+    def _load_known(
+        self, query_key: str, ids: list[str], staging: int | None
+    ) -> tuple[dict[str, Facts], set[str]]:
         out: dict[str, Facts] = {}
         for chunk in _chunks(ids, 900):
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT listing_id, source, fingerprint, price, status, created_at,"
                 " updated_at, digest FROM listings"
-                f" WHERE query_key = ? AND listing_id IN ({marks}) AND digest IS NOT NULL"
+                f" WHERE query_key = ? AND listing_id IN ({marks})"
             )
             for lid, source, fp, price, status, created, updated, digest in self._c.execute(
                 sql, [query_key, *chunk]
@@ -346,7 +353,8 @@ class Store:
                 out[lid] = Facts(
                     lid, source, fp, price, status, _from_iso(created), _from_iso(updated), digest
                 )
-        return out
+        staged = self._staged_ids(staging, query_key, ids) if staging is not None else set()
+        return out, staged
 
     async def load_matches(
         self, source: str, subscriptions: Sequence[str], ids: Sequence[str]
@@ -371,6 +379,24 @@ class Store:
                 if sub in wanted:
                     out[(sub, lid)] = MatchState(sub, source, lid, price, status, figures)
         return out
+
+    async def load_detection_state(
+        self, source: str, subscriptions: Sequence[str], pairs: Sequence[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], MatchState], dict[tuple[str, str], Removal]]:
+        """What change detection needs of these (subscription, listing id) pairs, in one
+        store call: the match state of every pair among the listings (``load_matches``),
+        and the removals of the listings a pair has no match state for (a listing no
+        subscription knows may be one the source confirmed gone; ``load_removals``)."""
+        return await self._run(self._load_detection_state, source, list(subscriptions), list(pairs))
+
+    def _load_detection_state(
+        self, source: str, subs: list[str], pairs: list[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], MatchState], dict[tuple[str, str], Removal]]:
+        ids = list(dict.fromkeys(lid for _, lid in pairs))
+        previous = self._load_matches(source, subs, ids)
+        unknown = sorted({lid for name, lid in pairs if (name, lid) not in previous})
+        removed = self._load_removals(source, subs, unknown) if unknown else {}
+        return previous, removed
 
     async def load_removals(
         self, source: str, subs: Sequence[str], ids: Sequence[str] | None = None
@@ -549,6 +575,24 @@ class Store:
         """Hold one page's rows for the poll ``staging`` until it commits: the facts of
         each listing seen and the match state detection moved."""
         await self._run(self._stage, staging, query_key, list(seen), list(matches))
+
+    def stage_soon(
+        self, staging: int, query_key: str, seen: Sequence[Facts], matches: Sequence[MatchState]
+    ) -> asyncio.Future[None]:
+        """``stage``, queued on the store's thread without waiting for it: the poll reads
+        its next page meanwhile. Store calls run one at a time in the order made, so a
+        later call (the next page's ``load_known``, the commit, a discard) sees it done;
+        await the future for its outcome."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(
+            self._executor,
+            self._guarded,
+            self._stage,
+            staging,
+            query_key,
+            list(seen),
+            list(matches),
+        )
 
     def _stage(
         self, staging: int, query_key: str, seen: list[Facts], matches: list[MatchState]
