@@ -283,9 +283,15 @@ class Deliverer:
                 return _Next.GO
         root = None
         if msg.kind == KIND_MESSAGE and msg.threaded and msg.event != DIGEST_EVENT:
-            root = await self.store.thread_root(msg.channel_id, msg.source, msg.listing_id)
+            # Where it goes (its listing's thread, or the channel) and the claim: one
+            # transaction.
+            claimed, root = await self.store.claim_in_thread(
+                row.seq, msg.channel_id, msg.source, msg.listing_id
+            )
+        else:
+            claimed = await self.store.claim(row.seq)
         thread_id = root.message_id if root is not None else None
-        if not await self.store.claim(row.seq, thread_id=thread_id):
+        if not claimed:
             outcome.claims_lost += 1
             log.warning("message_claim_lost", key=msg.key, channel=msg.channel_id)
             return _Next.WAIT  # someone else has it now: look again next pass
@@ -355,7 +361,7 @@ class Deliverer:
             await self.store.mark_unknown(row.seq, delay, str(err))
             outcome.unknown += 1
             return _Next.WAIT
-        _, queued = await self._record_sent(row, sent.id, thread_id)
+        _, queued = await self._record_sent(row, sent.id, thread_id, root)
         followups.extend(queued)
         outcome.sent += 1
         if msg.kind == KIND_PATCH:
@@ -418,11 +424,17 @@ class Deliverer:
         return SentMessage(id=msg.thread_id, channel_id=msg.channel_id, created_time=None)
 
     async def _record_sent(
-        self, row: OutboxRow, message_id: int, thread_id: int | None
+        self,
+        row: OutboxRow,
+        message_id: int,
+        thread_id: int | None,
+        root: ThreadRoot | None = None,
     ) -> tuple[bool, list[str]]:
         """Mark ``row`` sent as message ``message_id`` (posted in the thread of
         ``thread_id``, None: in the channel), with the thread roots it became and the
-        rows that follow from it. Returns (marked, the keys of the follow-ups queued)."""
+        rows that follow from it. Returns (marked, the keys of the follow-ups queued).
+        ``root``: the thread root the row was claimed with, if it is known (a reply
+        sent in that thread patches it; otherwise the root is looked up)."""
         msg = row.message
         roots: list[ThreadRoot] = []
         followups: list[OutgoingMessage] = []
@@ -432,7 +444,8 @@ class Deliverer:
             if photo is not None:
                 followups.append(photo)
         elif msg.kind == KIND_MESSAGE:
-            root = await self.store.thread_root(msg.channel_id, msg.source, msg.listing_id)
+            if root is None or root.message_id != thread_id:
+                root = await self.store.thread_root(msg.channel_id, msg.source, msg.listing_id)
             if root is not None and root.message_id == thread_id:
                 followups.append(root_patch(msg, root, message_id))
         marked = await self.store.mark_sent(row.seq, message_id, roots=roots, followups=followups)

@@ -11,7 +11,7 @@ import pytest
 
 from listingbot.clock import FakeClock
 from listingbot.errors import StoreError
-from listingbot.records import Cursor, Facts, MatchState, OutgoingMessage
+from listingbot.records import Cursor, Facts, MatchState, OutgoingMessage, ThreadRoot
 from listingbot.store import MIGRATIONS, PollRecord, Store
 
 
@@ -272,6 +272,24 @@ async def test_a_due_time_beyond_the_longest_wait_counts_as_due_now(
     clock.advance(-7200)
     assert [r.message.key for r in (await store.due_messages(max_wait_s=60))[702]] == ["a1"]
     assert await store.due_messages() == {}  # without a bound: still waiting
+
+
+async def test_a_claim_for_a_thread_takes_the_listings_root_and_loses_like_any_claim(
+    store: Store,
+) -> None:
+    """claim_in_thread claims a text with its listing's thread root (none: the channel),
+    and a row already claimed is not claimed again, whatever its root."""
+    msgs = [message("a1"), message("a2"), message("b1", listing_id="li_2")]
+    await store.record_poll(PollRecord("kotohomes", messages=msgs))
+    first, second, other = (await store.due_messages())[702]
+    assert await store.claim_in_thread(first.seq, 702, "kotohomes", "li_1") == (True, None)
+    assert await store.claim_in_thread(first.seq, 702, "kotohomes", "li_1") == (False, None)
+    root = ThreadRoot(702, "kotohomes", "li_1", "a1", 4242)
+    assert await store.mark_sent(first.seq, 4242, roots=[root])
+    assert await store.claim_in_thread(second.seq, 702, "kotohomes", "li_1") == (True, root)
+    assert await store.claim_in_thread(other.seq, 702, "kotohomes", "li_2") == (True, None)
+    claimed = {r.message.key: r.message.thread_id for r in await store.sending_rows()}
+    assert claimed == {"a2": 4242, "b1": None}
 
 
 async def test_operator_retry_and_drop_act_on_one_row_by_key(store: Store) -> None:

@@ -1012,6 +1012,34 @@ class Store:
             (now, now, thread_id, seq),
         )
 
+    async def claim_in_thread(
+        self, seq: int, channel_id: int, source: str, listing_id: str
+    ) -> tuple[bool, ThreadRoot | None]:
+        """Claim a listing's text for its thread: the thread root its listing has in the
+        channel (None: none, the text goes to the channel) is looked up and the row
+        claimed with it in one transaction, one trip to the store's thread.
+
+        (False, None) when the claim lost, as :meth:`claim`: the caller must not send it.
+        """
+        return await self._run(self._claim_in_thread, seq, channel_id, source, listing_id)
+
+    def _claim_in_thread(
+        self, seq: int, channel_id: int, source: str, listing_id: str
+    ) -> tuple[bool, ThreadRoot | None]:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            root = self._thread_root(channel_id, source, listing_id)
+            won = (
+                conn.execute(
+                    "UPDATE outbox SET state = 'sending', claimed_at = ?, next_attempt_at = ?,"
+                    " attempts = attempts + 1, thread_id = ?"
+                    " WHERE seq = ? AND state = 'pending' AND kind = 'message'",
+                    (now, now, None if root is None else root.message_id, seq),
+                ).rowcount
+                == 1
+            )
+        return (True, root) if won else (False, None)
+
     async def retarget(self, seq: int, thread_id: int | None) -> bool:
         """A claimed row's request goes somewhere else after all (its thread is gone:
         the channel), committed before that request goes out."""
