@@ -15,7 +15,9 @@ sweep can be faster than that; the targets are small multiples of it.
 
 Scenario 7 is the peak resident set of the same first sweep at 10,000, 50,000 and
 100,000 records, measured from outside (``wait4``: the kernel's high-water mark of the
-process): memory bounded by a page, not by the account, is flat along that curve.
+process, spawned from a small process of its own, ``benchmarks.peak_rss``, so that the
+benchmark's own memory is not counted in): memory bounded by a page, not by the account,
+is flat along that curve.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks import workload
+from benchmarks import peak_rss, workload
 from benchmarks.report import Figure, Row
 from benchmarks.servers import ChatKittyServer, KatoServer, Measured, listingbot, run_measured
 from listingbot.clock import SystemClock
@@ -163,11 +166,22 @@ def _kato_polls(measured: Measured) -> list[dict[str, Any]]:
     return [p for p in measured.events("poll_finished") if p.get("source") == "kato"]
 
 
-async def sweep_once(config: Path, kato: KatoServer, workdir: Path, records: int) -> Sweep:
-    """The floor, then ``listingbot once`` against the same pages."""
+async def sweep_once(
+    config: Path, kato: KatoServer, workdir: Path, records: int, *, own_rss: bool = False
+) -> Sweep:
+    """The floor, then ``listingbot once`` against the same pages. ``own_rss``: its peak
+    resident set is taken by ``benchmarks.peak_rss`` (see there), not by this process,
+    whose own size (the floor's account) the kernel would count in."""
     floor_s = await floor(kato.url, workdir)
     argv = [*listingbot(), "once", "--config", str(config)]
+    if own_rss:
+        argv = [sys.executable, peak_rss.__file__, *argv]
     measured = await asyncio.to_thread(run_measured, argv, _env())
+    if own_rss:
+        last = measured.output.rstrip().rsplit("\n", 1)[-1]
+        if not last.startswith(peak_rss.PREFIX):
+            raise RuntimeError(f"benchmarks.peak_rss said no peak: {measured.output[-2000:]}")
+        measured = replace(measured, max_rss_kb=int(last.removeprefix(peak_rss.PREFIX)))
     polls = _kato_polls(measured)
     if measured.returncode != 0 or not polls or polls[-1]["listings"] != records:
         raise RuntimeError(
@@ -245,7 +259,7 @@ async def rss_curve(sizes: tuple[int, ...]) -> dict[int, Sweep]:
             async with KatoServer(size, SEED) as kato:
                 with tempfile.TemporaryDirectory() as tmp:
                     config = write_config(kato, chatkitty, Path(tmp) / "state.sqlite3")
-                    out[size] = await sweep_once(config, kato, Path(tmp), size)
+                    out[size] = await sweep_once(config, kato, Path(tmp), size, own_rss=True)
     return out
 
 
