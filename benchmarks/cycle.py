@@ -22,6 +22,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, cast
 
 from benchmarks import workload
 from benchmarks.report import Figure, Row
-from listingbot.clients.kato import KatoClient, KatoSweep
+from listingbot.clients.kato import KatoClient, KatoPage
 from listingbot.clock import FakeClock
 from listingbot.config import Subscription
 from listingbot.matching import MatchIndex, local_match
@@ -47,18 +48,15 @@ PAGE_SIZE = 100
 class RecordedKato:
     """Stands in for ``KatoClient`` after the network: decodes captured page bytes."""
 
-    def __init__(self, pages: list[bytes]) -> None:
-        self.pages = pages
+    def __init__(self, bodies: list[bytes]) -> None:
+        self.bodies = bodies
 
-    async def sweep(self, params: Any = ()) -> KatoSweep:
+    async def pages(self, params: Any = ()) -> AsyncIterator[KatoPage]:
         del params
-        records: list[dict[str, Any]] = []
-        total = None
-        for body in self.pages:
+        for number, body in enumerate(self.bodies, 1):
             payload = json.loads(body)
-            records.extend(item for item in payload["data"] if isinstance(item, dict))
-            total = payload["meta"]["pagination"]["total"]
-        return KatoSweep(records, len(self.pages), total)
+            records = [item for item in payload["data"] if isinstance(item, dict)]
+            yield KatoPage(records, number, payload["meta"]["pagination"]["total"])
 
 
 def render_pages(market: Market) -> list[bytes]:
@@ -180,7 +178,7 @@ async def timed_cycle(
         recorded = RecordedKato(prepared.before)
         poller = make_poller(store, clock, recorded, subs)
         await poller.poll()
-        recorded.pages = prepared.after
+        recorded.bodies = prepared.after
         started = time.perf_counter()
         outcome = await poller.poll()
         seconds = time.perf_counter() - started
