@@ -244,13 +244,18 @@ class Deliverer:
         """Send a channel's rows in order; True when all of them went through. A row that
         queued a follow-up (its photo, its root's patch) has it sent right after it."""
         todo = collections.deque(rows)
+        ahead = _Ahead()
         while todo:
             row = todo.popleft()
+            claim, ahead.claim = ahead.claim, None
             if self._stopping:
+                if claim is not None and claim[0]:
+                    await self._unclaim(row, outcome)
                 return False
             try:
                 followups: list[str] = []
-                if await self._send_one(row, outcome, followups) is not _Next.GO:
+                ahead.row = todo[0] if todo and todo[0].message.kind != KIND_PHOTO else None
+                if await self._send_one(row, outcome, followups, claim, ahead) is not _Next.GO:
                     return False  # keep this channel's order: nothing after a row that waits
                 if followups:
                     fresh = await self.store.rows_by_keys(followups)
@@ -268,11 +273,39 @@ class Deliverer:
                 return False
         return True
 
+    async def _unclaim(self, row: OutboxRow, outcome: DeliveryOutcome) -> None:
+        """A row claimed ahead whose request never went out: pending again (if the
+        store refuses, it stays ``sending`` and is reconciled, never sent blindly)."""
+        try:
+            await self.store.unclaim(row.seq)
+        except StoreError as err:
+            outcome.store_errors += 1
+            log.error(
+                "delivery_store_failed",
+                key=row.message.key,
+                channel=row.message.channel_id,
+                error=str(err),
+            )
+
+    async def _claim(self, row: OutboxRow) -> tuple[bool, ThreadRoot | None]:
+        """Claim a row (a listing's text with its thread root: where it goes)."""
+        thread_of = _thread_of(row.message)
+        if thread_of is None:
+            return await self.store.claim(row.seq), None
+        return await self.store.claim_in_thread(row.seq, *thread_of)
+
     async def _send_one(
-        self, row: OutboxRow, outcome: DeliveryOutcome, followups: list[str]
+        self,
+        row: OutboxRow,
+        outcome: DeliveryOutcome,
+        followups: list[str],
+        claim: tuple[bool, ThreadRoot | None] | None = None,
+        ahead: _Ahead | None = None,
     ) -> _Next:
         """Send one row; GO when the channel may go on to its next row. The keys of the
-        rows queued to follow it are added to ``followups``."""
+        rows queued to follow it are added to ``followups``. ``claim``: the row's claim,
+        made already (with the sent mark of the row before it). ``ahead``: the row after
+        it, claimed with this one's sent mark when nothing is queued to follow it."""
         msg = row.message
         file = None
         if msg.kind == KIND_PHOTO:
@@ -281,15 +314,7 @@ class Deliverer:
             if file is None:
                 await self._drop(row, "photo left out: its size could not be found", outcome)
                 return _Next.GO
-        root = None
-        if msg.kind == KIND_MESSAGE and msg.threaded and msg.event != DIGEST_EVENT:
-            # Where it goes (its listing's thread, or the channel) and the claim: one
-            # transaction.
-            claimed, root = await self.store.claim_in_thread(
-                row.seq, msg.channel_id, msg.source, msg.listing_id
-            )
-        else:
-            claimed = await self.store.claim(row.seq)
+        claimed, root = claim if claim is not None else await self._claim(row)
         thread_id = root.message_id if root is not None else None
         if not claimed:
             outcome.claims_lost += 1
@@ -361,7 +386,7 @@ class Deliverer:
             await self.store.mark_unknown(row.seq, delay, str(err))
             outcome.unknown += 1
             return _Next.WAIT
-        _, queued = await self._record_sent(row, sent.id, thread_id, root)
+        _, queued = await self._record_sent(row, sent.id, thread_id, root, ahead)
         followups.extend(queued)
         outcome.sent += 1
         if msg.kind == KIND_PATCH:
@@ -429,12 +454,14 @@ class Deliverer:
         message_id: int,
         thread_id: int | None,
         root: ThreadRoot | None = None,
+        ahead: _Ahead | None = None,
     ) -> tuple[bool, list[str]]:
         """Mark ``row`` sent as message ``message_id`` (posted in the thread of
         ``thread_id``, None: in the channel), with the thread roots it became and the
         rows that follow from it. Returns (marked, the keys of the follow-ups queued).
         ``root``: the thread root the row was claimed with, if it is known (a reply
-        sent in that thread patches it; otherwise the root is looked up)."""
+        sent in that thread patches it; otherwise the root is looked up). ``ahead``:
+        when nothing is queued to follow, its row is claimed in the same transaction."""
         msg = row.message
         roots: list[ThreadRoot] = []
         followups: list[OutgoingMessage] = []
@@ -448,6 +475,13 @@ class Deliverer:
                 root = await self.store.thread_root(msg.channel_id, msg.source, msg.listing_id)
             if root is not None and root.message_id == thread_id:
                 followups.append(root_patch(msg, root, message_id))
+        if ahead is not None and ahead.row is not None and not followups:
+            marked, claimed, next_root = await self.store.mark_sent_then_claim(
+                row.seq, message_id, roots, ahead.row.seq, _thread_of(ahead.row.message)
+            )
+            if marked:
+                ahead.claim = (claimed, next_root)
+            return marked, []
         marked = await self.store.mark_sent(row.seq, message_id, roots=roots, followups=followups)
         return marked, [f.key for f in followups] if marked else []
 
@@ -738,6 +772,15 @@ class _Next(enum.Enum):
     WAIT = "wait"  # stop here: the row waits (backoff, reconciliation, a lost claim)
 
 
+@dataclass
+class _Ahead:
+    """A channel worker's next row (``row``: None, it is not claimed ahead, e.g. a photo,
+    which is sized first) and its claim once made (``claim``: won, its thread root)."""
+
+    row: OutboxRow | None = None
+    claim: tuple[bool, ThreadRoot | None] | None = None
+
+
 class _ClaimLost(Exception):
     """The row stopped being ours between two steps of its send."""
 
@@ -748,6 +791,15 @@ class _NothingToDo(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _thread_of(msg: OutgoingMessage) -> tuple[int, str, str] | None:
+    """Whose thread a row may go into (channel, source, listing): a listing's text, when
+    threads are on for it. None: the row is claimed for the channel (or, a photo or a
+    patch, for the thread it already names)."""
+    if msg.kind == KIND_MESSAGE and msg.threaded and msg.event != DIGEST_EVENT:
+        return msg.channel_id, msg.source, msg.listing_id
+    return None
 
 
 def _of_text(msg: OutgoingMessage) -> str | None:

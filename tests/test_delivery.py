@@ -231,6 +231,37 @@ async def test_a_stopped_deliverer_starts_no_new_pass(bed: Bed) -> None:
     assert {r.state for r in bed.rows().values()} == {"pending"}
 
 
+class _StopOnStore(list[dict[str, Any]]):
+    """A channel's message list that asks the deliverer to stop the moment ChatKitty
+    stores the first message in it (a shutdown arriving mid-channel)."""
+
+    def __init__(self, items: list[dict[str, Any]], deliverer: Deliverer) -> None:
+        super().__init__(items)
+        self.deliverer = deliverer
+
+    def append(self, item: dict[str, Any]) -> None:
+        super().append(item)
+        self.deliverer.stop()
+
+
+async def test_a_stop_mid_channel_leaves_the_rows_not_posted_pending_not_claimed(
+    bed: Bed,
+) -> None:
+    """A shutdown between two rows of a channel leaves every row not posted pending, as
+    before its claim (nothing of unknown outcome to reconcile), and the next service
+    posts them at once, in order."""
+    keys = await bed.queue(702, 3)
+    bed.sims.chatkitty.messages[702] = _StopOnStore(bed.sims.chatkitty.messages[702], bed.deliverer)
+    out = await bed.deliverer.run_pass()
+    assert (out.sent, bed.posted(702)) == (1, keys[:1])
+    rows = bed.rows()
+    assert [(rows[k].state, rows[k].attempts) for k in keys[1:]] == [("pending", 0)] * 2
+    after = Deliverer(bed.store, bed.chatkitty, bed.clock, bed.metrics, delivery_config())
+    again = await after.run_pass()
+    assert (again.sent, again.reconciled_requeued, again.unknown) == (2, 0, 0)
+    assert bed.posted(702) == keys
+
+
 async def test_configure_applies_new_settings_to_the_next_pass(bed: Bed) -> None:
     """configure() (a reload) is how settings change: a lower give_up_after fails an old
     message refused on the next pass instead of retrying it."""

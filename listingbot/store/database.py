@@ -1026,19 +1026,40 @@ class Store:
     def _claim_in_thread(
         self, seq: int, channel_id: int, source: str, listing_id: str
     ) -> tuple[bool, ThreadRoot | None]:
-        now = _ts(self._now())
         with self._tx() as conn:
-            root = self._thread_root(channel_id, source, listing_id)
-            won = (
-                conn.execute(
-                    "UPDATE outbox SET state = 'sending', claimed_at = ?, next_attempt_at = ?,"
-                    " attempts = attempts + 1, thread_id = ?"
-                    " WHERE seq = ? AND state = 'pending' AND kind = 'message'",
-                    (now, now, None if root is None else root.message_id, seq),
-                ).rowcount
-                == 1
-            )
+            return self._claim_in(conn, _ts(self._now()), seq, (channel_id, source, listing_id))
+
+    def _claim_in(
+        self,
+        conn: sqlite3.Connection,
+        now: str,
+        seq: int,
+        thread_of: tuple[int, str, str] | None,
+    ) -> tuple[bool, ThreadRoot | None]:
+        """Claim ``seq`` inside the caller's transaction: as :meth:`claim` (``thread_of``
+        None), or as :meth:`claim_in_thread` for that (channel, source, listing)."""
+        root = None if thread_of is None else self._thread_root(*thread_of)
+        won = (
+            conn.execute(
+                "UPDATE outbox SET state = 'sending', claimed_at = ?, next_attempt_at = ?,"
+                " attempts = attempts + 1,"
+                " thread_id = CASE WHEN kind = 'message' THEN ? ELSE thread_id END"
+                " WHERE seq = ? AND state = 'pending'",
+                (now, now, None if root is None else root.message_id, seq),
+            ).rowcount
+            == 1
+        )
         return (True, root) if won else (False, None)
+
+    async def unclaim(self, seq: int) -> bool:
+        """A claimed row whose request never went out (the service stopped first) is
+        pending again, as before its claim."""
+        return await self._run(
+            self._cas,
+            "UPDATE outbox SET state = 'pending', attempts = MAX(0, attempts - 1)"
+            " WHERE seq = ? AND state = 'sending'",
+            (seq,),
+        )
 
     async def retarget(self, seq: int, thread_id: int | None) -> bool:
         """A claimed row's request goes somewhere else after all (its thread is gone:
@@ -1140,6 +1161,37 @@ class Store:
             return await self._run(self._mark_sent, seq, message_id)
         return await self._run(self._mark_sent_with, seq, message_id, list(roots), list(followups))
 
+    async def mark_sent_then_claim(
+        self,
+        seq: int,
+        message_id: int | None,
+        roots: Sequence[ThreadRoot],
+        next_seq: int,
+        thread_of: tuple[int, str, str] | None,
+    ) -> tuple[bool, bool, ThreadRoot | None]:
+        """:meth:`mark_sent` (with the roots it became, no follow-ups) and, when it
+        marked the row, the claim of the channel's next row (:meth:`claim`, or
+        :meth:`claim_in_thread` for ``thread_of``), in one transaction: a message costs
+        one trip to the store's thread. Returns (marked, next claimed, next's root)."""
+        return await self._run(
+            self._mark_sent_then_claim, seq, message_id, list(roots), next_seq, thread_of
+        )
+
+    def _mark_sent_then_claim(
+        self,
+        seq: int,
+        message_id: int | None,
+        roots: list[ThreadRoot],
+        next_seq: int,
+        thread_of: tuple[int, str, str] | None,
+    ) -> tuple[bool, bool, ThreadRoot | None]:
+        now = _ts(self._now())
+        with self._tx() as conn:
+            if not self._sent_in(conn, now, seq, message_id, roots):
+                return False, False, None
+            claimed, root = self._claim_in(conn, now, next_seq, thread_of)
+        return True, claimed, root
+
     def _mark_sent_with(
         self,
         seq: int,
@@ -1149,23 +1201,37 @@ class Store:
     ) -> bool:
         now = _ts(self._now())
         with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?,"
-                " last_error = NULL, may_be_sent = 0"
-                " WHERE seq = ? AND state IN ('pending', 'sending')",
-                (now, message_id, seq),
-            )
-            if cur.rowcount == 0:
+            if not self._sent_in(conn, now, seq, message_id, roots):
                 return False
-            conn.executemany(
-                "INSERT OR IGNORE INTO thread_roots (channel_id, source, listing_id, root_key,"
-                " message_id, digest, told_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.channel_id, r.source, r.listing_id, r.root_key, r.message_id, r.digest, now)
-                    for r in roots
-                ],
-            )
             _insert_messages(conn, followups, now, after_seq=seq)
+        return True
+
+    def _sent_in(
+        self,
+        conn: sqlite3.Connection,
+        now: str,
+        seq: int,
+        message_id: int | None,
+        roots: list[ThreadRoot],
+    ) -> bool:
+        """Mark ``seq`` sent with the thread roots it became, inside the caller's
+        transaction; False (nothing written) when it is no longer open."""
+        cur = conn.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, message_id = ?,"
+            " last_error = NULL, may_be_sent = 0"
+            " WHERE seq = ? AND state IN ('pending', 'sending')",
+            (now, message_id, seq),
+        )
+        if cur.rowcount == 0:
+            return False
+        conn.executemany(
+            "INSERT OR IGNORE INTO thread_roots (channel_id, source, listing_id, root_key,"
+            " message_id, digest, told_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.channel_id, r.source, r.listing_id, r.root_key, r.message_id, r.digest, now)
+                for r in roots
+            ],
+        )
         return True
 
     def _mark_sent(self, seq: int, message_id: int | None) -> bool:
