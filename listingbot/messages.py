@@ -44,6 +44,7 @@ __all__ = [
     "fill",
     "format_price",
     "item_line",
+    "listing_fields",
     "map_link",
     "message_fields",
     "render",
@@ -184,11 +185,16 @@ def render_for(
     old_status: str | None = None,
     changes: Sequence[Change] = (),
     now: datetime | None = None,
+    shared: SharedFields | None = None,
 ) -> Text:
     """:func:`render` for the subscriptions ``names`` (sharing one message in one channel),
     as their configuration (``subscriptions``) asks: labels in the headline; the template
     of the first of them (by name) that sets one for ``event``; open houses in the zone of
-    the first that sets ``timezone``. With the message's one-line form, for a digest."""
+    the first that sets ``timezone``. With the message's one-line form, for a digest.
+
+    ``shared`` memoizes the fields that depend on the listing alone
+    (:func:`listing_fields`) across the messages of one poll: a listing that changed goes
+    to every channel that watches it, and its text is sanitized once, not once a channel."""
     ordered = sorted(subscriptions, key=lambda s: s.name)
     template = next((t for s in ordered if (t := s.template_for(event)) is not None), None)
     tz = next((s.zone for s in ordered if s.timezone), None)
@@ -204,9 +210,26 @@ def render_for(
         labels=labels,
         now=now,
         tz=tz,
+        listing_values=_shared_fields(listing, shared),
     )
     body = fill(template or cached_template(DEFAULT_TEMPLATE), values)
     return Text(body, item_line(event.value, values))
+
+
+# Listing-only fields by the listing's identity (the listing itself is kept, so an id is
+# never taken for another object's): see render_for.
+SharedFields = dict[int, tuple[Listing, Mapping[str, str]]]
+
+
+def _shared_fields(listing: Listing, shared: SharedFields | None) -> Mapping[str, str]:
+    if shared is None:
+        return listing_fields(listing)
+    held = shared.get(id(listing))
+    if held is not None and held[0] is listing:
+        return held[1]
+    values = listing_fields(listing)
+    shared[id(listing)] = (listing, values)
+    return values
 
 
 class Text(NamedTuple):
@@ -241,9 +264,12 @@ def message_fields(
     labels: Sequence[str] = (),
     now: datetime | None = None,
     tz: tzinfo | None = None,
+    listing_values: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Every template field (:data:`listingbot.templates.FIELDS`) for this event, as
-    sanitized display text (``""`` when the listing lacks it)."""
+    sanitized display text (``""`` when the listing lacks it). ``listing_values`` are the
+    listing's :func:`listing_fields`, when the caller has them already."""
+    one = listing_fields(listing) if listing_values is None else listing_values
     names = _names(subscriptions)
     shown = _names(labels) or names
     if not changes:
@@ -265,12 +291,7 @@ def message_fields(
         ),
         "",
     )
-    prices = _price_part(listing)
-    facts = _facts(listing)
-    address = sanitize(listing.address or "", max_len=_ADDRESS_MAX_CHARS)
-    title = sanitize(listing.title, max_len=_ADDRESS_MAX_CHARS)
-    beds, baths = _positive(listing.bedrooms), _positive(listing.bathrooms)
-    lot = _positive(listing.lot_size_acres)
+    details = _details(listing, moved) if moved else ""
     return {
         "headline": f"{headline}{SEP}{_capped_list(shown, MAX_NAMED_SUBSCRIPTIONS)}"
         if shown
@@ -281,6 +302,54 @@ def message_fields(
         "change": SEP.join(part for part in (price_change, status_change) if part),
         "price_change": price_change,
         "status_change": status_change,
+        "title": one["title"],
+        "place": one["place"],
+        "address": one["address"],
+        "city": one["city"],
+        "region": one["region"],
+        "postcode": one["postcode"],
+        "country": one["country"],
+        "details": details if moved else one["details"],
+        "prices": one["prices"],
+        "price": one["price"],
+        "rent": one["rent"],
+        "facts": one["facts"],
+        "bedrooms": one["bedrooms"],
+        "bathrooms": one["bathrooms"],
+        "size": one["size"],
+        "lot_size": one["lot_size"],
+        "property_type": one["property_type"],
+        "status": one["status"],
+        "year_built": one["year_built"],
+        "mls_number": one["mls_number"],
+        "agent": one["agent"],
+        "open_house": _next_open_house(listing, now, tz),
+        "summary": one["summary"],
+        "url": one["url"],
+        "map": one["map"],
+        "photo_url": one["photo_url"],
+        "latitude": one["latitude"],
+        "longitude": one["longitude"],
+        "source": one["source"],
+        "id": one["id"],
+    }
+
+
+def _details(listing: Listing, moved: Mapping[FigureName, Change]) -> str:
+    """The ``details`` field: the prices (a moved one as its change), then the facts."""
+    return SEP.join(part for part in (_price_part(listing, moved), *_facts(listing)) if part)
+
+
+def listing_fields(listing: Listing) -> dict[str, str]:
+    """The template fields that depend on the listing alone (not on the event, the
+    subscriptions, the time or the zone), as :func:`message_fields` shows them; ``details``
+    as shown when no price moved."""
+    facts = _facts(listing)
+    address = sanitize(listing.address or "", max_len=_ADDRESS_MAX_CHARS)
+    title = sanitize(listing.title, max_len=_ADDRESS_MAX_CHARS)
+    beds, baths = _positive(listing.bedrooms), _positive(listing.bathrooms)
+    lot = _positive(listing.lot_size_acres)
+    return {
         "title": title,
         "place": address or title,
         "address": address,
@@ -288,8 +357,8 @@ def message_fields(
         "region": _text(listing.region),
         "postcode": _text(listing.postcode),
         "country": listing.country,
-        "details": SEP.join(part for part in (_price_part(listing, moved), *facts) if part),
-        "prices": prices,
+        "details": _details(listing, {}),
+        "prices": _price_part(listing),
         "price": format_price(listing.price),
         "rent": format_price(listing.rent),
         "facts": SEP.join(facts),
@@ -302,7 +371,6 @@ def message_fields(
         "year_built": str(listing.year_built) if listing.year_built else "",
         "mls_number": _text(listing.mls_number),
         "agent": _text(listing.agent, _AGENT_MAX_CHARS),
-        "open_house": _next_open_house(listing, now, tz),
         "summary": sanitize(listing.summary or "", max_len=SUMMARY_MAX_CHARS, multiline=True),
         "url": _safe_url(listing.url),
         "map": map_link(listing.latitude, listing.longitude),

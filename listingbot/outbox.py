@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from listingbot.messages import render_for
+from listingbot.messages import SharedFields, render_for
 from listingbot.models import Change, EventType, FigureName, Listing
 from listingbot.records import KIND_PATCH, KIND_PHOTO, OutgoingMessage, ThreadRoot
 
@@ -92,6 +92,7 @@ def compose(
     now: datetime | None = None,
     threads: bool = True,
     photos: bool = False,
+    shared: SharedFields | None = None,
 ) -> list[OutgoingMessage]:
     """The messages that tell ``group``'s channel of its changes: today exactly one.
 
@@ -103,7 +104,8 @@ def compose(
     text, see :func:`listingbot.messages.render_for`); ``now`` picks the next open house.
     ``threads``: the message replies in the listing's thread when it has one (delivery
     decides where, see :mod:`listingbot.delivery`); ``photos``: the listing's primary
-    photo goes with it when it starts the listing's thread.
+    photo goes with it when it starts the listing's thread. ``shared`` memoizes the
+    listing's own display fields across the groups of one poll, like ``described``.
     """
     listing = group.listing
     text = render_for(
@@ -113,6 +115,7 @@ def compose(
         subscriptions,
         changes=group.changes,
         now=now,
+        shared=shared,
     )
     memo = {} if described is None else described
     shown = memo.get(id(listing))

@@ -68,6 +68,7 @@ from listingbot.digests import DIGEST_EVENT, DigestItem, Reason, build_digest, q
 from listingbot.errors import ListingBotError, UpstreamAuthError, UpstreamError, UpstreamRejected
 from listingbot.logs import Throttle
 from listingbot.matching import MatchIndex
+from listingbot.messages import SharedFields
 from listingbot.metrics import Metrics
 from listingbot.models import EventType, Listing, Source
 from listingbot.normalize import FieldProblem, MalformedRecord, read_record_id
@@ -860,6 +861,7 @@ class Poller:
         states = await self.store.load_channel_states(self.source, sorted(pairs))
         told: dict[tuple[int, str], ChannelState] = {}
         described: dict[int, dict[str, Any]] = {}
+        shared: SharedFields = {}
         subs = plan.by_name
         now = self.clock.now()
         for grouped in group_events(events, states):
@@ -878,6 +880,7 @@ class Poller:
                     now=now,
                     threads=plan.threads(names),
                     photos=plan.photos(names),
+                    shared=shared,
                 )
             )
         changed = [state for key, state in told.items() if states.get(key) != state]
