@@ -20,6 +20,11 @@ ELLIPSIS: Final = "…"
 # What clean drops: the controls (category Cc: U+0000-U+001F and U+007F-U+009F, a fixed
 # range) but the line feed, and the bidi controls. One regex pass, not a test per character.
 _DROPPED: Final = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Whether a text holds anything a translation or the surrogate repair below would change:
+# one regex search is much cheaper than translating a non-ASCII text through a table.
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
+_TRANSLATED: Final = re.compile("[\r\t\u2028\u2029]")
+_CHAT_TRANSLATED: Final = re.compile("[\v\f\x1c-\x1f\x85\u200b\u2060\ufeff\ud800-\udfff]")
 _LINE_BREAKS: Final = str.maketrans({"\r": "\n", "\u2028": "\n", "\u2029": "\n", "\t": " "})
 _SLUG_JUNK: Final = re.compile(r"[^a-z0-9]+")
 # Listing fields back up to a word when that keeps 3/5 of the cap; chat text (whose cut
@@ -60,8 +65,10 @@ def clean(text: str, *, multiline: bool = False) -> str:
         # only whitespace needs collapsing, in both modes. Same result, about 2x faster.
         return " ".join(text.split())
     # Lone surrogates (from JSON like "\\ud800") cannot even be encoded to UTF-8 for SQLite.
-    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    text = text.replace("\r\n", "\n").translate(_LINE_BREAKS)
+    if _SURROGATES.search(text):
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if _TRANSLATED.search(text):
+        text = text.replace("\r\n", "\n").translate(_LINE_BREAKS)
     text = _DROPPED.sub("", text)
     if not multiline:
         return " ".join(text.split())
@@ -108,8 +115,9 @@ def sanitize(text: str, *, max_len: int | None = None, multiline: bool = False) 
     blank lines go, ``<@…>`` / ``<#…>`` mention syntax is neutralized, and the text is cut
     to ``max_len`` characters, ellipsis included, at a word boundary when one is near.
     """
-    if not (text.isascii() and text.isprintable()):
-        # Printable ASCII holds none of _CHAT_ONLY's characters: translating it is a copy.
+    if not (text.isascii() and text.isprintable()) and _CHAT_TRANSLATED.search(text):
+        # Printable ASCII (or a text _CHAT_TRANSLATED finds nothing in) holds none of
+        # _CHAT_ONLY's characters: translating it would be a copy.
         text = text.translate(_CHAT_ONLY)
     cleaned = clean(text, multiline=multiline)
     if multiline:

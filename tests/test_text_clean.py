@@ -50,3 +50,11 @@ def test_sanitize_also_drops_what_hides_a_mention_and_otherwise_cleans() -> None
                 assert got == "a b", hex(point)
             else:
                 assert got == clean(f"a{ch}b", multiline=multiline), hex(point)
+
+
+def test_clean_joins_a_surrogate_pair_and_replaces_a_lone_surrogate() -> None:
+    """A surrogate pair held as two code units is the character it encodes; a lone
+    surrogate is the replacement character, so the text always encodes as UTF-8."""
+    assert clean("smile \ud83d\ude00 ok") == "smile \U0001f600 ok"
+    assert clean("bad \udc00\ud800 end") == "bad \ufffd\ufffd end"
+    assert clean("tab\tand\r\nbreak \ud83d\ude00", multiline=True) == "tab and\nbreak \U0001f600"
