@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import TYPE_CHECKING, Final, NamedTuple
 from urllib.parse import urlsplit
 
@@ -449,7 +450,14 @@ def _clean(text: str) -> str:
 
 
 def _names(names: Iterable[str]) -> list[str]:
-    return sorted({n for n in (sanitize(s, max_len=_NAME_MAX_CHARS) for s in names) if n})
+    return sorted({n for n in map(_name, names) if n})
+
+
+@lru_cache(maxsize=1 << 16)
+def _name(name: str) -> str:
+    # A subscription's name or label, in every message of it: sanitized once (a pure
+    # function of the configured text), not once a message.
+    return sanitize(name, max_len=_NAME_MAX_CHARS)
 
 
 def _text(value: str | None, max_len: int = _NAME_MAX_CHARS) -> str:
