@@ -300,11 +300,12 @@ def detect(
     baselining = [s for s in subs if s.looks_at_everything]
     for listing in listings:
         candidates = subs if changed(listing) else baselining
+        seen = _Seen(listing)
         for sub in candidates:
             if not sub.accepts(listing):
                 continue
             before = previous.get((sub.name, listing.id))
-            state = _state_after(sub.name, listing, before)
+            state = _state_after(sub.name, listing, before, seen)
             if before is None:
                 matches.append(state)
                 gone = removed.get((sub.name, listing.id))
@@ -325,18 +326,55 @@ def detect(
             if state == before:
                 continue
             matches.append(state)
-            for event in _changes(sub, listing, before):
+            for event in _changes(sub, listing, before, seen):
                 (events if event.wanted else unwanted).append(event)
     return Detection(events, matches, unwanted)
 
 
-def _known(before: MatchState, listing: Listing) -> Figures:
-    """The figures the subscription knew before this observation."""
-    known = Figures.load(before.figures)
-    return known if known is not None else Figures.legacy(before.last_price, listing)
+class _Seen:
+    """One listing as detection sees it for every subscription that looks at it.
+
+    Its figures are read once, and the figures a subscription knew (stored as JSON) are
+    read and written back once per distinct stored text: the subscriptions matching one
+    listing mostly hold the same, and with 10,000 subscriptions reading and writing them
+    for each was most of detection's cost.
+    """
+
+    __slots__ = ("_after", "_known", "figures", "listing")
+
+    def __init__(self, listing: Listing) -> None:
+        self.listing = listing
+        self.figures = Figures.of(listing)
+        self._known: dict[str, Figures] = {}
+        self._after: dict[Figures, str] = {}
+
+    def known(self, before: MatchState) -> Figures:
+        """The figures the subscription knew before this observation (a state stored
+        before they were, by its one figure: :meth:`Figures.legacy`)."""
+        text = before.figures
+        if text:
+            hit = self._known.get(text)
+            if hit is not None:
+                return hit
+            loaded = Figures.load(text)
+            if loaded is not None:
+                self._known[text] = loaded
+                return loaded
+        return Figures.legacy(before.last_price, self.listing)
+
+    def after(self, known: Figures | None) -> str:
+        """The stored text of what is known once this listing is seen."""
+        if known is None:
+            return self.figures.dump()
+        text = self._after.get(known)
+        if text is None:
+            text = self._after[known] = known.after(self.figures).dump()
+        return text
 
 
-def _state_after(sub: str, listing: Listing, before: MatchState | None) -> MatchState:
+def _state_after(
+    sub: str, listing: Listing, before: MatchState | None, seen: _Seen | None = None
+) -> MatchState:
     """What the subscription knows of the listing after this observation.
 
     A price or status that this answer lacks (a field dropped by lenient normalization, or
@@ -344,17 +382,21 @@ def _state_after(sub: str, listing: Listing, before: MatchState | None) -> Match
     figure is kept, so a real change made while the field was unreadable is still seen
     against it.
     """
+    seen = seen or _Seen(listing)
     price, status = listing.asking_amount, listing.status
-    figures = Figures.of(listing)
+    known = None
     if before is not None:
         price = before.last_price if price is None else price
         status = before.last_status if status is None else status
-        figures = _known(before, listing).after(figures)
-    return MatchState(sub, listing.source, listing.id, price, status, figures.dump())
+        known = seen.known(before)
+    return MatchState(sub, listing.source, listing.id, price, status, seen.after(known))
 
 
-def _changes(sub: SubSpec, listing: Listing, before: MatchState) -> list[Event]:
-    old, new = _known(before, listing), Figures.of(listing)
+def _changes(
+    sub: SubSpec, listing: Listing, before: MatchState, seen: _Seen | None = None
+) -> list[Event]:
+    seen = seen or _Seen(listing)
+    old, new = seen.known(before), seen.figures
 
     def event(kind: EventType, **details: object) -> Event:
         return Event(

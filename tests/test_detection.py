@@ -373,3 +373,32 @@ def test_back_on_market_falls_back_to_new_for_a_subscription_without_it() -> Non
     sub = spec(notify=frozenset({EventType.NEW}))
     (event,) = detect([sub], [listing()], {}, removed=removal(told=True)).events
     assert event.type is EventType.NEW
+
+
+def test_subscriptions_knowing_different_figures_of_one_listing_each_get_their_own() -> None:
+    """Subscriptions that knew one listing at different figures (the same figures, others,
+    an older version's lone figure, and nothing readable) each get the events and the
+    rewritten state that their own knowledge gives, whatever the others held."""
+    subs = [spec("sub-a"), spec("sub-b"), spec("sub-c"), spec("sub-d"), spec("sub-e")]
+    prev = {
+        ("sub-a", "li_1"): state("sub-a", "li_1", 525_000, "active"),
+        ("sub-b", "li_1"): state("sub-b", "li_1", 525_000, "active"),
+        ("sub-c", "li_1"): state("sub-c", "li_1", 450_000, "active"),
+        ("sub-d", "li_1"): MatchState("sub-d", "kotohomes", "li_1", 500_000, "active"),
+        ("sub-e", "li_1"): MatchState("sub-e", "kotohomes", "li_1", 600_000, "active", "{"),
+    }
+    result = detect(subs, [listing()], prev)
+    assert [(e.subscription, e.type) for e in result.events] == [
+        ("sub-a", EventType.PRICE_DROP),
+        ("sub-b", EventType.PRICE_DROP),
+        ("sub-c", EventType.PRICE_INCREASE),
+        ("sub-e", EventType.PRICE_DROP),
+    ]
+    assert [e.old_price.amount for e in result.events if e.old_price] == [
+        525_000,
+        525_000,
+        450_000,
+        600_000,
+    ]
+    assert {m.subscription for m in result.matches} == {"sub-a", "sub-b", "sub-c", "sub-d", "sub-e"}
+    assert {m.figures for m in result.matches} == {Figures.of(listing()).dump()}
