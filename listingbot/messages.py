@@ -201,6 +201,7 @@ def render_for(
     tz = next((s.zone for s in ordered if s.timezone), None)
     by_name = {s.name: s for s in subscriptions}
     labels = [(by_name[n].label if n in by_name else None) or n for n in names]
+    own, said = _shared_fields(listing, changes, shared)
     values = message_fields(
         listing,
         event,
@@ -211,26 +212,39 @@ def render_for(
         labels=labels,
         now=now,
         tz=tz,
-        listing_values=_shared_fields(listing, shared),
+        listing_values=own,
+        change_values=said,
     )
     body = fill(template or cached_template(DEFAULT_TEMPLATE), values)
     return Text(body, item_line(event.value, values))
 
 
 # Listing-only fields by the listing's identity (the listing itself is kept, so an id is
-# never taken for another object's): see render_for.
-SharedFields = dict[int, tuple[Listing, Mapping[str, str]]]
+# never taken for another object's), and its change fields by what they depend on: see
+# render_for.
+SharedFields = dict[
+    int, tuple[Listing, Mapping[str, str], dict[tuple[object, ...], Mapping[str, str]]]
+]
 
 
-def _shared_fields(listing: Listing, shared: SharedFields | None) -> Mapping[str, str]:
+def _shared_fields(
+    listing: Listing, changes: Sequence[Change], shared: SharedFields | None
+) -> tuple[Mapping[str, str] | None, Mapping[str, str] | None]:
+    """The listing's fields and its fields for ``changes``, from ``shared`` or into it."""
     if shared is None:
-        return listing_fields(listing)
+        return None, None
     held = shared.get(id(listing))
-    if held is not None and held[0] is listing:
-        return held[1]
-    values = listing_fields(listing)
-    shared[id(listing)] = (listing, values)
-    return values
+    if held is None or held[0] is not listing:
+        held = shared[id(listing)] = (listing, listing_fields(listing), {})
+    _, values, by_changes = held
+    if not changes:
+        return values, None
+    # Not the changes' seq or since: those are the channel's, and no text shows them.
+    key = tuple((c.type, c.figure, c.old_price, c.old_status) for c in changes)
+    said = by_changes.get(key)
+    if said is None:
+        said = by_changes[key] = _change_fields(listing, changes)
+    return values, said
 
 
 class Text(NamedTuple):
@@ -266,41 +280,30 @@ def message_fields(
     now: datetime | None = None,
     tz: tzinfo | None = None,
     listing_values: Mapping[str, str] | None = None,
+    change_values: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Every template field (:data:`listingbot.templates.FIELDS`) for this event, as
     sanitized display text (``""`` when the listing lacks it). ``listing_values`` are the
-    listing's :func:`listing_fields`, when the caller has them already."""
+    listing's :func:`listing_fields`, ``change_values`` its ``_change_fields`` for
+    ``changes``, when the caller has them already."""
     one = listing_fields(listing) if listing_values is None else listing_values
     names = _names(subscriptions)
     shown = _names(labels) or names
     if not changes:
         changes = (_lone_change(listing, event, old_price, old_status),)
-    headline = _events_headline(changes, listing.status)
-    moved: dict[FigureName, Change] = {
-        c.figure or "sale": c for c in changes if c.type in _PRICE_EVENTS
-    }
-    price_change = SEP.join(
-        _price_change(moved[name].old_price, price)
-        for name, price in (("sale", listing.price), ("rent", listing.rent))
-        if name in moved
-    )
-    status_change = next(
-        (
-            _status_change(c.old_status, listing.status)
-            for c in changes
-            if c.type is EventType.STATUS_CHANGE
-        ),
-        "",
-    )
-    details = _details(listing, moved) if moved else ""
+    moved = _moved(changes)
+    what = _change_fields(listing, changes) if change_values is None else change_values
+    headline = what["headline"]
+    price_change, status_change = what["price_change"], what["status_change"]
+    details = what["details"]
     return {
         "headline": f"{headline}{SEP}{_capped_list(shown, MAX_NAMED_SUBSCRIPTIONS)}"
         if shown
         else headline,
-        "event": event_headline(changes[0]),
+        "event": what["event"],
         "label": ", ".join(shown),
         "subscriptions": ", ".join(names),
-        "change": SEP.join(part for part in (price_change, status_change) if part),
+        "change": what["change"],
         "price_change": price_change,
         "status_change": status_change,
         "title": one["title"],
@@ -333,6 +336,38 @@ def message_fields(
         "longitude": one["longitude"],
         "source": one["source"],
         "id": one["id"],
+    }
+
+
+def _moved(changes: Sequence[Change]) -> dict[FigureName, Change]:
+    return {c.figure or "sale": c for c in changes if c.type in _PRICE_EVENTS}
+
+
+def _change_fields(listing: Listing, changes: Sequence[Change]) -> dict[str, str]:
+    """What the message says of its changes (the headline before the names, the change
+    texts, the details with a moved price): the same for every channel told of the same
+    changes of the listing."""
+    moved = _moved(changes)
+    price_change = SEP.join(
+        _price_change(moved[name].old_price, price)
+        for name, price in (("sale", listing.price), ("rent", listing.rent))
+        if name in moved
+    )
+    status_change = next(
+        (
+            _status_change(c.old_status, listing.status)
+            for c in changes
+            if c.type is EventType.STATUS_CHANGE
+        ),
+        "",
+    )
+    return {
+        "headline": _events_headline(changes, listing.status),
+        "event": event_headline(changes[0]),
+        "change": SEP.join(part for part in (price_change, status_change) if part),
+        "price_change": price_change,
+        "status_change": status_change,
+        "details": _details(listing, moved) if moved else "",
     }
 
 

@@ -52,6 +52,11 @@ CHANGES: list[tuple[EventType, tuple[Change, ...]]] = [
         EventType.PRICE_DROP,
         (Change(EventType.PRICE_DROP, "sale", old_price=Price(amount=525_000)),),
     ),
+    (  # the same change from another figure, with another channel's number
+        EventType.PRICE_DROP,
+        (Change(EventType.PRICE_DROP, "sale", old_price=Price(amount=550_000), seq=4),),
+    ),
+    (EventType.STATUS_CHANGE, (Change(EventType.STATUS_CHANGE, None, old_status="sold"),)),
     (
         EventType.STATUS_CHANGE,
         (
@@ -63,9 +68,10 @@ CHANGES: list[tuple[EventType, tuple[Change, ...]]] = [
 
 
 def test_shared_fields_render_every_message_as_rendering_it_alone_does() -> None:
-    """A listing's own fields, rendered once and shared by every channel's message of the
-    poll, give each message the body and digest line it has when rendered alone (and
-    what depends on the time, the next open house, is not shared)."""
+    """A listing's own fields, and what it says of a set of changes, rendered once and
+    shared by every channel's message of the poll, give each message the body and digest
+    line it has when rendered alone: changes from other figures or statuses are said
+    anew, and what depends on the time, the next open house, is not shared."""
     shared: SharedFields = {}
     items = listings()
     later = NOW + timedelta(days=2)  # after the open house
