@@ -263,13 +263,7 @@ class Deliverer:
             except StoreError as err:
                 # The state file refused a write: this channel stops here. The row is as
                 # the store last had it (a claimed row stays `sending` and is reconciled).
-                outcome.store_errors += 1
-                log.error(
-                    "delivery_store_failed",
-                    key=row.message.key,
-                    channel=row.message.channel_id,
-                    error=str(err),
-                )
+                _store_failed(row, err, outcome)
                 return False
         return True
 
@@ -279,13 +273,7 @@ class Deliverer:
         try:
             await self.store.unclaim(row.seq)
         except StoreError as err:
-            outcome.store_errors += 1
-            log.error(
-                "delivery_store_failed",
-                key=row.message.key,
-                channel=row.message.channel_id,
-                error=str(err),
-            )
+            _store_failed(row, err, outcome)
 
     async def _claim(self, row: OutboxRow) -> tuple[bool, ThreadRoot | None]:
         """Claim a row (a listing's text with its thread root: where it goes)."""
@@ -791,6 +779,17 @@ class _NothingToDo(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _store_failed(row: OutboxRow, err: StoreError, outcome: DeliveryOutcome) -> None:
+    """Count and log a write the state file refused for ``row``."""
+    outcome.store_errors += 1
+    log.error(
+        "delivery_store_failed",
+        key=row.message.key,
+        channel=row.message.channel_id,
+        error=str(err),
+    )
 
 
 def _thread_of(msg: OutgoingMessage) -> tuple[int, str, str] | None:
