@@ -9,7 +9,7 @@ compose -> commit.
   passes every page it receives to the read stage (:class:`Reader`): the one place
   records are normalized. A long answer (a Kato sweep) comes page by page
   (``Fetched.pages``) and goes through match and detect a page at a time; what each page
-  teaches is staged in the state file (``Store.stage``), not held, so memory is bounded
+  teaches is staged in the state file (``Store.stage_soon``), not held, so memory is bounded
   by a page, not by the account.
 - **match**: each query's subscriptions are indexed by their local filters
   (``MatchIndex``); a listing is matched when its fingerprint differs from what the
@@ -685,7 +685,7 @@ class Poller:
         """One query's answer through match and detect: the listings it read, its events
         and the match rows recorded per subscription. A whole answer's listings and match
         state go into ``record``; a paged answer's are staged page by page
-        (``Store.stage``), so memory holds one page: ``record_poll`` merges them, a
+        (``Store.stage_soon``), so memory holds one page: ``record_poll`` merges them, a
         failure midway (raised from here) discards them."""
         specs = _specs(snap, query)
         matched: Counter[str] = Counter()
@@ -713,8 +713,15 @@ class Poller:
                     )
                     found.extend(events)
                     matched.update(m.subscription for m in matches)
-                    facts = [o.facts for o in page]
-                    staged.append(self.store.stage_soon(record.staging, query.key, facts, matches))
+                    # A listing whose fingerprint is the one recorded is staged by id
+                    # (and digest): the state file holds the rest of its facts already.
+                    facts: list[Facts] = []
+                    kept: list[Facts] = []
+                    for o in page:
+                        (kept if o.previous == o.facts.fingerprint else facts).append(o.facts)
+                    staged.append(
+                        self.store.stage_soon(record.staging, query.key, facts, matches, kept)
+                    )
                     read += len(page)
         finally:
             # Whatever ended the sweep, its pages are staged (or failed to be) before the

@@ -69,7 +69,8 @@ async def test_record_poll_writes_everything_and_ignores_duplicate_keys(store: S
     assert await store.record_poll(rec) == 0
     assert store.counts_sync()["outbox"] == 1
     assert (await store.load_cursors(["q1"]))["q1"].created_hw == "2026-01-01T00:00:00+00:00"
-    assert await store.load_fingerprints("q1", ["li_1", "li_2"]) == {"li_1": "fp"}
+    known, _ = await store.load_known("q1", ["li_1", "li_2"])
+    assert {lid: f.fingerprint for lid, f in known.items()} == {"li_1": "fp"}
 
 
 async def test_due_messages_keep_channel_order_behind_a_waiting_row(
@@ -162,9 +163,9 @@ async def test_prune_keeps_listings_however_long_unseen(store: Store, clock: Fak
     clock.advance(86400 * 10)
     await store.record_poll(PollRecord("kato", cursors=[Cursor("q", "kato")]))
     await store.prune(clock.now() - timedelta(days=5))
-    assert await store.load_fingerprints("q", ["old"]) == {"old": "f"}
+    assert list((await store.load_known("q", ["old"]))[0]) == ["old"]
     assert await store.forget_listings("kato", ["old"]) == 1
-    assert await store.load_fingerprints("q", ["old"]) == {}
+    assert (await store.load_known("q", ["old"]))[0] == {}
 
 
 async def test_prune_compacts_old_sent_new_rows_and_deletes_old_sent_changes(

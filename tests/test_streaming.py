@@ -4,6 +4,7 @@ account, and a sweep that fails midway changes nothing."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 import tracemalloc
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from benchmarks.kato_server import RecordedKato
 from listingbot.clock import FakeClock
 from listingbot.sim._http import start_app
 from tests.harness import SECRETS, config_text, load, make_sims, running
-from tests.test_polling import UK_BASELINE, poller_for, store_baselined
+from tests.test_polling import UK_BASELINE, poller_for, store_baselined, tick
 
 
 async def test_a_sweep_failing_on_its_last_page_records_nothing_of_the_pages_before(
@@ -130,3 +131,89 @@ async def test_a_first_sweep_holds_a_page_in_memory_not_the_account(tmp_path: Pa
         finally:
             await runner.cleanup()
     assert peaks[2500] <= 1.5 * peaks[250], peaks
+
+
+def _listing_rows(path: Path) -> dict[str, tuple[object, ...]]:
+    """Every listing row of a state file, by id, without its first_seen (a time of its own)."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT listing_id, source, fingerprint, price, status, digest, created_at,"
+            " updated_at, last_seen, missed_sweeps FROM listings"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {str(r[0]): tuple(r[1:]) for r in rows}
+
+
+async def test_a_steady_sweep_leaves_each_listing_as_a_first_sweep_of_the_same_records_would(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """After a second sweep in which some records changed, one changed only in bytes the
+    listing does not read (its fingerprint stays, its digest moves) and the rest were served
+    as before (staged by id alone), every listing's row holds what a first sweep of the
+    same records on a new state file records: the same facts, digest, last_seen and missed
+    sweeps."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=120) as sims:
+        async with poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, _store):
+            assert (await poller.poll()).ok
+            before = _listing_rows(tmp_path / "state.sqlite3")
+            tick(sims, clock, 600)
+            ids = sims.market.ids("kato")
+            sims.market.update_kato(ids[0], price=123_456)
+            sims.market.update_kato(ids[1], status="under_offer")
+            quiet = sims.market.find("kato", ids[2])
+            assert quiet is not None
+            sims.market.update_kato(ids[2], updated_at=quiet["updated_at"], crm_note="x")
+            second = await poller.poll()
+        assert second.ok, second.error
+        steady = _listing_rows(tmp_path / "state.sqlite3")
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        async with poller_for(sims, fresh, clock, UK_BASELINE, "kato") as (poller, _store):
+            assert (await poller.poll()).ok
+        first = _listing_rows(fresh / "state.sqlite3")
+    assert steady == first
+    assert len(steady) == 120
+    # The quiet change kept the listing's fingerprint and moved its digest only.
+    assert steady[ids[2]][1] == before[ids[2]][1]
+    assert steady[ids[2]][4] != before[ids[2]][4]
+    assert steady[ids[0]][1] != before[ids[0]][1]
+
+
+async def test_a_listing_served_unchanged_then_changed_in_one_sweep_counts_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A listing the state file knows, served as it was by the first of a sweep's two
+    status queries (staged by id) and changed by the second, is read and recorded once: the
+    first serving counts, so the sweep reports two listings and the status stays."""
+    subs = """\
+- name: uk-two
+  source: kato
+  channel: 704
+  filters: {status: [available, under_offer]}
+  first_run: baseline
+"""
+    async with (
+        make_sims(clock, kotohomes_count=0, kato_count=0) as sims,
+        poller_for(sims, tmp_path, clock, subs, "kato") as (poller, store),
+    ):
+        moving = sims.market.add_kato(status="available")
+        sims.market.add_kato(status="under_offer")
+        assert (await poller.poll()).ok
+        before = _listing_rows(tmp_path / "state.sqlite3")[str(moving["id"])]
+        tick(sims, clock, 600)
+
+        def move(page: int, statuses: tuple[str, ...]) -> None:
+            if statuses == ("under_offer",) and page == 1:
+                sims.market.update_kato(str(moving["id"]), status="under_offer")
+
+        sims.kato.before_page = move
+        outcome = await poller.poll()
+        after = _listing_rows(tmp_path / "state.sqlite3")[str(moving["id"])]
+        assert await store.staged_count() == 0
+    assert outcome.ok, outcome.error
+    assert outcome.listings == 2
+    assert outcome.events == 0
+    assert after[:-2] == before[:-2]  # the same facts; last_seen moved
+    assert after[-2] != before[-2]

@@ -311,21 +311,6 @@ class Store:
                 out[row[0]] = Cursor(row[0], row[1], row[2], row[3])
         return out
 
-    async def load_fingerprints(self, query_key: str, ids: Sequence[str]) -> dict[str, str]:
-        """Fingerprints this query recorded for these listings last time it saw them."""
-        return await self._run(self._load_fingerprints, query_key, list(ids))
-
-    def _load_fingerprints(self, query_key: str, ids: list[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for chunk in _chunks(ids, 900):
-            marks = ",".join("?" * len(chunk))
-            sql = (
-                "SELECT listing_id, fingerprint FROM listings"
-                f" WHERE query_key = ? AND listing_id IN ({marks})"
-            )
-            out.update(self._c.execute(sql, [query_key, *chunk]).fetchall())
-        return out
-
     async def load_known(
         self, query_key: str, ids: Sequence[str], staging: int | None = None
     ) -> tuple[dict[str, Facts], set[str]]:
@@ -356,15 +341,10 @@ class Store:
         staged = self._staged_ids(staging, query_key, ids) if staging is not None else set()
         return out, staged
 
-    async def load_matches(
-        self, source: str, subscriptions: Sequence[str], ids: Sequence[str]
-    ) -> dict[tuple[str, str], MatchState]:
-        """Match state for every (subscription, listing) pair among these, keyed that way."""
-        return await self._run(self._load_matches, source, list(subscriptions), list(ids))
-
     def _load_matches(
         self, source: str, subs: list[str], ids: list[str]
     ) -> dict[tuple[str, str], MatchState]:
+        """Match state for every (subscription, listing) pair among these, keyed that way."""
         out: dict[tuple[str, str], MatchState] = {}
         if not subs or not ids:
             return out
@@ -384,7 +364,7 @@ class Store:
         self, source: str, subscriptions: Sequence[str], pairs: Sequence[tuple[str, str]]
     ) -> tuple[dict[tuple[str, str], MatchState], dict[tuple[str, str], Removal]]:
         """What change detection needs of these (subscription, listing id) pairs, in one
-        store call: the match state of every pair among the listings (``load_matches``),
+        store call: the match state of every pair among the listings (``_load_matches``),
         and the removals of the listings a pair has no match state for (a listing no
         subscription knows may be one the source confirmed gone; ``load_removals``)."""
         return await self._run(self._load_detection_state, source, list(subscriptions), list(pairs))
@@ -569,20 +549,24 @@ class Store:
         """A new staging id for one poll (the polls of several sources may stage at once)."""
         return next(self._stagings)
 
-    async def stage(
-        self, staging: int, query_key: str, seen: Sequence[Facts], matches: Sequence[MatchState]
-    ) -> None:
-        """Hold one page's rows for the poll ``staging`` until it commits: the facts of
-        each listing seen and the match state detection moved."""
-        await self._run(self._stage, staging, query_key, list(seen), list(matches))
-
     def stage_soon(
-        self, staging: int, query_key: str, seen: Sequence[Facts], matches: Sequence[MatchState]
+        self,
+        staging: int,
+        query_key: str,
+        seen: Sequence[Facts],
+        matches: Sequence[MatchState],
+        kept: Sequence[Facts] = (),
     ) -> asyncio.Future[None]:
-        """``stage``, queued on the store's thread without waiting for it: the poll reads
-        its next page meanwhile. Store calls run one at a time in the order made, so a
-        later call (the next page's ``load_known``, the commit, a discard) sees it done;
-        await the future for its outcome."""
+        """Hold one page's rows for the poll ``staging`` until it commits: the facts of
+        each listing seen that the state file does not hold yet, ``kept`` the listings seen
+        whose facts it holds already but for the raw record's digest (their fingerprint is
+        the one recorded: only ``last_seen`` and the digest move), and the match state
+        detection moved.
+
+        Queued on the store's thread without waiting for it: the poll reads its next page
+        meanwhile. Store calls run one at a time in the order made, so a later call (the
+        next page's ``load_known``, the commit, a discard) sees it done; await the future
+        for its outcome."""
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(
             self._executor,
@@ -592,14 +576,25 @@ class Store:
             query_key,
             list(seen),
             list(matches),
+            [(f.id, f.digest) for f in kept],
         )
 
     def _stage(
-        self, staging: int, query_key: str, seen: list[Facts], matches: list[MatchState]
+        self,
+        staging: int,
+        query_key: str,
+        seen: list[Facts],
+        matches: list[MatchState],
+        kept: list[tuple[str, bytes | None]],
     ) -> None:
         conn = self._staging_tables()
         conn.execute("BEGIN")
         try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO temp.staged_kept (staging, query_key, listing_id, digest)"
+                " VALUES (?, ?, ?, ?)",
+                [(staging, query_key, lid, digest) for lid, digest in kept],
+            )
             conn.executemany(
                 "INSERT OR REPLACE INTO temp.staged_listings (staging, query_key, listing_id,"
                 " source, fingerprint, price, status, digest, created_at, updated_at)"
@@ -644,22 +639,20 @@ class Store:
                 conn.execute("ROLLBACK")
             raise
 
-    async def staged_ids(self, staging: int, query_key: str, ids: Sequence[str]) -> set[str]:
-        """Which of these listings the poll already staged for this query (an earlier page
-        of the same sweep served them too)."""
-        return await self._run(self._staged_ids, staging, query_key, list(ids))
-
     def _staged_ids(self, staging: int, query_key: str, ids: list[str]) -> set[str]:
         if not self._staging_ready:
             return set()
         out: set[str] = set()
-        for chunk in _chunks(ids, 900):
+        for chunk in _chunks(ids, 450):
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT listing_id FROM temp.staged_listings"
                 f" WHERE staging = ? AND query_key = ? AND listing_id IN ({marks})"
+                " UNION ALL SELECT listing_id FROM temp.staged_kept"
+                f" WHERE staging = ? AND query_key = ? AND listing_id IN ({marks})"
             )
-            out.update(r[0] for r in self._c.execute(sql, [staging, query_key, *chunk]))
+            args = [staging, query_key, *chunk]
+            out.update(r[0] for r in self._c.execute(sql, args + args))
         return out
 
     async def staged_matched(
@@ -688,12 +681,12 @@ class Store:
     def _staged_count(self, staging: int | None) -> int:
         if not self._staging_ready:
             return 0
-        if staging is None:
-            row = self._c.execute("SELECT COUNT(*) FROM temp.staged_listings").fetchone()
-        else:
-            row = self._c.execute(
-                "SELECT COUNT(*) FROM temp.staged_listings WHERE staging = ?", (staging,)
-            ).fetchone()
+        where, args = ("", ()) if staging is None else (" WHERE staging = ?", (staging,))
+        row = self._c.execute(
+            f"SELECT (SELECT COUNT(*) FROM temp.staged_listings{where})"
+            f" + (SELECT COUNT(*) FROM temp.staged_kept{where})",
+            args + args,
+        ).fetchone()
         return int(row[0])
 
     async def discard_staged(self, staging: int, query_key: str | None = None) -> None:
@@ -707,7 +700,7 @@ class Store:
         where = "staging = ?"
         if query_key is not None:
             where, args = "staging = ? AND query_key = ?", [staging, query_key]
-        for table in ("staged_listings", "staged_matches"):
+        for table in ("staged_listings", "staged_kept", "staged_matches"):
             self._c.execute(f"DELETE FROM temp.{table} WHERE {where}", args)
 
     def _staging_tables(self) -> sqlite3.Connection:
@@ -726,6 +719,13 @@ class Store:
                     digest      BLOB,
                     created_at  TEXT,
                     updated_at  TEXT,
+                    PRIMARY KEY (staging, query_key, listing_id)
+                ) WITHOUT ROWID;
+                CREATE TEMP TABLE IF NOT EXISTS staged_kept (
+                    staging     INTEGER NOT NULL,
+                    query_key   TEXT NOT NULL,
+                    listing_id  TEXT NOT NULL,
+                    digest      BLOB,
                     PRIMARY KEY (staging, query_key, listing_id)
                 ) WITHOUT ROWID;
                 CREATE TEMP TABLE IF NOT EXISTS staged_matches (
@@ -759,6 +759,14 @@ class Store:
             " created_at = excluded.created_at, updated_at = excluded.updated_at,"
             " last_seen = excluded.last_seen, missed_sweeps = 0",
             (now, now, staging),
+        )
+        # A listing seen as the state file holds it: the same columns but for last_seen
+        # and the raw record's digest (a byte that changes nothing of the listing).
+        conn.execute(
+            "UPDATE listings SET last_seen = ?, missed_sweeps = 0, digest = k.digest"
+            " FROM temp.staged_kept AS k WHERE k.staging = ?"
+            " AND listings.query_key = k.query_key AND listings.listing_id = k.listing_id",
+            (now, staging),
         )
         conn.execute(
             "INSERT INTO matches (subscription, source, listing_id, first_matched, last_price,"

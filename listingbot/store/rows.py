@@ -101,7 +101,7 @@ class PollRecord:
     # and the listings forgotten because complete sweeps no longer return them.
     duplicates: list[str] = field(default_factory=list)
     forgotten: int = 0
-    # A long answer's rows, staged page by page as the poll read it (``Store.stage``)
+    # A long answer's rows, staged page by page as the poll read it (``Store.stage_soon``)
     # instead of held in ``seen`` / ``matches``: ``record_poll`` merges them first, in its
     # one transaction. None: nothing staged.
     staging: int | None = None
