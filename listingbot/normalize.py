@@ -96,6 +96,8 @@ class MalformedRecord(ValueError):
 
 def html_to_text(text: str) -> str:
     """Kato marketing text is HTML: tags out, breaks kept, entities decoded."""
+    if "<" not in text and "&" not in text:
+        return text  # no tag and no entity: nothing to take out or decode
     return html.unescape(_HTML_TAG.sub("", _HTML_BREAK.sub("\n", text)))
 
 
@@ -162,6 +164,10 @@ class FieldReader:
     def text(self, value: Any, name: str, *, multiline: bool = False) -> str | None:
         if type(value) is not str:
             return None if value is None else self._text(value, name, multiline=multiline)
+        if len(value) <= FIELD_MAX_CHARS and value.isascii() and value.isprintable():
+            # Most values: clean's own fast path (whitespace runs collapsed), and no cap
+            # to apply, in this one call.
+            return " ".join(value.split()) or None
         # Every cap is far below this; cleaning a 100 kB description whole is wasted work.
         cleaned = clean(value[:RAW_TEXT_MAX_CHARS], multiline=multiline)
         if not multiline:
@@ -219,7 +225,31 @@ class FieldReader:
         """true/false, and PHP's forms of them: 0/1, "0"/"1", "true"/"false"."""
         if value is None or value is True or value is False:
             return value
+        if type(value) is int and value in {0, 1}:
+            return value == 1
         return self._boolean(value, name)
+
+    def when(self, value: Any, name: str) -> datetime | None:
+        """An ISO-8601 date-time, in UTC (naive times are UTC by both APIs' documentation)."""
+        if type(value) is str:
+            text = value.strip()
+            try:
+                parsed = datetime.fromisoformat(text) if text else None
+            except ValueError:
+                parsed = None
+            if parsed is not None:
+                parsed = (
+                    parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+                )
+                if EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+                    return parsed
+        return self._when(value, name)
+
+    def currency(self, value: Any, name: str) -> str | None:
+        """A three-letter currency code (or the symbol of one)."""
+        if type(value) is str and len(value) == 3 and value.isascii() and value.isupper():
+            return value if value.isalpha() else self._currency(value, name)
+        return self._currency(value, name)
 
     def mapping(self, value: Any, name: str) -> Mapping[str, Any] | None:
         """An object; ``[]`` is how PHP writes an empty one."""
@@ -347,7 +377,7 @@ class FieldReader:
         return self.fail(name, f"expected true or false, got {short(value)}")
 
     @_lenient(None)
-    def when(self, value: Any, name: str) -> datetime | None:
+    def _when(self, value: Any, name: str) -> datetime | None:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if not isinstance(value, str):
@@ -378,7 +408,7 @@ class FieldReader:
         return value or ()
 
     @_lenient(None)
-    def currency(self, value: Any, name: str) -> str | None:
+    def _currency(self, value: Any, name: str) -> str | None:
         text = self.text(value, name)
         if text is None:
             return None
@@ -424,7 +454,7 @@ def read_record_id(raw: Mapping[str, Any]) -> str:
 
 def build_listing(record_id: str, fields: dict[str, Any]) -> Listing:
     try:
-        return Listing(**fields)
+        return Listing.model_validate(fields)
     except ValidationError as err:
         where = ", ".join(".".join(str(p) for p in e["loc"]) for e in err.errors()[:3])
         raise MalformedRecord(record_id, f"does not fit the listing model ({where})") from None

@@ -696,6 +696,17 @@ _READER_VALUES: list[Any] = [
     {"a": 1},
     ("tuple",),
     b"bytes",
+    "2024-03-01T09:00:00Z",
+    " 2024-03-01T09:00:00+02:00 ",
+    "2024-03-01T09:00:00",
+    "2024-02-30T00:00:00Z",
+    "1850-01-01T00:00:00Z",
+    "2300-01-01T00:00:00",
+    "GBP",
+    "gbp",
+    "EU1",
+    "\u00c0BC",
+    "£",
 ]
 
 _READER_CALLS: list[tuple[str, dict[str, Any]]] = [
@@ -710,6 +721,8 @@ _READER_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("boolean", {}),
     ("mapping", {}),
     ("items", {}),
+    ("when", {}),
+    ("currency", {}),
 ]
 
 

@@ -285,8 +285,12 @@ def _kato_url(
     files = r.items(raw.get("files"), "files")
     for wanted in ("brochure", "particulars"):
         for index, item in enumerate(files):
-            if isinstance(item, Mapping) and str(item.get("type", "")).lower() == wanted:
-                url = r.url(item.get("url"), f"files[{index}].url")
+            if (type(item) is dict or isinstance(item, Mapping)) and str(
+                item.get("type", "")
+            ).lower() == wanted:
+                value = item.get("url")
+                # A text is read without naming it: a name is only used in a report.
+                url = r.url(value, "" if type(value) is str else f"files[{index}].url")
                 if url:
                     return url
     return None
@@ -320,11 +324,10 @@ def _kato_status(r: FieldReader, value: Any) -> str | None:
 def _kato_property_types(r: FieldReader, value: Any) -> tuple[str, ...]:
     found: list[str] = []
     for index, item in enumerate(r.items(value, "property_types")):
-        where = f"property_types[{index}]"
-        if isinstance(item, Mapping):
-            text = r.text(item.get("key") or item.get("slug") or item.get("name"), where)
-        else:
-            text = r.text(item, where)
+        given = item
+        if type(item) is dict or isinstance(item, Mapping):
+            given = item.get("key") or item.get("slug") or item.get("name")
+        text = r.text(given, "" if type(given) is str else f"property_types[{index}]")
         key = slug(text) if text else ""
         if key and key not in found:
             found.append(key)
@@ -367,7 +370,14 @@ def _kato_rent(r: FieldReader, value: Any) -> Price | None:
     if low is None and not on_application:
         return None
     metric = r.text(block.get("metric"), "rent.metric") or _metric_hint(block.get("from"))
-    unit = _rent_unit(metric)
+    if metric is None:
+        unit: PriceUnit | None = PriceUnit.PER_YEAR
+    else:
+        unit = _RENT_UNITS.get(metric, _UNKNOWN)
+        if unit is _UNKNOWN:
+            unit = _rent_unit(metric)
+            if len(_RENT_UNITS) < _UNITS_KEPT:
+                _RENT_UNITS[metric] = unit
     if unit is None:
         r.fail("rent.metric", f"unknown rent metric {short(metric)}")
     currency = r.currency(block.get("currency"), "rent.currency")
@@ -389,11 +399,20 @@ def _metric_hint(value: Any) -> str | None:
     return words or None
 
 
+# What the metrics an account uses read as (a few spellings, in every record): the rent's
+# unit by its metric text, and the size's unit key by its metric text (None: unknown).
+_UNITS_KEPT = 1_000
+_UNKNOWN: Any = object()
+_RENT_UNITS: dict[str, PriceUnit | None] = {}
+_SIZE_UNITS: dict[str, str | None] = {}
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
 def _rent_unit(metric: str | None) -> PriceUnit | None:
     """Kato's rent metric as a unit; no metric means a yearly rent (UK commercial habit)."""
     if metric is None:
         return PriceUnit.PER_YEAR
-    key = re.sub(r"[^a-z0-9]", "", metric.lower())
+    key = _NOT_ALNUM.sub("", metric.lower())
     if any(token in key for token in ("sqft", "psf", "ft2", "squarefo", "squarefe")):
         return PriceUnit.PER_SQFT
     if any(token in key for token in ("sqm", "m2", "psm", "squaremet")):
@@ -435,7 +454,14 @@ def _kato_size(r: FieldReader, value: Any) -> tuple[float | None, float | None]:
     if high is not None and high < low:
         r.fail("size", f"range runs backwards ({low:g} to {high:g})")
     metric = r.text(block.get("metric"), "size.metric")
-    unit = "sqft" if metric is None else _SIZE_ALIASES.get(re.sub(r"[^a-z0-9]", "", metric.lower()))
+    if metric is None:
+        unit: str | None = "sqft"
+    else:
+        unit = _SIZE_UNITS.get(metric, _UNKNOWN)
+        if unit is _UNKNOWN:
+            unit = _SIZE_ALIASES.get(_NOT_ALNUM.sub("", metric.lower()))
+            if len(_SIZE_UNITS) < _UNITS_KEPT:
+                _SIZE_UNITS[metric] = unit
     if unit is None:
         # An unknown unit would make any figure a wrong fact; the listing itself is fine.
         return None, None
@@ -450,7 +476,7 @@ def _kato_summary(r: FieldReader, value: Any) -> str | None:
     texts = r.items(marketing.get("text"), "marketing.text")
     chosen: Any = None
     for index, item in enumerate(texts):
-        block = r.mapping(item, f"marketing.text[{index}]")
+        block = item if type(item) is dict else r.mapping(item, f"marketing.text[{index}]")
         if block is None or block.get("content") is None:
             continue
         if chosen is None or block.get("key") == "summary":
@@ -470,8 +496,8 @@ def _kato_summary(r: FieldReader, value: Any) -> str | None:
 
 def _kato_photo(r: FieldReader, value: Any) -> str | None:
     for index, image in enumerate(r.items(value, "images")):
-        url = image.get("url") if isinstance(image, Mapping) else image
-        text = r.url(url, f"images[{index}].url")
+        url = image.get("url") if type(image) is dict or isinstance(image, Mapping) else image
+        text = r.url(url, "" if type(url) is str else f"images[{index}].url")
         if text:
             return text
     return None
@@ -479,17 +505,20 @@ def _kato_photo(r: FieldReader, value: Any) -> str | None:
 
 def _kato_agent(r: FieldReader, value: Any) -> str | None:
     for index, person in enumerate(r.items(value, "assignees")):
-        block = r.mapping(person, f"assignees[{index}]")
+        block = person if type(person) is dict else r.mapping(person, f"assignees[{index}]")
         if block is None:
             continue
-        names = [
-            r.text(block.get(key), f"assignees[{index}].{key}") for key in ("forename", "surname")
-        ]
+        names = []
+        for key in ("forename", "surname"):
+            part = block.get(key)
+            where = "" if part is None or type(part) is str else f"assignees[{index}].{key}"
+            names.append(r.text(part, where))
         name = " ".join(part for part in names if part)
         office: Any = block.get("office")
-        if isinstance(office, Mapping):
+        if type(office) is dict or isinstance(office, Mapping):
             office = office.get("name")
-        office_name = r.text(office, f"assignees[{index}].office")
+        where = "" if office is None or type(office) is str else f"assignees[{index}].office"
+        office_name = r.text(office, where)
         if name:
             return f"{name}, {office_name}" if office_name else name
     return None
