@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,6 +18,7 @@ from listingbot.clients.auth import ApiKeyAuth
 from listingbot.clients.base import (
     ApiClient,
     RetryPolicy,
+    decode_json,
     error_hint,
     new_session,
     parse_retry_after,
@@ -29,6 +32,8 @@ from listingbot.errors import (
     UpstreamUnavailable,
 )
 from listingbot.ratelimit import SlidingWindowLimiter
+from listingbot.sim.kato import php_shape, php_variant
+from listingbot.sim.market import Market
 from tests.clients.conftest import FakeServer, RecordingObserver, Reply, refused_url
 
 SECRET = "s3cret-key-value"
@@ -405,3 +410,72 @@ async def test_new_session_leaves_a_dropped_connection_to_our_retry_policy(
 def test_wire_int_reads_numbers_and_digit_strings_only(raw: object, expected: int | None) -> None:
     """Ids and page counters: an int or its digits; booleans, fractions and others are None."""
     assert wire_int(raw) == expected
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    """A random JSON value with the awkward parts: every kind of number, escapes,
+    non-ASCII and astral text, nesting, empty containers."""
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice(
+            [0, -1, 2**31, -(2**63), 2**64 + 1, 10**30, rng.randrange(-(10**6), 10**6)]
+        )
+    if kind == 2:
+        return rng.choice(
+            [0.0, -0.0, 0.1, 1e-7, 5e-324, 1.7976931348623157e308, rng.uniform(-1e9, 1e9)]
+        )
+    if kind in (3, 4, 5):
+        alphabet = 'ab "\\/\n\t\x00\x1f\x7f é£€\u2028\u202e\U0001f600'
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+    if kind in (6, 7):
+        size = rng.randrange(5)
+        return {f"k{rng.randrange(5)}": _random_json(rng, depth + 1) for _ in range(size)}
+    return [_random_json(rng, depth + 1) for _ in range(rng.randrange(5))]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values, with the type of every number kept (1 is not 1.0)."""
+    return json.dumps(a) == json.dumps(b) and repr(a) == repr(b)
+
+
+def test_bodies_decode_to_what_the_standard_library_reads() -> None:
+    """decode_json answers json.loads: the same values for the simulators' own answers, for
+    random documents (numbers, escapes, astral text, nesting), and for the bodies only the
+    standard library reads (lone surrogate escapes, a BOM, UTF-16)."""
+    market = Market(11, kotohomes_count=60, kato_count=60)
+    records = market.kotohomes_records() + market.kato_records()
+    records += [php_shape(r, v) for r in market.kato_records() if (v := php_variant(r, 1.0))]
+    rng = random.Random(5)
+    bodies = [json.dumps({"data": records}).encode()]
+    bodies += [json.dumps(_random_json(rng)).encode() for _ in range(2_000)]
+    bodies += [json.dumps(_random_json(rng), ensure_ascii=False).encode() for _ in range(500)]
+    bodies += [
+        b'{"a": "\\ud800"}',
+        b'["\\udc00x\\ud83d\\ude00"]',
+        b'\xef\xbb\xbf{"a": 1}',
+        '{"a": "é"}'.encode("utf-16"),
+        b"[NaN, Infinity, -Infinity, 1e400]",
+        b'{"a": 1, "a": 2}',
+    ]
+    for body in bodies:
+        assert _same(decode_json(body), json.loads(body)), body[:80]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>Bad gateway</html>",
+        b'{"a": 1} x',
+        b"[1,]",
+        b'{"a": "\xff"}',
+        b"[" + b"9" * 5000 + b"]",
+    ],
+)
+def test_bodies_the_standard_library_refuses_are_refused(body: bytes) -> None:
+    """What json.loads refuses, decode_json refuses too (as ValueError)."""
+    with pytest.raises(ValueError):
+        json.loads(body)
+    with pytest.raises(ValueError):
+        decode_json(body)
