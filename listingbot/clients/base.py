@@ -196,10 +196,12 @@ def decode_json(body: bytes) -> Any:
     records in about 10 % less time than the standard library. Where both accept a body
     they give the same values; it refuses a few that the standard library reads (a lone
     surrogate escape such as ``"\\ud800"``, a byte-order mark, UTF-16), and those are read
-    by the standard library, so what is accepted is unchanged too.
+    by the standard library, so what is accepted is unchanged too. Only keys go through
+    its string cache: the cache lives as long as the process, and a cache of values would
+    hold on to up to 16,384 strings of the account's records.
     """
     try:
-        return pydantic_core.from_json(body)
+        return pydantic_core.from_json(body, cache_strings="keys")
     except ValueError:
         return jsonlib.loads(body)
 
