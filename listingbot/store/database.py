@@ -590,9 +590,10 @@ class Store:
         conn = self._staging_tables()
         conn.execute("BEGIN")
         try:
+            # A kept listing's row has no fingerprint: the state file holds its facts.
             conn.executemany(
-                "INSERT OR REPLACE INTO temp.staged_kept (staging, query_key, listing_id, digest)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO temp.staged_listings (staging, query_key, listing_id,"
+                " source, digest) VALUES (?, ?, ?, '', ?)",
                 [(staging, query_key, lid, digest) for lid, digest in kept],
             )
             conn.executemany(
@@ -643,16 +644,13 @@ class Store:
         if not self._staging_ready:
             return set()
         out: set[str] = set()
-        for chunk in _chunks(ids, 450):
+        for chunk in _chunks(ids, 900):
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT listing_id FROM temp.staged_listings"
                 f" WHERE staging = ? AND query_key = ? AND listing_id IN ({marks})"
-                " UNION ALL SELECT listing_id FROM temp.staged_kept"
-                f" WHERE staging = ? AND query_key = ? AND listing_id IN ({marks})"
             )
-            args = [staging, query_key, *chunk]
-            out.update(r[0] for r in self._c.execute(sql, args + args))
+            out.update(r[0] for r in self._c.execute(sql, [staging, query_key, *chunk]))
         return out
 
     async def staged_matched(
@@ -681,12 +679,12 @@ class Store:
     def _staged_count(self, staging: int | None) -> int:
         if not self._staging_ready:
             return 0
-        where, args = ("", ()) if staging is None else (" WHERE staging = ?", (staging,))
-        row = self._c.execute(
-            f"SELECT (SELECT COUNT(*) FROM temp.staged_listings{where})"
-            f" + (SELECT COUNT(*) FROM temp.staged_kept{where})",
-            args + args,
-        ).fetchone()
+        if staging is None:
+            row = self._c.execute("SELECT COUNT(*) FROM temp.staged_listings").fetchone()
+        else:
+            row = self._c.execute(
+                "SELECT COUNT(*) FROM temp.staged_listings WHERE staging = ?", (staging,)
+            ).fetchone()
         return int(row[0])
 
     async def discard_staged(self, staging: int, query_key: str | None = None) -> None:
@@ -700,7 +698,7 @@ class Store:
         where = "staging = ?"
         if query_key is not None:
             where, args = "staging = ? AND query_key = ?", [staging, query_key]
-        for table in ("staged_listings", "staged_kept", "staged_matches"):
+        for table in ("staged_listings", "staged_matches"):
             self._c.execute(f"DELETE FROM temp.{table} WHERE {where}", args)
 
     def _staging_tables(self) -> sqlite3.Connection:
@@ -713,19 +711,12 @@ class Store:
                     query_key   TEXT NOT NULL,
                     listing_id  TEXT NOT NULL,
                     source      TEXT NOT NULL,
-                    fingerprint TEXT NOT NULL,
+                    fingerprint TEXT,  -- NULL: kept, the state file holds its facts
                     price       REAL,
                     status      TEXT,
                     digest      BLOB,
                     created_at  TEXT,
                     updated_at  TEXT,
-                    PRIMARY KEY (staging, query_key, listing_id)
-                ) WITHOUT ROWID;
-                CREATE TEMP TABLE IF NOT EXISTS staged_kept (
-                    staging     INTEGER NOT NULL,
-                    query_key   TEXT NOT NULL,
-                    listing_id  TEXT NOT NULL,
-                    digest      BLOB,
                     PRIMARY KEY (staging, query_key, listing_id)
                 ) WITHOUT ROWID;
                 CREATE TEMP TABLE IF NOT EXISTS staged_matches (
@@ -752,7 +743,8 @@ class Store:
             "INSERT INTO listings (query_key, listing_id, source, fingerprint, price, status,"
             " digest, created_at, updated_at, first_seen, last_seen)"
             " SELECT query_key, listing_id, source, fingerprint, price, status, digest,"
-            " created_at, updated_at, ?, ? FROM temp.staged_listings WHERE staging = ? AND true"
+            " created_at, updated_at, ?, ? FROM temp.staged_listings"
+            " WHERE staging = ? AND fingerprint IS NOT NULL"
             " ON CONFLICT (query_key, listing_id) DO UPDATE SET"
             " fingerprint = excluded.fingerprint, price = excluded.price,"
             " status = excluded.status, digest = excluded.digest,"
@@ -760,11 +752,12 @@ class Store:
             " last_seen = excluded.last_seen, missed_sweeps = 0",
             (now, now, staging),
         )
-        # A listing seen as the state file holds it: the same columns but for last_seen
-        # and the raw record's digest (a byte that changes nothing of the listing).
+        # A kept listing (staged without a fingerprint) is as the state file holds it but
+        # for last_seen and the raw record's digest (bytes the listing does not read may
+        # have changed).
         conn.execute(
             "UPDATE listings SET last_seen = ?, missed_sweeps = 0, digest = k.digest"
-            " FROM temp.staged_kept AS k WHERE k.staging = ?"
+            " FROM temp.staged_listings AS k WHERE k.staging = ? AND k.fingerprint IS NULL"
             " AND listings.query_key = k.query_key AND listings.listing_id = k.listing_id",
             (now, staging),
         )
