@@ -33,7 +33,7 @@ from listingbot.errors import (
     UpstreamUnavailable,
 )
 from listingbot.ratelimit import SlidingWindowLimiter
-from listingbot.redact import SECRET_PARAMS, redact_text, redact_url
+from listingbot.redact import SECRET_PARAMS, Redactor, redact_url
 from listingbot.text import cap
 
 HINT_MAX_CHARS = 300
@@ -291,6 +291,8 @@ class ApiClient:
         self._observer: RequestObserver = observer or NullObserver()
         self._secret_params = SECRET_PARAMS | {p.lower() for p in secret_params}
         self._secrets = tuple(secrets)
+        self._redactor = Redactor(self._secrets)
+        self._redactor_for: tuple[str, ...] = self._secrets
         # Jitter only spreads retries out; it needs no cryptographic quality.
         self._rng = rng or random.Random()  # noqa: S311
 
@@ -298,11 +300,13 @@ class ApiClient:
         return f"ApiClient(api={self.api!r}, base_url={self.base_url!r})"
 
     def redact(self, text: str) -> str:
-        """``text`` without any secret this client knows of."""
-        secrets = list(self._secrets)
-        if self._auth is not None:
-            secrets.extend(self._auth.secrets())
-        return redact_text(text, secrets)
+        """``text`` without any secret this client knows of (the auth's as they are now:
+        a new token is masked from the first request that carries it)."""
+        secrets = self._secrets if self._auth is None else (*self._secrets, *self._auth.secrets())
+        if secrets != self._redactor_for:
+            # Built again only when the secrets change (a new token), not per request.
+            self._redactor, self._redactor_for = Redactor(secrets), secrets
+        return self._redactor.redact(text)
 
     def shown_url(self, url: yarl.URL | str) -> str:
         """A URL as it may appear in logs and errors."""

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from listingbot.clients.auth import ApiKeyAuth, ClientCredentialsAuth
 from listingbot.clients.base import ApiClient, PreparedRequest, RetryPolicy
 from listingbot.clock import FakeClock
-from listingbot.errors import UpstreamAuthError, UpstreamUnavailable
+from listingbot.errors import UpstreamAuthError, UpstreamRejected, UpstreamUnavailable
 from listingbot.ratelimit import SlidingWindowLimiter
 from tests.clients.conftest import FakeServer, RecordingObserver, Reply, Seen
 
@@ -310,3 +310,22 @@ def test_reprs_show_no_secrets(session: aiohttp.ClientSession, clock: FakeClock)
     assert CLIENT_ID not in repr(auth)
     assert CLIENT_SECRET not in repr(auth)
     assert CLIENT_SECRET not in repr(vars(auth))
+
+
+async def test_a_refreshed_token_is_masked_in_errors_from_its_first_request(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """An error body that echoes the bearer token shows it masked, before and after a
+    refresh replaced the token the client masked until then."""
+    client, _, issuer = setup(server, session, clock)
+    server.script(
+        "GET", "/echo", lambda seen: Reply(400, text=f"bad {seen.headers['Authorization']}")
+    )
+    with pytest.raises(UpstreamRejected) as first:
+        await client.request("GET", "/echo")
+    clock.advance(3600)
+    with pytest.raises(UpstreamRejected) as second:
+        await client.request("GET", "/echo")
+    assert issuer.issued == 2
+    assert first.value.hint == second.value.hint == "bad Bearer ***"
+    assert "tok-" not in str(first.value) + str(second.value)
