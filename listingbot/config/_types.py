@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    model_validator,
 )
 
 from listingbot.config._errors import problem, show
@@ -119,10 +120,44 @@ def secret_ok(value: SecretStr) -> SecretStr:
     return value
 
 
+_T = TypeVar("_T")
+# Equal immutable values met while validating (a subscription's filters, its events, a
+# list of ZIP codes, a model's set of given keys), by type and value: 10,000 subscriptions
+# repeat a few thousand of them. Emptied once a config file is validated (and when full).
+_SHARED: dict[tuple[type, Hashable], Any] = {}
+_SHARED_MAX = 1 << 16
+
+
+def shared(value: _T, key: Hashable = None) -> _T:
+    """The one object kept for values equal to ``value`` (and of its type), or ``value``.
+
+    Only for immutable values (or, for a model, a frozen one): sharing must not be seen.
+    ``key`` replaces ``value`` as what must be equal (default: ``value`` itself).
+    """
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    kept: _T = _SHARED.setdefault((type(value), value if key is None else key), value)
+    return kept
+
+
+def forget_shared() -> None:
+    """Let go of the values kept by ``shared`` (they stay shared where they are used)."""
+    _SHARED.clear()
+
+
 class Model(BaseModel):
     """Frozen, strict about unknown keys, and no NaN/inf sneaking in as a number."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _share_fields_set(self) -> Self:
+        # pydantic keeps a set of the keys given per instance (~450 B each, half the size
+        # of a subscription); a frozen model never changes it, and a copy copies it, so
+        # models given the same keys can share one.
+        given = self.__pydantic_fields_set__
+        object.__setattr__(self, "__pydantic_fields_set__", shared(given, frozenset(given)))
+        return self
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         copy = super().model_copy(update=update, deep=deep)

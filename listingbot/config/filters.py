@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache, cached_property
 from typing import Annotated, Any, ClassVar, Literal, Self, get_origin
@@ -17,7 +18,7 @@ from pydantic import (
 )
 
 from listingbot.config._errors import Problems, num, problem
-from listingbot.config._types import Float, Model, NonNegFloat, NonNegInt, PosFloat
+from listingbot.config._types import Float, Model, NonNegFloat, NonNegInt, PosFloat, shared
 from listingbot.text import slug
 
 # The documented values of Kotohomes' property_types filter (later docs).
@@ -232,7 +233,11 @@ class Filters(Model):
     @classmethod
     def _items(cls, value: Any, info: ValidationInfo) -> Any:
         check = cls.item_checks.get(info.field_name or "")
-        return value if check is None else _check_items(value, check)
+        value = value if check is None else _check_items(value, check)
+        # A list (of ZIP codes, say) that many subscriptions repeat is kept once.
+        if type(value) is tuple and all(type(v) is str for v in value):
+            return shared(tuple(sys.intern(v) for v in value))
+        return value
 
     @model_validator(mode="after")
     def _rules(self) -> Self:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     BaseModel,
     Field,
+    ModelWrapValidatorHandler,
     SecretStr,
     StrictBool,
     ValidationInfo,
@@ -32,6 +33,7 @@ from listingbot.config._types import (
     NonNegFloat,
     NonNegInt,
     PosFloat,
+    forget_shared,
     http_url,
     secret_ok,
 )
@@ -358,6 +360,16 @@ class Config(Model):
                 "(or enable chat commands: commands.enabled_channels)"
             )
         return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _share_within(cls, data: Any, handler: ModelWrapValidatorHandler[Config]) -> Config:
+        # Equal values are shared within one file's subscriptions; once it is validated
+        # (or refused) the table lets go of them, so a reload does not keep the old ones.
+        try:
+            return handler(data)
+        finally:
+            forget_shared()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from listingbot.config._errors import Problems, fmt_loc, problem, show
-from listingbot.config._types import Model, NonNegInt
+from listingbot.config._types import Model, NonNegInt, shared
 from listingbot.config.filters import FILTERS_BY_SOURCE, KatoFilters, KotohomesFilters, LocalFilters
 from listingbot.models import DEFAULT_NOTIFY, SOURCES, EventType, Source
 from listingbot.quiet import QuietHours, QuietHoursError
@@ -88,7 +88,9 @@ class Subscription(Model):
         if model is None:
             # The source itself is wrong and reported; these filters cannot be judged.
             return KatoFilters()
-        return model.model_validate(value)
+        filters = model.model_validate(value)
+        # Equal filters (given by the same keys) are one frozen object for all of them.
+        return shared(filters, (filters, frozenset(filters.model_fields_set)))
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -114,7 +116,7 @@ class Subscription(Model):
                     hint = f"did you mean {close[0]!r}? Events: {_EVENTS}"
             problems.add((i,), f"unknown event {show(item)} ({hint})", f"unknown event ({hint})")
         problems.raise_if_any()
-        return frozenset(EventType(str(item).strip().lower()) for item in value)
+        return shared(frozenset(EventType(str(item).strip().lower()) for item in value))
 
     @field_validator("label", mode="before")
     @classmethod
