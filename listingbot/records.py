@@ -24,8 +24,13 @@ from listingbot.models import Listing, Source
 
 
 def fingerprint(listing: Listing) -> str:
-    """A digest of everything about a listing that any filter or message could use."""
-    return hashlib.blake2b(listing.model_dump_json().encode(), digest_size=12).hexdigest()
+    """A digest of everything about a listing that any filter or message could use: of
+    its ``model_dump_json()``, as bytes straight from the model's serializer (no str made
+    and encoded again)."""
+    return hashlib.blake2b(_LISTING_JSON(listing), digest_size=12).hexdigest()
+
+
+_LISTING_JSON = Listing.__pydantic_serializer__.to_json
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ at a word boundary with an ellipsis; ``slug`` gives the one form values are comp
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 from typing import Final
@@ -102,8 +103,12 @@ def cap(
     return cut.rstrip(trim) + ELLIPSIS
 
 
+@functools.lru_cache(maxsize=1024)
 def slug(text: str) -> str:
-    """``"Under Offer"`` -> ``"under_offer"``: the one form values are compared in."""
+    """``"Under Offer"`` -> ``"under_offer"``: the one form values are compared in.
+
+    Memoized: its inputs are the few statuses and property types an account uses, read in
+    every record and again by matching (a capped text each: the memo stays small)."""
     return _SLUG_JUNK.sub("_", clean(text).lower()).strip("_")
 
 

@@ -2,7 +2,8 @@
 
 ``tests/test_kato_fast_paths.py`` checks that today's ``normalize_kato`` answers as this one
 does (the same listing, the same problems) over the simulator's records in every PHP
-shape: the speed-up changes no output. Nothing outside that test imports it.
+shape: the speed-up changes no output. Nothing outside that test imports it. It uses
+today's ``listingbot.text`` (``slug`` is now memoized: the same pure function).
 """
 
 from __future__ import annotations
