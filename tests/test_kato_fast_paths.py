@@ -3,7 +3,9 @@
 ``tests/kato_before.py`` is the normalizer (and its field reader) as it was before the
 fast paths; these tests run both over the simulator's records, in every PHP shape and
 with hostile values put into each field, and ask for the same outcome: the same listing
-(so the same fingerprint), the same problems reported, or the same refusal.
+(so the same fingerprint), the same problems reported, or the same refusal. The
+listing is now built without validating it again (``trusted_listing``): it must be the
+model validation made, value for value and type for type.
 """
 
 from __future__ import annotations

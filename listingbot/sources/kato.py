@@ -25,12 +25,12 @@ from listingbot.normalize import (
     FieldProblem,
     FieldReader,
     MalformedRecord,
-    build_listing,
     capitalized,
     html_to_text,
     read_record_id,
     short,
     summary,
+    trusted_listing,
     words,
 )
 from listingbot.records import Cursor, Observation
@@ -224,7 +224,7 @@ def normalize_kato(
         if part and part not in parts:
             parts.append(part)
 
-    return build_listing(
+    return trusted_listing(
         record_id,
         {
             "source": "kato",
