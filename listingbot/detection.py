@@ -340,13 +340,23 @@ class _Seen:
     for each was most of detection's cost.
     """
 
-    __slots__ = ("_after", "_known", "figures", "listing")
+    __slots__ = ("_after", "_known", "_prices", "figures", "listing")
 
     def __init__(self, listing: Listing) -> None:
         self.listing = listing
         self.figures = Figures.of(listing)
         self._known: dict[str, Figures] = {}
         self._after: dict[Figures, str] = {}
+        self._prices: dict[tuple[FigureName, Figure], Price] = {}
+
+    def old_price(self, name: FigureName, was: Figure) -> Price:
+        """The price (or rent) the listing had at ``was``, shaped like its price now: one
+        frozen ``Price`` for every subscription told of the same change."""
+        key = (name, was)
+        price = self._prices.get(key)
+        if price is None:
+            price = self._prices[key] = was.as_price(_price_of(self.listing, name))
+        return price
 
     def known(self, before: MatchState) -> Figures:
         """The figures the subscription knew before this observation (a state stored
@@ -425,7 +435,7 @@ def _changes(
             continue
         kind = was.direction(now)
         if kind is not None:
-            out.append(event(kind, figure=name, old_price=was.as_price(_price_of(listing, name))))
+            out.append(event(kind, figure=name, old_price=seen.old_price(name, was)))
     if (
         listing.status is not None
         and before.last_status is not None

@@ -50,6 +50,18 @@ def test_lower_price_is_a_price_drop_with_the_old_price() -> None:
     assert event.old_price.amount == 525_000
 
 
+def test_subscriptions_told_of_one_price_change_share_its_old_price() -> None:
+    """200 subscriptions that knew the same price are each told of the drop with that old
+    price, and the event of every one carries one and the same (frozen) old price: what
+    detection holds for a change grows with the changes, not with who is told."""
+    names = [f"sub-{i:03d}" for i in range(200)]
+    prev = {(n, "li_1"): state(n, "li_1", 525_000, "active") for n in names}
+    result = detect([spec(name=n) for n in names], [listing()], prev)
+    assert [e.subscription for e in result.events] == names
+    assert {e.old_price for e in result.events} == {Price(amount=525_000)}
+    assert len({id(e.old_price) for e in result.events}) == 1
+
+
 def test_higher_price_is_a_price_increase() -> None:
     """A higher asking figure is a price increase."""
     prev = {("sub-a", "li_1"): state("sub-a", "li_1", 450_000, "active")}
