@@ -689,17 +689,20 @@ class Poller:
         failure midway (raised from here) discards them."""
         specs = _specs(snap, query)
         matched: Counter[str] = Counter()
+        assert record.staging is not None
         if fetched.pages is None:
             observed = fetched.listings
             found, matches = await self._detect(
                 query, await self._match(snap, query, specs, observed)
             )
-            record.matches.extend(matches)
             matched.update(m.subscription for m in matches)
             if observed:
-                record.seen[query.key] = [o.facts for o in observed]
+                # Staged now rather than held to the commit: a Kotohomes poll of many
+                # queries would otherwise hold every query's facts and match state at once.
+                seen = [o.facts for o in observed]
+                await self.store.stage_soon(record.staging, query.key, seen, matches)
+                record.staged += len(observed)
             return len(observed), found, matched
-        assert record.staging is not None
         read = 0
         found = []
         # Each page is staged while the next one is read (see Store.stage_soon); what a
