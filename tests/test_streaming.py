@@ -217,3 +217,41 @@ async def test_a_listing_served_unchanged_then_changed_in_one_sweep_counts_once(
     assert outcome.events == 0
     assert after[:-2] == before[:-2]  # the same facts; last_seen moved
     assert after[-2] != before[-2]
+
+
+async def test_a_sweep_whose_known_listing_is_forgotten_under_it_records_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A listing the sweep's first page found recorded is deleted from the state file by
+    another connection before the last page: the poll fails, no listing's last_seen moves
+    and nothing stays staged; the next sweep records every listing, that one anew."""
+    state = tmp_path / "state.sqlite3"
+    async with make_sims(clock, kotohomes_count=0, kato_count=120) as sims:
+        text = config_text(sims, UK_BASELINE, state_path=state, sources=("kato",))
+        async with running(load(tmp_path, text), clock) as app:
+            assert (await app.poll("kato")).ok
+            before = _listing_rows(state)
+            tick(sims, clock, 600)
+            forgotten = sims.market.ids("kato")[0]
+
+            def forget(page: int, statuses: tuple[str, ...]) -> None:
+                if page == 3:
+                    conn = sqlite3.connect(state)
+                    with conn:
+                        conn.execute("DELETE FROM listings WHERE listing_id = ?", (forgotten,))
+                    conn.close()
+
+            sims.kato.before_page = forget
+            failed = await app.poll("kato")
+            after = _listing_rows(state)
+            staged = await app.parts.store.staged_count()
+            sims.kato.before_page = None
+            again = await app.poll("kato")
+            last = _listing_rows(state)
+    assert not failed.ok
+    assert "forgotten while it ran" in (failed.error or "")
+    assert staged == 0
+    assert after == {lid: row for lid, row in before.items() if lid != forgotten}
+    assert again.ok, again.error
+    assert set(last) == set(before)
+    assert all(row[-2] != before[lid][-2] for lid, row in last.items())

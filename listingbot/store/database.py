@@ -755,12 +755,24 @@ class Store:
         # A kept listing (staged without a fingerprint) is as the state file holds it but
         # for last_seen and the raw record's digest (bytes the listing does not read may
         # have changed).
-        conn.execute(
+        moved = conn.execute(
             "UPDATE listings SET last_seen = ?, missed_sweeps = 0, digest = k.digest"
             " FROM temp.staged_listings AS k WHERE k.staging = ? AND k.fingerprint IS NULL"
             " AND listings.query_key = k.query_key AND listings.listing_id = k.listing_id",
             (now, staging),
-        )
+        ).rowcount
+        (kept,) = conn.execute(
+            "SELECT COUNT(*) FROM temp.staged_listings WHERE staging = ? AND fingerprint IS NULL",
+            (staging,),
+        ).fetchone()
+        if moved != kept:
+            # A listing the sweep found recorded was forgotten while it ran (housekeeping,
+            # another process): its facts are not staged, so the sweep cannot be recorded
+            # whole. The transaction rolls back; the next sweep reads it as new.
+            raise StoreError(
+                f"state file {self.path}: {kept - moved} listing(s) the sweep found recorded"
+                " were forgotten while it ran; the sweep is not recorded"
+            )
         conn.execute(
             "INSERT INTO matches (subscription, source, listing_id, first_matched, last_price,"
             " last_status, last_changed, figures) SELECT subscription, source, listing_id, ?,"
