@@ -52,6 +52,9 @@ _UNIT_DIGITS = re.compile(r"(?i)(?:ft|m)[2²]")
 _LETTERS = re.compile(r"[A-Za-z0-9]")
 _ON_APPLICATION = re.compile(r"(?i)\bpoa\b|on application|upon request")
 _CURRENCY_CODES = tuple((code, re.compile(rf"\b{code}\b")) for code in ("GBP", "USD", "EUR"))
+# The one figure of the money texts PHP writes most ("£54,300.00", "£45.00 psf", "1250.50"):
+# what _amount reads of them, with no symbol but £, no code, no sign and no unit digits.
+_PLAIN_MONEY = re.compile(r"(£?)(\d[\d,]*(?:\.\d+)?)(?: ps[fm])?")
 _BOOL_WORDS = {"1": True, "0": False, "true": True, "false": False, "yes": True, "no": False}
 
 
@@ -219,6 +222,12 @@ class FieldReader:
                 return number, None
         elif value is None:
             return None, None
+        elif kind is str:
+            plain = _PLAIN_MONEY.fullmatch(value)
+            if plain is not None:
+                number = float(plain[2].replace(",", ""))
+                if number <= maximum:
+                    return number, ("GBP" if plain[1] else None)
         return self._amount(value, name, maximum=maximum)
 
     def boolean(self, value: Any, name: str) -> bool | None:
@@ -442,7 +451,7 @@ def _http_url(value: str) -> str | None:
 
 def read_record_id(raw: Mapping[str, Any]) -> str:
     value = raw.get("id")
-    if isinstance(value, int) and not isinstance(value, bool):
+    if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
         return str(value)
     if isinstance(value, str) and value.strip():
         text = value.strip()

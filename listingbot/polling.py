@@ -275,7 +275,7 @@ class Reader:
         out: list[Observation] = []
         bad: set[str] = set()
         for index, raw in enumerate(records):
-            if not isinstance(raw, Mapping):
+            if type(raw) is not dict and not isinstance(raw, Mapping):
                 bad.add(f"@{index}")
                 if self._warned.allow(None):
                     log.warning(
@@ -363,7 +363,7 @@ def _known_facts(raw: Mapping[str, Any], digest: bytes, known: Mapping[str, Fact
 def _record_ids(records: Sequence[Any]) -> list[str]:
     ids: list[str] = []
     for raw in records:
-        if isinstance(raw, Mapping):
+        if type(raw) is dict or isinstance(raw, Mapping):
             with contextlib.suppress(MalformedRecord):
                 ids.append(read_record_id(raw))
     return ids

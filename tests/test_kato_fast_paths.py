@@ -5,7 +5,7 @@ fast paths; these tests run both over the simulator's records, in every PHP shap
 with hostile values put into each field, and ask for the same outcome: the same listing
 (so the same fingerprint), the same problems reported, or the same refusal. The
 listing is now built without validating it again (``trusted_listing``): it must be the
-model validation made, value for value and type for type.
+model validation made, value for value and type for type (its prices too).
 """
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ def _outcome(normalize: Callable[..., Any], record: Any, **options: Any) -> Outc
         return ("raised", type(err).__name__, str(err))
     # Built without validation or not, the same model: its values, their types and
     # order, what was set, its hash and its serialized form.
-    shape = [(name, type(value)) for name, value in listing.__dict__.items()]
+    shape: list[tuple[str, Any]] = [(name, type(value)) for name, value in listing.__dict__.items()]
+    for price in (listing.price, listing.rent):
+        if price is not None:
+            shape.append(("price", [(n, type(v)) for n, v in price.__dict__.items()]))
+            shape.append(("price set", sorted(price.model_fields_set)))
+            shape.append(("price hash", hash(price)))
     return (
         "listing",
         listing,

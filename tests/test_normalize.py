@@ -707,6 +707,17 @@ _READER_VALUES: list[Any] = [
     "EU1",
     "\u00c0BC",
     "£",
+    "£54,300.00",
+    "£45.00 psf",
+    "£12 psm",
+    "1,250.50",
+    "12,",
+    "1,,2",
+    "£0.00",
+    "9" * 400,
+    "£ 12",
+    "12 psf ",
+    "\u0663\u0664",
 ]
 
 _READER_CALLS: list[tuple[str, dict[str, Any]]] = [

@@ -199,7 +199,7 @@ def normalize_kato(
     (``"https://agency.example/property/{reference_number}"``); without one, or when the
     record lacks a value it names, the brochure (else the particulars) file is the link.
     """
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise MalformedRecord(None, "record is not an object")
     record_id = read_record_id(raw)
     r = FieldReader(record_id, problems)
