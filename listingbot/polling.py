@@ -699,8 +699,8 @@ class Poller:
             if observed:
                 # Staged now rather than held to the commit: a Kotohomes poll of many
                 # queries would otherwise hold every query's facts and match state at once.
-                seen = [o.facts for o in observed]
-                await self.store.stage_soon(record.staging, query.key, seen, matches)
+                seen, kept = _to_stage(observed)
+                await self.store.stage_soon(record.staging, query.key, seen, matches, kept)
                 record.staged += len(observed)
             return len(observed), found, matched
         read = 0
@@ -716,12 +716,7 @@ class Poller:
                     )
                     found.extend(events)
                     matched.update(m.subscription for m in matches)
-                    # A listing whose fingerprint is the one recorded is staged by id
-                    # (and digest): the state file holds the rest of its facts already.
-                    facts: list[Facts] = []
-                    kept: list[Facts] = []
-                    for o in page:
-                        (kept if o.previous == o.facts.fingerprint else facts).append(o.facts)
+                    facts, kept = _to_stage(page)
                     staged.append(
                         self.store.stage_soon(record.staging, query.key, facts, matches, kept)
                     )
@@ -1208,6 +1203,17 @@ async def observations(fetched: Fetched) -> AsyncIterator[list[Observation]]:
     async with aclosing(fetched.pages) as pages:
         async for page in pages:
             yield page
+
+
+def _to_stage(observed: Sequence[Observation]) -> tuple[list[Facts], list[Facts]]:
+    """The facts of an answer (or page) to stage whole, and those of the listings whose
+    fingerprint is the one the query recorded: staged by id and digest, since the state
+    file holds the rest of their facts already (``Store.stage_soon``'s ``kept``)."""
+    whole: list[Facts] = []
+    kept: list[Facts] = []
+    for o in observed:
+        (kept if o.previous == o.facts.fingerprint else whole).append(o.facts)
+    return whole, kept
 
 
 async def _pages_of(

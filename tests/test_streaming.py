@@ -255,3 +255,40 @@ async def test_a_sweep_whose_known_listing_is_forgotten_under_it_records_nothing
     assert again.ok, again.error
     assert set(last) == set(before)
     assert all(row[-2] != before[lid][-2] for lid, row in last.items())
+
+
+async def test_a_kotohomes_poll_leaves_each_listing_it_saw_as_a_first_poll_would(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A Kotohomes query's answers are staged as a sweep's pages are: after a second poll
+    in which one listing changed and another came back as before (staged by id), every
+    listing it saw has the row a first poll of the same market on a new state file
+    writes."""
+    subs = """\
+- name: astoria
+  source: kotohomes
+  channel: 702
+  filters: {zip_codes: ["11101", "11102", "11103", "11105"]}
+  first_run: baseline
+"""
+    async with make_sims(clock, kotohomes_count=400, kato_count=0) as sims:
+        async with poller_for(sims, tmp_path, clock, subs, "kotohomes") as (poller, _store):
+            assert (await poller.poll()).ok
+            tick(sims, clock, 600)
+            # One listing of the query changes; the answer for new listings serves the
+            # newest one again (its bound is inclusive), unchanged.
+            changed = sorted(_listing_rows(tmp_path / "state.sqlite3"))[0]
+            sims.market.update_kotohomes(changed, price=123_456)
+            second = await poller.poll()
+        assert second.ok, second.error
+        steady = _listing_rows(tmp_path / "state.sqlite3")
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        async with poller_for(sims, fresh, clock, subs, "kotohomes") as (poller, _store):
+            assert (await poller.poll()).ok
+        first = _listing_rows(fresh / "state.sqlite3")
+    now = max(row[-2] for row in steady.values())
+    seen = {lid: row for lid, row in steady.items() if row[-2] == now}
+    assert changed in seen
+    assert len(seen) >= 2, (len(steady), len(first))
+    assert seen == {lid: first[lid] for lid in seen}
