@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchmarks.kato_server import RecordedKato
 from listingbot.clock import FakeClock
+from listingbot.sim import SimStack
 from listingbot.sim._http import start_app
 from tests.harness import SECRETS, config_text, load, make_sims, running
 from tests.test_polling import UK_BASELINE, poller_for, store_baselined, tick
@@ -48,18 +49,33 @@ async def test_a_sweep_failing_on_its_last_page_records_nothing_of_the_pages_bef
         assert await store.staged_count() == 0
 
 
-async def test_a_listing_served_on_two_pages_of_one_sweep_counts_once(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    """Two statuses are two sweeps, merged by id: a listing whose status changed between
-    them is served by both, and is read, matched and recorded once (the first)."""
-    subs = """\
+# Two statuses: each poll of this subscription is two sweeps, one per status.
+TWO_STATUSES = """\
 - name: uk-two
   source: kato
   channel: 704
   filters: {status: [available, under_offer]}
   first_run: baseline
 """
+
+
+def _moves_between_the_status_sweeps(sims: SimStack, listing_id: str) -> None:
+    """Between a poll's two sweeps (before the under_offer sweep's first page), the
+    listing moves from available to under_offer."""
+
+    def move(page: int, statuses: tuple[str, ...]) -> None:
+        if statuses == ("under_offer",) and page == 1:
+            sims.market.update_kato(listing_id, status="under_offer")
+
+    sims.kato.before_page = move
+
+
+async def test_a_listing_served_on_two_pages_of_one_sweep_counts_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two statuses are two sweeps, merged by id: a listing whose status changed between
+    them is served by both, and is read, matched and recorded once (the first)."""
+    subs = TWO_STATUSES
     async with (
         make_sims(clock, kotohomes_count=0, kato_count=0) as sims,
         poller_for(sims, tmp_path, clock, subs, "kato") as (poller, store),
@@ -67,12 +83,7 @@ async def test_a_listing_served_on_two_pages_of_one_sweep_counts_once(
         moving = sims.market.add_kato(status="available")
         sims.market.add_kato(status="under_offer")
 
-        def move(page: int, statuses: tuple[str, ...]) -> None:
-            # Between the two sweeps, the listing moves from one status to the other.
-            if statuses == ("under_offer",) and page == 1:
-                sims.market.update_kato(str(moving["id"]), status="under_offer")
-
-        sims.kato.before_page = move
+        _moves_between_the_status_sweeps(sims, str(moving["id"]))
         outcome = await poller.poll()
         counts = store.counts_sync()
     assert outcome.ok, outcome.error
@@ -187,13 +198,7 @@ async def test_a_listing_served_unchanged_then_changed_in_one_sweep_counts_once(
     """A listing the state file knows, served as it was by the first of a sweep's two
     status queries (staged by id) and changed by the second, is read and recorded once: the
     first serving counts, so the sweep reports two listings and the status stays."""
-    subs = """\
-- name: uk-two
-  source: kato
-  channel: 704
-  filters: {status: [available, under_offer]}
-  first_run: baseline
-"""
+    subs = TWO_STATUSES
     async with (
         make_sims(clock, kotohomes_count=0, kato_count=0) as sims,
         poller_for(sims, tmp_path, clock, subs, "kato") as (poller, store),
@@ -204,11 +209,7 @@ async def test_a_listing_served_unchanged_then_changed_in_one_sweep_counts_once(
         before = _listing_rows(tmp_path / "state.sqlite3")[str(moving["id"])]
         tick(sims, clock, 600)
 
-        def move(page: int, statuses: tuple[str, ...]) -> None:
-            if statuses == ("under_offer",) and page == 1:
-                sims.market.update_kato(str(moving["id"]), status="under_offer")
-
-        sims.kato.before_page = move
+        _moves_between_the_status_sweeps(sims, str(moving["id"]))
         outcome = await poller.poll()
         after = _listing_rows(tmp_path / "state.sqlite3")[str(moving["id"])]
         assert await store.staged_count() == 0
