@@ -8,7 +8,9 @@ raises rather than return a part.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,79 +124,104 @@ class KatoClient:
         seen: set[str] = set()
         pages = 0
         totals: dict[str, int | None] = {}
-        async for page in self.pages(params):
-            pages += 1
-            totals[page.status or ""] = page.total
-            for record in page.records:
-                key = record.get("id")
-                if key is None:
-                    records.append(record)  # no id to merge by: the poller judges it
-                elif str(key) not in seen:
-                    seen.add(str(key))
-                    records.append(record)
+        async with aclosing(self.pages(params)) as sweep:
+            async for page in sweep:
+                pages += 1
+                totals[page.status or ""] = page.total
+                for record in page.records:
+                    key = record.get("id")
+                    if key is None:
+                        records.append(record)  # no id to merge by: the poller judges it
+                    elif str(key) not in seen:
+                        seen.add(str(key))
+                        records.append(record)
         if len(totals) > 1:
             return KatoSweep(records, pages, sum(t or 0 for t in totals.values()))
         return KatoSweep(records, pages, next(iter(totals.values()), None))
 
-    async def pages(self, params: Sequence[tuple[str, str]] = ()) -> AsyncIterator[KatoPage]:
+    async def pages(self, params: Sequence[tuple[str, str]] = ()) -> AsyncGenerator[KatoPage, None]:
         """The pages of a sweep as they arrive (one status after another when ``params``
         names several), so memory holds a page, not the account. A failure midway raises
         from the iteration after the pages before it: until the iterator is exhausted,
         what it gave is a part of the sweep, never the whole."""
         statuses = list(dict.fromkeys(v for n, v in params if n == "status"))
         if len(statuses) <= 1:
-            async for page in self._pages(params, statuses[0] if statuses else None):
-                yield page
+            async with aclosing(self._pages(params, statuses[0] if statuses else None)) as one:
+                async for page in one:
+                    yield page
             return
         others = [(n, v) for n, v in params if n != "status"]
         for status in statuses:
-            async for page in self._pages([*others, ("status", status)], status):
-                yield page
+            async with aclosing(self._pages([*others, ("status", status)], status)) as part:
+                async for page in part:
+                    yield page
 
     async def _pages(
         self, params: Sequence[tuple[str, str]], status: str | None
-    ) -> AsyncIterator[KatoPage]:
+    ) -> AsyncGenerator[KatoPage, None]:
         """Pages are requested by number (the ``links`` in the answer drop filter params)
-        until ``current_page >= total_pages``. An empty first page is an empty result."""
+        until ``current_page >= total_pages``. An empty first page is an empty result.
+
+        Once a page has arrived whole and the sweep has pages after it, the next one is
+        requested before this one is handed on, so the server's time for it and the wire
+        pass while the poller reads this one (one page ahead: memory holds two pages).
+        Its failure is raised when it is asked for, after the pages before it; a sweep
+        closed early cancels it.
+        """
         path = f"/{self.api_version}/availability"
         filters = [(name, value) for name, value in params if name not in ("limit", "page")]
-        page = 1
-        while True:
+
+        def request(page: int) -> asyncio.Task[Any]:
             query = [*filters, ("limit", str(self.page_size)), ("page", str(page))]
-            payload = await self._http.request("GET", path, params=query)
-            if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
-                raise UpstreamUnavailable(API, f"availability page {page} has no `data` list")
-            data: list[Any] = payload["data"]
-            records = [item for item in data if isinstance(item, dict)]
-            if len(records) < len(data):
-                structlog.get_logger(__name__).warning(
-                    "kato_bad_record",
-                    page=page,
-                    dropped=len(data) - len(records),
-                    reason="not an object",
-                )
-            block = _pagination(payload)
-            if block is None:
-                if page == 1 and not data:
-                    yield KatoPage(records, page, 0, status)
-                    return
-                raise UpstreamUnavailable(API, f"availability page {page} has no pagination block")
-            current = wire_int(block.get("current_page"))
-            total_pages = wire_int(block.get("total_pages"))
-            total = wire_int(block.get("total"))
-            if current is None or total_pages is None:
-                raise UpstreamUnavailable(
-                    API, f"availability page {page}: pagination lacks current_page/total_pages"
-                )
-            if page == 1 and not data and (total_pages <= 1 or total == 0):
-                yield KatoPage(records, page, total, status)
-                return
-            if current != page:
-                # Continuing would loop forever or silently skip pages.
-                raise UpstreamUnavailable(
-                    API, f"asked for availability page {page}, got page {current}"
-                )
-            yield KatoPage(records, page, total, status)
-            if current >= total_pages:
-                return
-            page += 1
+            return asyncio.ensure_future(self._http.request("GET", path, params=query))
+
+        page = 1
+        ahead: asyncio.Task[Any] | None = request(page)
+        try:
+            while ahead is not None:
+                payload = await ahead
+                ahead = None
+                last, kato_page = self._page(payload, page, status)
+                if not last:
+                    ahead = request(page + 1)
+                yield kato_page
+                page += 1
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+
+    def _page(self, payload: Any, page: int, status: str | None) -> tuple[bool, KatoPage]:
+        """One answer of a sweep as a page, and whether it is the sweep's last; raises
+        UpstreamUnavailable for an answer that is not a page of this sweep."""
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
+            raise UpstreamUnavailable(API, f"availability page {page} has no `data` list")
+        data: list[Any] = payload["data"]
+        records = [item for item in data if isinstance(item, dict)]
+        if len(records) < len(data):
+            structlog.get_logger(__name__).warning(
+                "kato_bad_record",
+                page=page,
+                dropped=len(data) - len(records),
+                reason="not an object",
+            )
+        block = _pagination(payload)
+        if block is None:
+            if page == 1 and not data:
+                return True, KatoPage(records, page, 0, status)
+            raise UpstreamUnavailable(API, f"availability page {page} has no pagination block")
+        current = wire_int(block.get("current_page"))
+        total_pages = wire_int(block.get("total_pages"))
+        total = wire_int(block.get("total"))
+        if current is None or total_pages is None:
+            raise UpstreamUnavailable(
+                API, f"availability page {page}: pagination lacks current_page/total_pages"
+            )
+        if page == 1 and not data and (total_pages <= 1 or total == 0):
+            return True, KatoPage(records, page, total, status)
+        if current != page:
+            # Continuing would loop forever or silently skip pages.
+            raise UpstreamUnavailable(
+                API, f"asked for availability page {page}, got page {current}"
+            )
+        return current >= total_pages, KatoPage(records, page, total, status)

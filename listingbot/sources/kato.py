@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
@@ -171,15 +172,16 @@ class KatoFetcher:
         self, query: Query, read: Read, fetched: Fetched
     ) -> AsyncGenerator[list[Observation], None]:
         unreadable: set[str] = set()
-        async for page in self.client.pages(query.params):
-            fetched.requests += 1
-            observed, bad = await read(page.records)
-            unreadable |= bad
-            fetched.skipped = len(unreadable)
-            fetched.unreadable = frozenset(unreadable)
-            # A record served twice on one page counts once (the last, as a whole sweep
-            # read it); across pages the poller sees to it.
-            yield list({o.facts.id: o for o in observed}.values())
+        async with aclosing(self.client.pages(query.params)) as pages:
+            async for page in pages:
+                fetched.requests += 1
+                observed, bad = await read(page.records)
+                unreadable |= bad
+                fetched.skipped = len(unreadable)
+                fetched.unreadable = frozenset(unreadable)
+                # A record served twice on one page counts once (the last, as a whole
+                # sweep read it); across pages the poller sees to it.
+                yield list({o.facts.id: o for o in observed}.values())
 
 
 # --- normalizing ---------------------------------------------------------------------------

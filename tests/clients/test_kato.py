@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -13,7 +16,7 @@ from listingbot.clients.base import RetryPolicy
 from listingbot.clients.kato import KatoClient
 from listingbot.clock import FakeClock
 from listingbot.errors import UpstreamUnavailable
-from tests.clients.conftest import FakeServer, Reply, Seen
+from tests.clients.conftest import FakeServer, Handler, RecordingObserver, Reply, Seen
 
 CLIENT_ID = "kato-id-123"
 CLIENT_SECRET = "kato-secret-XYZ"
@@ -280,3 +283,111 @@ def test_page_size_above_50_is_refused(session: aiohttp.ClientSession, clock: Fa
             clock=clock,
             page_size=51,
         )
+
+
+def _announcing(pages: Callable[[Seen], Reply], page: str, asked: asyncio.Event) -> Handler:
+    """``pages``, setting ``asked`` when ``page`` is requested."""
+
+    def handle(seen: Seen) -> Reply:
+        if dict(seen.query)["page"] == page:
+            asked.set()
+        return pages(seen)
+
+    return handle
+
+
+async def test_the_next_page_is_requested_while_this_one_is_read(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Holding page 1 (not asking for more), the sweep has already asked for page 2, so
+    the server's time for it passes while the poller reads page 1."""
+    asked = asyncio.Event()
+    server.script("GET", "/v2/availability", _announcing(paged(RECORDS, per_page=2), "2", asked))
+    async with aclosing(make(server, session, clock).pages()) as pages:
+        first = await anext(pages)
+        assert [r["id"] for r in first.records] == [1, 2]
+        await asyncio.wait_for(asked.wait(), timeout=10)  # times out without the page ahead
+        rest = [page async for page in pages]
+    assert [r["id"] for p in rest for r in p.records] == [3, 4, 5]
+    assert [dict(s.query)["page"] for s in server.seen("GET", "/v2/availability")] == [
+        "1",
+        "2",
+        "3",
+    ]
+
+
+async def test_nothing_is_requested_past_the_last_page(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """The page ahead is asked for only when the last answer says there are more pages:
+    a one-page sweep costs one request, a three-page sweep three."""
+    server.script("GET", "/v2/availability", paged(RECORDS[:2], per_page=2))
+    client = make(server, session, clock)
+    assert (await client.sweep()).pages == 1
+    assert len(server.seen("GET", "/v2/availability")) == 1
+    server.script("GET", "/v2/availability", paged(RECORDS, per_page=2))
+    assert (await client.sweep()).pages == 3
+    assert len(server.seen("GET", "/v2/availability")) == 4
+
+
+async def test_a_sweep_closed_early_cancels_the_page_ahead(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """The poller stops after page 1 (its store failed, say) while page 2 hangs: closing
+    the sweep returns at once (the request ahead is cancelled, not waited on)."""
+    pages = paged(RECORDS, per_page=2)
+    asked = asyncio.Event()
+
+    def hang_on_two(seen: Seen) -> Reply:
+        if dict(seen.query)["page"] == "2":
+            asked.set()
+            return Reply(hang=True)
+        return pages(seen)
+
+    server.script("GET", "/v2/availability", hang_on_two)
+    sweep = make(server, session, clock).pages()
+    await anext(sweep)
+    await asyncio.wait_for(asked.wait(), timeout=10)
+    await asyncio.wait_for(sweep.aclose(), timeout=10)
+    # The session is not left waiting: another sweep on it completes.
+    server.script("GET", "/v2/availability", paged(RECORDS[:2], per_page=2))
+    assert (await make(server, session, clock).sweep()).records == RECORDS[:2]
+
+
+async def test_a_failed_page_ahead_of_a_closed_sweep_is_not_left_unretrieved(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Page 2 fails while the poller is still on page 1 and then stops: the failure is
+    collected when the sweep closes, not reported later as an exception nobody read."""
+    pages = paged(RECORDS, per_page=2)
+
+    def fail_two(seen: Seen) -> Reply:
+        return Reply(500) if dict(seen.query)["page"] == "2" else pages(seen)
+
+    server.script("GET", "/v2/availability", fail_two)
+    failed = asyncio.Event()
+
+    class Observer(RecordingObserver):
+        def request_done(self, api: str, status: int | None, duration_s: float) -> None:
+            super().request_done(api, status, duration_s)
+            if status == 500:
+                failed.set()
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        client = make(
+            server, session, clock, retry=RetryPolicy(max_attempts=1), observer=Observer()
+        )
+        sweep = client.pages()
+        await anext(sweep)
+        await asyncio.wait_for(failed.wait(), timeout=10)
+        for _ in range(5):
+            await asyncio.sleep(0)  # the request's task finishes raising
+        await sweep.aclose()
+        del sweep
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
