@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import marshal
 import time
@@ -215,12 +216,15 @@ class Plan:
 class Snapshot:
     """Everything one poll works on, fixed when it starts: the plan, and the state each
     subscription was in (in its first run; since when its first run's query answered
-    nothing) with each query's cursor."""
+    nothing) with each query's cursor, and which subscriptions have any detection state
+    (match rows or removals): only this poll's commit writes it, so for the others the
+    store has nothing to answer and is not asked."""
 
     plan: Plan
     first_run: frozenset[str]
     empty_since: Mapping[str, datetime]
     cursors: Mapping[str, Cursor]
+    stateful: frozenset[str]
 
 
 # One query's listings worth detecting changes on, each with the subscriptions to ask.
@@ -358,6 +362,48 @@ def _known_facts(raw: Mapping[str, Any], digest: bytes, known: Mapping[str, Fact
         return None
     was = known.get(record_id)
     return was if was is not None and was.digest == digest else None
+
+
+class _Unstaged:
+    """The pages of a sweep that are read but not yet handed to the store for staging.
+
+    Store calls run one at a time in the order made, so a page's read learns from the
+    store which ids the pages before it staged, except for the pages whose staging is
+    not queued yet: their ids are held here. A page's staging is queued just after the
+    next page's read has asked the store what it knows (``flush``), so that the store
+    answers the read first and stages while the read normalizes. A page or two at a
+    time: memory holds pages, not the sweep.
+    """
+
+    __slots__ = ("_paged", "_pages", "_waiting")
+
+    def __init__(self) -> None:
+        self._pages: deque[set[str]] = deque()
+        self._waiting: deque[Callable[[], None]] = deque()
+        self._paged = False
+
+    def track(self) -> None:
+        """The answer is paged (each page staged on its own): from now on, pages count.
+        A whole answer is staged at once, after all of its reads, so none is held."""
+        self._paged = True
+
+    def ids(self) -> set[str]:
+        """The ids of the pages read whose staging is not queued."""
+        return set().union(*self._pages)
+
+    def read(self, ids: set[str]) -> None:
+        if self._paged:
+            self._pages.append(ids)
+
+    def stage_later(self, stage: Callable[[], None]) -> None:
+        """``stage`` queues the oldest unstaged page's staging; it is called by ``flush``."""
+        self._waiting.append(stage)
+
+    def flush(self) -> None:
+        """Queue every waiting staging, in page order."""
+        while self._waiting:
+            self._waiting.popleft()()
+            self._pages.popleft()
 
 
 def _record_ids(records: Sequence[Any]) -> list[str]:
@@ -507,11 +553,13 @@ class Poller:
         errors: list[str] = []
         matched: Counter[str] = Counter()  # match rows recorded, by subscription
         async with aclosing(self._fetch(snap, staging, outcome, errors)) as answers:
-            async for query, fetched in answers:
+            async for query, fetched, unstaged in answers:
                 mark = time.perf_counter()
                 fetching = stages["fetch"]
                 try:
-                    read, found, counts = await self._take(snap, query, fetched, record, stages)
+                    read, found, counts = await self._take(
+                        snap, query, fetched, record, stages, unstaged=unstaged
+                    )
                 except UpstreamError as err:
                     # A sweep that failed midway: what its pages staged goes, all of it.
                     await self.store.discard_staged(staging, query.key)
@@ -566,8 +614,15 @@ class Poller:
         first_run = await self._first_run(plan, dry_run)
         empty_since = await self.store.empty_since(sorted(first_run)) if first_run else {}
         cursors = await self.store.load_cursors(q.key for q in plan.queries)
+        stateful = await self.store.with_detection_state(
+            self.source, [s.name for s in plan.subscriptions]
+        )
         return Snapshot(
-            plan, frozenset(first_run), MappingProxyType(empty_since), MappingProxyType(cursors)
+            plan,
+            frozenset(first_run),
+            MappingProxyType(empty_since),
+            MappingProxyType(cursors),
+            frozenset(stateful),
         )
 
     async def _first_run(self, plan: Plan, dry_run: bool) -> set[str]:
@@ -581,25 +636,26 @@ class Poller:
 
     async def _fetch(
         self, snap: Snapshot, staging: int, outcome: PollOutcome, errors: list[str]
-    ) -> AsyncGenerator[tuple[Query, Fetched], None]:
+    ) -> AsyncGenerator[tuple[Query, Fetched, _Unstaged], None]:
         """Each query's answer, read, in plan order (the fetcher hands every page to the
         read stage). A few queries are fetched ahead of the one being processed (see
         FETCH_AHEAD). A query that fails yields nothing: its failure goes to ``outcome``
         (refused: ``rejected``) or ``errors``."""
-        ahead: deque[tuple[Query, asyncio.Task[Fetched]]] = deque()
+        ahead: deque[tuple[Query, asyncio.Task[Fetched], _Unstaged]] = deque()
         upcoming = iter(snap.plan.queries)
 
         def fetch_ahead(limit: int) -> None:
             while len(ahead) < limit and (query := next(upcoming, None)) is not None:
                 cursor = snap.cursors.get(query.key)
-                read = self._read(query, staging)
+                unstaged = _Unstaged()
+                read = self._read(query, staging, unstaged)
                 task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, read))
-                ahead.append((query, task))
+                ahead.append((query, task, unstaged))
 
         fetch_ahead(1)  # the first alone: refused credentials cost one request, not several
         try:
             while ahead:
-                query, task = ahead.popleft()
+                query, task, unstaged = ahead.popleft()
                 mark = time.perf_counter()
                 try:
                     fetched = await task
@@ -612,26 +668,34 @@ class Poller:
                     outcome.stages["fetch"] += time.perf_counter() - mark
                     self._count_dropped()
                 fetch_ahead(FETCH_AHEAD)
-                yield query, fetched
+                yield query, fetched, unstaged
         finally:
-            for _query, task in ahead:
+            for _query, task, _unstaged in ahead:
                 task.cancel()
-            await asyncio.gather(*(task for _query, task in ahead), return_exceptions=True)
+            await asyncio.gather(*(task for _query, task, _u in ahead), return_exceptions=True)
 
-    def _read(self, query: Query, staging: int) -> Read:
+    def _read(self, query: Query, staging: int, unstaged: _Unstaged) -> Read:
         """The read stage for one query's answers: the state file says which records the
         query read before (by digest) and what it recorded of them, the Reader normalizes
         the rest. A listing an earlier page of the same sweep served (the account moved
-        under it, or two statuses) is left out: the first counts."""
+        under it, or two statuses) is left out: the first counts. The store knows the
+        earlier pages whose staging is queued, ``unstaged`` the others."""
 
         async def read(records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
             ids = _record_ids(records)
             if not ids:
+                unstaged.read(set())
                 return self.reader.read(records)
-            known, again = await self.store.load_known(query.key, ids, staging)
+            earlier = unstaged.ids()  # before the store call: it sees the rest
+            asked = self.store.load_known_soon(query.key, ids, staging)
+            unstaged.flush()  # the pages before stage while this one is normalized
+            known, again = await asked
             observed, bad = self.reader.read(records, known)
+            if earlier:
+                again |= earlier.intersection(ids)
             if again:
                 observed = [o for o in observed if o.facts.id not in again]
+            unstaged.read({o.facts.id for o in observed})
             return observed, bad
 
         return read
@@ -681,6 +745,8 @@ class Poller:
         fetched: Fetched,
         record: PollRecord,
         stages: dict[str, float],
+        *,
+        unstaged: _Unstaged,
     ) -> tuple[int, list[Event], Counter[str]]:
         """One query's answer through match and detect: the listings it read, its events
         and the match rows recorded per subscription. A whole answer's listings and match
@@ -693,7 +759,7 @@ class Poller:
         if fetched.pages is None:
             observed = fetched.listings
             found, matches = await self._detect(
-                query, await self._match(snap, query, specs, observed)
+                snap, query, await self._match(snap, query, specs, observed)
             )
             matched.update(m.subscription for m in matches)
             if observed:
@@ -705,22 +771,28 @@ class Poller:
             return len(observed), found, matched
         read = 0
         found = []
-        # Each page is staged while the next one is read (see Store.stage_soon); what a
-        # page staged is known to the next page's read, which the store runs after it.
+        # Each page is staged while the next one is read (see Store.stage_soon), queued
+        # once that read has asked the store what it knows (``_Unstaged.flush``). What
+        # a page staged is known to the reads after it (the store's, or ``unstaged``).
         staged: list[asyncio.Future[None]] = []
+        unstaged.track()
+        staging = record.staging
+
+        def stage(seen: list[Facts], matches: list[MatchState], kept: list[Facts]) -> None:
+            staged.append(self.store.stage_soon(staging, query.key, seen, matches, kept))
+
         try:
             async with aclosing(_pages_of(fetched, stages)) as pages:
                 async for page in pages:
                     events, matches = await self._detect(
-                        query, await self._match(snap, query, specs, page)
+                        snap, query, await self._match(snap, query, specs, page)
                     )
                     found.extend(events)
                     matched.update(m.subscription for m in matches)
                     facts, kept = _to_stage(page)
-                    staged.append(
-                        self.store.stage_soon(record.staging, query.key, facts, matches, kept)
-                    )
+                    unstaged.stage_later(functools.partial(stage, facts, matches, kept))
                     read += len(page)
+            unstaged.flush()
         finally:
             # Whatever ended the sweep, its pages are staged (or failed to be) before the
             # poll goes on: a failed sweep's discard, or the commit, comes after them.
@@ -759,18 +831,20 @@ class Poller:
 
     # ------------------------------------------------------------ detect
 
-    async def _detect(self, query: Query, work: Work) -> tuple[list[Event], list[MatchState]]:
+    async def _detect(
+        self, snap: Snapshot, query: Query, work: Work
+    ) -> tuple[list[Event], list[MatchState]]:
         """The events of one answer's (or page's) work (unwanted ones too: no message, but
         the channel's change sequence moves), and its subscriptions' new match state."""
         previous: Mapping[tuple[str, str], MatchState] = {}
         removed: Mapping[tuple[str, str], Removal] = {}
-        if work:
+        stateful = snap.stateful
+        pairs = [(s.name, lst.id) for lst, subs in work for s in subs if s.name in stateful]
+        if pairs:
             # A listing no subscription knows may be one the source confirmed gone: the
             # store answers its removals with the match state, in one call.
-            pairs = [(s.name, lst.id) for lst, subs in work for s in subs]
-            previous, removed = await self.store.load_detection_state(
-                self.source, _names(query), pairs
-            )
+            names = [name for name in _names(query) if name in stateful]
+            previous, removed = await self.store.load_detection_state(self.source, names, pairs)
         found: list[Event] = []
         matches: list[MatchState] = []
         for listing, accepted in work:

@@ -314,3 +314,30 @@ async def test_operator_retry_and_drop_act_on_one_row_by_key(store: Store) -> No
     assert (dropped.last_error or "").startswith("dropped by an operator")
     assert not store.retry_sync("nope")
     assert [r.message.key for r in store.list_rows_sync("dropped")] == ["a1"]
+
+
+async def test_the_subscriptions_with_detection_state_are_those_with_matches_or_removals(
+    tmp_path: Path, store: Store
+) -> None:
+    """A poll asks for detection state only for subscriptions that have any: match rows
+    or removals of the poll's source. A subscription with neither (new, or state of
+    another source only) is not one of them."""
+    await store.record_poll(
+        PollRecord(
+            "kato",
+            matches=[
+                MatchState("has-match", "kato", "k1", 100.0, "available", None),
+                MatchState("other-source", "kotohomes", "h1", 100.0, "active", None),
+            ],
+        )
+    )
+    conn = sqlite3.connect(tmp_path / "state.sqlite3")
+    with conn:
+        conn.execute(
+            "INSERT INTO removals (subscription, source, listing_id, removed_at, told)"
+            " VALUES ('has-removal', 'kato', 'k2', '2026-01-01T00:00:00+00:00', 1)"
+        )
+    conn.close()
+    names = ["has-match", "has-removal", "new", "other-source"]
+    assert await store.with_detection_state("kato", names) == {"has-match", "has-removal"}
+    assert await store.with_detection_state("kato", []) == set()

@@ -92,6 +92,49 @@ async def test_a_listing_served_on_two_pages_of_one_sweep_counts_once(
     assert (counts["listings"], counts["matches"]) == (2, 2)
 
 
+async def _served_twice(tmp_path: Path, clock: FakeClock, *, moving_first: bool) -> None:
+    """120 under_offer listings and one available one that moves to under_offer before
+    the second sweep: served by the available sweep's only page and again by the
+    under_offer sweep, on its first page (``moving_first``: it is the market's first
+    record) or its last (it is the market's last). Read, matched and recorded once."""
+    async with (
+        make_sims(clock, kotohomes_count=0, kato_count=0) as sims,
+        poller_for(sims, tmp_path, clock, TWO_STATUSES, "kato") as (poller, store),
+    ):
+        moving = sims.market.add_kato(status="available") if moving_first else None
+        for _ in range(120):
+            sims.market.add_kato(status="under_offer")
+        if moving is None:
+            moving = sims.market.add_kato(status="available")
+        _moves_between_the_status_sweeps(sims, str(moving["id"]))
+        outcome = await poller.poll()
+        counts = store.counts_sync()
+        served = [
+            dict(r.query)["page"] for r in sims.kato.requests if r.path.endswith("/availability")
+        ]
+    assert served == ["1", "1", "2", "3"]  # one available page, three under_offer pages
+    assert outcome.ok, outcome.error
+    assert outcome.listings == 121
+    assert outcome.baseline_matches == {"uk-two": 121}
+    assert (counts["listings"], counts["matches"]) == (121, 121)
+
+
+async def test_a_listing_served_again_by_the_very_next_page_counts_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The next page is read while this one is still detected, before it is staged: a
+    listing this page served and the next serves again still counts once."""
+    await _served_twice(tmp_path, clock, moving_first=True)
+
+
+async def test_a_listing_served_again_pages_later_counts_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A listing the sweep's first page served and its fourth serves again counts once:
+    the pages between staged it, and the state file's staging says so."""
+    await _served_twice(tmp_path, clock, moving_first=False)
+
+
 async def test_a_restarted_service_takes_unchanged_records_from_the_state_file(
     tmp_path: Path, clock: FakeClock
 ) -> None:

@@ -319,7 +319,16 @@ class Store:
         where it kept one), and which of them the poll ``staging`` staged already for
         this query (an earlier page of the same sweep served them): what the read stage
         needs of a page, in one store call."""
-        return await self._run(self._load_known, query_key, list(ids), staging)
+        return await self.load_known_soon(query_key, ids, staging)
+
+    def load_known_soon(
+        self, query_key: str, ids: Sequence[str], staging: int | None = None
+    ) -> asyncio.Future[tuple[dict[str, Facts], set[str]]]:
+        """``load_known``, queued on the store's thread now: a store call made after
+        this one (a page's staging) runs after it."""
+        return asyncio.get_running_loop().run_in_executor(
+            self._executor, self._guarded, self._load_known, query_key, list(ids), staging
+        )
 
     def _load_known(
         self, query_key: str, ids: list[str], staging: int | None
@@ -368,6 +377,21 @@ class Store:
         and the removals of the listings a pair has no match state for (a listing no
         subscription knows may be one the source confirmed gone; ``load_removals``)."""
         return await self._run(self._load_detection_state, source, list(subscriptions), list(pairs))
+
+    async def with_detection_state(self, source: str, names: Sequence[str]) -> set[str]:
+        """Which of these subscriptions have any detection state (match rows, removals)."""
+        return await self._run(self._with_detection_state, source, list(names))
+
+    def _with_detection_state(self, source: str, names: list[str]) -> set[str]:
+        if not names:
+            return set()
+        sql = (
+            "SELECT value FROM json_each(?) AS n WHERE"
+            " EXISTS (SELECT 1 FROM matches WHERE subscription = n.value AND source = ?)"
+            " OR EXISTS (SELECT 1 FROM removals WHERE subscription = n.value AND source = ?)"
+        )
+        rows = self._c.execute(sql, (json.dumps(names), source, source))
+        return {name for (name,) in rows}
 
     def _load_detection_state(
         self, source: str, subs: list[str], pairs: list[tuple[str, str]]
