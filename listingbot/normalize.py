@@ -455,8 +455,10 @@ def read_record_id(raw: Mapping[str, Any]) -> str:
         return str(value)
     if isinstance(value, str) and value.strip():
         text = value.strip()
-        if len(text) > 200 or any(unicodedata.category(ch) == "Cc" for ch in text):
-            raise MalformedRecord(None, f"id: unusable id {short(text)}")
+        # A control or a lone surrogate (JSON can escape one; UTF-8 cannot hold it) is no
+        # id to keep, post or store: the record is skipped, the rest of the answer read.
+        if len(text) > 200 or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+            raise MalformedRecord(None, f"id: unusable id {short(text)!a}")
         return text
     raise MalformedRecord(None, "id: missing or not a string/integer")
 

@@ -253,9 +253,12 @@ def test_kotohomes_without_any_timestamp_is_still_a_listing() -> None:
     assert (listing.created_at, listing.updated_at) == (None, None)
 
 
-@pytest.mark.parametrize("bad_id", [None, "", "   ", True, 3.5, {"id": 1}, "x" * 201, "a\x00b"])
+@pytest.mark.parametrize(
+    "bad_id", [None, "", "   ", True, 3.5, {"id": 1}, "x" * 201, "a\x00b", "\ud800x"]
+)
 def test_record_without_a_usable_id_is_malformed(bad_id: Any) -> None:
-    """No id, an empty one, or one of a wrong type: MalformedRecord with record_id None."""
+    """No id, an empty one, one of a wrong type, or one holding a control or a lone
+    surrogate: MalformedRecord with record_id None."""
     with pytest.raises(MalformedRecord) as caught:
         normalize_kotohomes(koto(id=bad_id))
     assert caught.value.record_id is None
