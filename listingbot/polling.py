@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import marshal
 import time
@@ -364,48 +363,6 @@ def _known_facts(raw: Mapping[str, Any], digest: bytes, known: Mapping[str, Fact
     return was if was is not None and was.digest == digest else None
 
 
-class _Unstaged:
-    """The pages of a sweep that are read but not yet handed to the store for staging.
-
-    Store calls run one at a time in the order made, so a page's read learns from the
-    store which ids the pages before it staged, except for the pages whose staging is
-    not queued yet: their ids are held here. A page's staging is queued just after the
-    next page's read has asked the store what it knows (``flush``), so that the store
-    answers the read first and stages while the read normalizes. A page or two at a
-    time: memory holds pages, not the sweep.
-    """
-
-    __slots__ = ("_paged", "_pages", "_waiting")
-
-    def __init__(self) -> None:
-        self._pages: deque[set[str]] = deque()
-        self._waiting: deque[Callable[[], None]] = deque()
-        self._paged = False
-
-    def track(self) -> None:
-        """The answer is paged (each page staged on its own): from now on, pages count.
-        A whole answer is staged at once, after all of its reads, so none is held."""
-        self._paged = True
-
-    def ids(self) -> set[str]:
-        """The ids of the pages read whose staging is not queued."""
-        return set().union(*self._pages)
-
-    def read(self, ids: set[str]) -> None:
-        if self._paged:
-            self._pages.append(ids)
-
-    def stage_later(self, stage: Callable[[], None]) -> None:
-        """``stage`` queues the oldest unstaged page's staging; it is called by ``flush``."""
-        self._waiting.append(stage)
-
-    def flush(self) -> None:
-        """Queue every waiting staging, in page order."""
-        while self._waiting:
-            self._waiting.popleft()()
-            self._pages.popleft()
-
-
 def _record_ids(records: Sequence[Any]) -> list[str]:
     ids: list[str] = []
     for raw in records:
@@ -553,13 +510,11 @@ class Poller:
         errors: list[str] = []
         matched: Counter[str] = Counter()  # match rows recorded, by subscription
         async with aclosing(self._fetch(snap, staging, outcome, errors)) as answers:
-            async for query, fetched, unstaged in answers:
+            async for query, fetched in answers:
                 mark = time.perf_counter()
                 fetching = stages["fetch"]
                 try:
-                    read, found, counts = await self._take(
-                        snap, query, fetched, record, stages, unstaged=unstaged
-                    )
+                    read, found, counts = await self._take(snap, query, fetched, record, stages)
                 except UpstreamError as err:
                     # A sweep that failed midway: what its pages staged goes, all of it.
                     await self.store.discard_staged(staging, query.key)
@@ -636,26 +591,25 @@ class Poller:
 
     async def _fetch(
         self, snap: Snapshot, staging: int, outcome: PollOutcome, errors: list[str]
-    ) -> AsyncGenerator[tuple[Query, Fetched, _Unstaged], None]:
+    ) -> AsyncGenerator[tuple[Query, Fetched], None]:
         """Each query's answer, read, in plan order (the fetcher hands every page to the
         read stage). A few queries are fetched ahead of the one being processed (see
         FETCH_AHEAD). A query that fails yields nothing: its failure goes to ``outcome``
         (refused: ``rejected``) or ``errors``."""
-        ahead: deque[tuple[Query, asyncio.Task[Fetched], _Unstaged]] = deque()
+        ahead: deque[tuple[Query, asyncio.Task[Fetched]]] = deque()
         upcoming = iter(snap.plan.queries)
 
         def fetch_ahead(limit: int) -> None:
             while len(ahead) < limit and (query := next(upcoming, None)) is not None:
                 cursor = snap.cursors.get(query.key)
-                unstaged = _Unstaged()
-                read = self._read(query, staging, unstaged)
+                read = self._read(query, staging)
                 task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, read))
-                ahead.append((query, task, unstaged))
+                ahead.append((query, task))
 
         fetch_ahead(1)  # the first alone: refused credentials cost one request, not several
         try:
             while ahead:
-                query, task, unstaged = ahead.popleft()
+                query, task = ahead.popleft()
                 mark = time.perf_counter()
                 try:
                     fetched = await task
@@ -668,34 +622,26 @@ class Poller:
                     outcome.stages["fetch"] += time.perf_counter() - mark
                     self._count_dropped()
                 fetch_ahead(FETCH_AHEAD)
-                yield query, fetched, unstaged
+                yield query, fetched
         finally:
-            for _query, task, _unstaged in ahead:
+            for _query, task in ahead:
                 task.cancel()
-            await asyncio.gather(*(task for _query, task, _u in ahead), return_exceptions=True)
+            await asyncio.gather(*(task for _query, task in ahead), return_exceptions=True)
 
-    def _read(self, query: Query, staging: int, unstaged: _Unstaged) -> Read:
+    def _read(self, query: Query, staging: int) -> Read:
         """The read stage for one query's answers: the state file says which records the
         query read before (by digest) and what it recorded of them, the Reader normalizes
         the rest. A listing an earlier page of the same sweep served (the account moved
-        under it, or two statuses) is left out: the first counts. The store knows the
-        earlier pages whose staging is queued, ``unstaged`` the others."""
+        under it, or two statuses) is left out: the first counts."""
 
         async def read(records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
             ids = _record_ids(records)
             if not ids:
-                unstaged.read(set())
                 return self.reader.read(records)
-            earlier = unstaged.ids()  # before the store call: it sees the rest
-            asked = self.store.load_known_soon(query.key, ids, staging)
-            unstaged.flush()  # the pages before stage while this one is normalized
-            known, again = await asked
+            known, again = await self.store.load_known(query.key, ids, staging)
             observed, bad = self.reader.read(records, known)
-            if earlier:
-                again |= earlier.intersection(ids)
             if again:
                 observed = [o for o in observed if o.facts.id not in again]
-            unstaged.read({o.facts.id for o in observed})
             return observed, bad
 
         return read
@@ -745,8 +691,6 @@ class Poller:
         fetched: Fetched,
         record: PollRecord,
         stages: dict[str, float],
-        *,
-        unstaged: _Unstaged,
     ) -> tuple[int, list[Event], Counter[str]]:
         """One query's answer through match and detect: the listings it read, its events
         and the match rows recorded per subscription. A whole answer's listings and match
@@ -771,16 +715,9 @@ class Poller:
             return len(observed), found, matched
         read = 0
         found = []
-        # Each page is staged while the next one is read (see Store.stage_soon), queued
-        # once that read has asked the store what it knows (``_Unstaged.flush``). What
-        # a page staged is known to the reads after it (the store's, or ``unstaged``).
+        # Each page is staged while the next one is read (see Store.stage_soon); what a
+        # page staged is known to the next page's read, which the store runs after it.
         staged: list[asyncio.Future[None]] = []
-        unstaged.track()
-        staging = record.staging
-
-        def stage(seen: list[Facts], matches: list[MatchState], kept: list[Facts]) -> None:
-            staged.append(self.store.stage_soon(staging, query.key, seen, matches, kept))
-
         try:
             async with aclosing(_pages_of(fetched, stages)) as pages:
                 async for page in pages:
@@ -790,9 +727,10 @@ class Poller:
                     found.extend(events)
                     matched.update(m.subscription for m in matches)
                     facts, kept = _to_stage(page)
-                    unstaged.stage_later(functools.partial(stage, facts, matches, kept))
+                    staged.append(
+                        self.store.stage_soon(record.staging, query.key, facts, matches, kept)
+                    )
                     read += len(page)
-            unstaged.flush()
         finally:
             # Whatever ended the sweep, its pages are staged (or failed to be) before the
             # poll goes on: a failed sweep's discard, or the commit, comes after them.
@@ -842,7 +780,8 @@ class Poller:
         pairs = [(s.name, lst.id) for lst, subs in work for s in subs if s.name in stateful]
         if pairs:
             # A listing no subscription knows may be one the source confirmed gone: the
-            # store answers its removals with the match state, in one call.
+            # store answers its removals with the match state, in one call. A first
+            # sweep's subscriptions have none, and cost no call.
             names = [name for name in _names(query) if name in stateful]
             previous, removed = await self.store.load_detection_state(self.source, names, pairs)
         found: list[Event] = []

@@ -10,14 +10,13 @@ an empty object, booleans arrive as ``0``/``1``/``"1"``, money as ``"£45.00 psf
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from listingbot.clients.kato import KatoClient, KatoPage
+from listingbot.clients.kato import KatoClient
 from listingbot.config import KATO_URL_FIELDS
 from listingbot.config.filters import KatoFilters
 from listingbot.models import Listing, Price, PriceUnit
@@ -172,37 +171,17 @@ class KatoFetcher:
     async def _pages(
         self, query: Query, read: Read, fetched: Fetched
     ) -> AsyncGenerator[list[Observation], None]:
-        """The sweep's pages, each read; the next page is requested and read while the
-        poller works on this one (one page ahead: its request, the server's time and the
-        state file's answer for it pass meanwhile). A failure of the page ahead is raised
-        when the poller asks for it, after the pages before it; a sweep closed early
-        cancels it."""
         unreadable: set[str] = set()
-
-        async def next_page(pages: AsyncIterator[KatoPage]) -> list[Observation] | None:
-            try:
-                page = await anext(pages)
-            except StopAsyncIteration:
-                return None
-            fetched.requests += 1
-            observed, bad = await read(page.records)
-            unreadable.update(bad)
-            fetched.skipped = len(unreadable)
-            fetched.unreadable = frozenset(unreadable)
-            # A record served twice on one page counts once (the last, as a whole sweep
-            # read it); across pages the read stage sees to it.
-            return list({o.facts.id: o for o in observed}.values())
-
         async with aclosing(self.client.pages(query.params)) as pages:
-            ahead = asyncio.ensure_future(next_page(pages))
-            try:
-                while (observed := await ahead) is not None:
-                    ahead = asyncio.ensure_future(next_page(pages))
-                    yield observed
-            finally:
-                if not ahead.done():
-                    ahead.cancel()
-                await asyncio.gather(ahead, return_exceptions=True)
+            async for page in pages:
+                fetched.requests += 1
+                observed, bad = await read(page.records)
+                unreadable |= bad
+                fetched.skipped = len(unreadable)
+                fetched.unreadable = frozenset(unreadable)
+                # A record served twice on one page counts once (the last, as a whole
+                # sweep read it); across pages the poller sees to it.
+                yield list({o.facts.id: o for o in observed}.values())
 
 
 # --- normalizing ---------------------------------------------------------------------------

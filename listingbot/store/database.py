@@ -319,16 +319,7 @@ class Store:
         where it kept one), and which of them the poll ``staging`` staged already for
         this query (an earlier page of the same sweep served them): what the read stage
         needs of a page, in one store call."""
-        return await self.load_known_soon(query_key, ids, staging)
-
-    def load_known_soon(
-        self, query_key: str, ids: Sequence[str], staging: int | None = None
-    ) -> asyncio.Future[tuple[dict[str, Facts], set[str]]]:
-        """``load_known``, queued on the store's thread now: a store call made after
-        this one (a page's staging) runs after it."""
-        return asyncio.get_running_loop().run_in_executor(
-            self._executor, self._guarded, self._load_known, query_key, list(ids), staging
-        )
+        return await self._run(self._load_known, query_key, list(ids), staging)
 
     def _load_known(
         self, query_key: str, ids: list[str], staging: int | None
