@@ -458,7 +458,7 @@ def read_record_id(raw: Mapping[str, Any]) -> str:
         # A control or a lone surrogate (JSON can escape one; UTF-8 cannot hold it) is no
         # id to keep, post or store: the record is skipped, the rest of the answer read.
         if len(text) > 200 or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
-            raise MalformedRecord(None, f"id: unusable id {short(text)!a}")
+            raise MalformedRecord(None, f"id: unusable id {short(text)}")
         return text
     raise MalformedRecord(None, "id: missing or not a string/integer")
 
