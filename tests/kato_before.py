@@ -387,7 +387,9 @@ def read_record_id(raw: Mapping[str, Any]) -> str:
         return str(value)
     if isinstance(value, str) and value.strip():
         text = value.strip()
-        if len(text) > 200 or any(unicodedata.category(ch) == "Cc" for ch in text):
+        # Since 2026-12-03 a lone surrogate (Cs) is refused here too, on purpose (it is no
+        # id the state file can hold): the oracle follows, as it is not a fast path.
+        if len(text) > 200 or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
             raise MalformedRecord(None, f"id: unusable id {short(text)}")
         return text
     raise MalformedRecord(None, "id: missing or not a string/integer")
