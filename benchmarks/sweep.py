@@ -11,8 +11,8 @@ committed transaction); the command's wall time (interpreter, imports, config, c
 check, delivery pass) is shown beside it. The floor is measured in the same run, against
 the same server and pages (the least of FLOOR_TRIES measurements): a keep-alive fetch of
 every page, JSON decoding, and one batched upsert of one row per record into a new state
-file. Nothing that stores the
-sweep can be faster than that; the targets are small multiples of it.
+file. Nothing that stores the sweep can be faster than that; the targets are small
+multiples of it.
 
 Scenario 7 is the peak resident set of the same first sweep at 10,000, 50,000 and
 100,000 records, measured from outside (``wait4``: the kernel's high-water mark of the
