@@ -124,6 +124,7 @@ class Health:
             events=outcome.events,
             queued=outcome.queued,
             possible_gaps=outcome.gaps,
+            pages_known=outcome.pages_known,
             duration_s=round(outcome.duration_s, 3),
         )
         source = outcome.source

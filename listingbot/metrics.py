@@ -81,6 +81,13 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.pages_known = Counter(
+            "listingbot_sweep_pages_known",
+            "Pages of a sweep served again byte for byte while the state file held each "
+            "of their listings as they were: staged as seen without being read, by source.",
+            ["source"],
+            registry=r,
+        )
         self.fields_dropped = Counter(
             "listingbot_record_fields_dropped",
             "Fields of upstream records that could not be read and were left out (the rest "
@@ -214,7 +221,12 @@ class Metrics:
         for source in sources:
             for outcome in ("ok", "failed"):
                 self.polls.labels(source, outcome)
-            for counter in (self.listings_seen, self.records_skipped, self.possible_gaps):
+            for counter in (
+                self.listings_seen,
+                self.records_skipped,
+                self.possible_gaps,
+                self.pages_known,
+            ):
                 counter.labels(source)
 
     # RequestObserver ------------------------------------------------------------------

@@ -31,7 +31,9 @@ Where the time goes, and what keeps it down (``make bench`` measures it):
   (``FETCH_AHEAD``), so waits overlap instead of adding up;
 - normalizing: a record identical to the one its query read last time (its digest is
   in the state file) is not normalized again (``Reader``), even by a new process; only
-  changed records are;
+  changed records are. A page of a sweep served again byte for byte, its listings still
+  recorded as it held them, is not read at all: the store stages it as seen in one
+  statement (``Store.load_page``);
 - matching: through the index, a listing costs a few set operations plus its matches,
   not one check per subscription; an unchanged listing is matched only for the
   subscriptions in their first run.
@@ -80,9 +82,10 @@ from listingbot.records import (
     MatchState,
     Observation,
     OutgoingMessage,
+    PageMark,
     Removal,
 )
-from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query, Read
+from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query, Read, ReadPage
 from listingbot.store import HeldMessage, PollRecord, Pruned, Release, Store, Sweep
 
 log = structlog.get_logger("listingbot.poll")
@@ -405,6 +408,8 @@ class PollOutcome:
     events: int = 0
     queued: int = 0
     gaps: int = 0
+    # Pages of sweeps served again unchanged and known whole (not read; see Poller._read).
+    pages_known: int = 0
     duration_s: float = 0.0
     error: str | None = None
     auth_failed: bool = False
@@ -602,7 +607,7 @@ class Poller:
         def fetch_ahead(limit: int) -> None:
             while len(ahead) < limit and (query := next(upcoming, None)) is not None:
                 cursor = snap.cursors.get(query.key)
-                read = self._read(query, staging)
+                read = self._read(query, staging, _may_keep(snap, query))
                 task = asyncio.ensure_future(self.fetcher.fetch(query, cursor, read))
                 ahead.append((query, task))
 
@@ -628,21 +633,36 @@ class Poller:
                 task.cancel()
             await asyncio.gather(*(task for _query, task in ahead), return_exceptions=True)
 
-    def _read(self, query: Query, staging: int) -> Read:
+    def _read(self, query: Query, staging: int, may_keep: bool) -> Read:
         """The read stage for one query's answers: the state file says which records the
         query read before (by digest) and what it recorded of them, the Reader normalizes
         the rest. A listing an earlier page of the same sweep served (the account moved
-        under it, or two statuses) is left out: the first counts."""
+        under it, or two statuses) is left out: the first counts.
 
-        async def read(records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
+        A page of a sweep served again byte for byte, whose listings are all still
+        recorded as it held them, is known whole (``Store.load_page``): it is not read at
+        all, only staged as seen. Reading it would change nothing: every record is the
+        one the state file holds, so nothing is normalized or matched - unless
+        ``may_keep`` is False (a subscription of the query is in its first run and looks
+        at every listing)."""
+
+        async def read(records: Sequence[Any], page: PageMark | None = None) -> ReadPage:
             ids = _record_ids(records)
             if not ids:
-                return self.reader.read(records)
-            known, again = await self.store.load_known(query.key, ids, staging)
+                return ReadPage(*self.reader.read(records))
+            if page is not None and may_keep:
+                kept, known, again = await self.store.load_page(query.key, ids, staging, page)
+                if kept is not None:
+                    return ReadPage([], kept=kept, known=True)
+            else:
+                known, again = await self.store.load_known(query.key, ids, staging)
             observed, bad = self.reader.read(records, known)
             if again:
                 observed = [o for o in observed if o.facts.id not in again]
-            return observed, bad
+            # Recorded only when what the page held is exactly what the sweep staged of
+            # it: every record read, each listing once and first served here.
+            whole = not bad and not again and len(ids) == len(records) == len(set(ids))
+            return ReadPage(observed, bad, page if whole else None)
 
         return read
 
@@ -653,6 +673,7 @@ class Poller:
         outcome.requests += fetched.requests
         outcome.listings += read
         outcome.skipped += fetched.skipped
+        outcome.pages_known += fetched.pages_known
         if fetched.gap:
             outcome.gaps += 1
             log.warning(
@@ -721,16 +742,21 @@ class Poller:
         try:
             async with aclosing(_pages_of(fetched, stages)) as pages:
                 async for page in pages:
+                    read += page.kept  # known whole: staged by the read stage
+                    if not page.observed:
+                        continue
                     events, matches = await self._detect(
-                        snap, query, await self._match(snap, query, specs, page)
+                        snap, query, await self._match(snap, query, specs, page.observed)
                     )
                     found.extend(events)
                     matched.update(m.subscription for m in matches)
-                    facts, kept = _to_stage(page)
+                    facts, kept = _to_stage(page.observed)
                     staged.append(
-                        self.store.stage_soon(record.staging, query.key, facts, matches, kept)
+                        self.store.stage_soon(
+                            record.staging, query.key, facts, matches, kept, page=page.mark
+                        )
                     )
-                    read += len(page)
+                    read += len(page.observed)
         finally:
             # Whatever ended the sweep, its pages are staged (or failed to be) before the
             # poll goes on: a failed sweep's discard, or the commit, comes after them.
@@ -1137,6 +1163,7 @@ class Poller:
         m.listings_seen.labels(self.source).inc(outcome.listings)
         m.records_skipped.labels(self.source).inc(outcome.skipped)
         m.possible_gaps.labels(self.source).inc(outcome.gaps)
+        m.pages_known.labels(self.source).inc(outcome.pages_known)
         m.source_up.labels(self.source).set(1 if outcome.ok else 0)
 
 
@@ -1215,7 +1242,13 @@ async def observations(fetched: Fetched) -> AsyncIterator[list[Observation]]:
         return
     async with aclosing(fetched.pages) as pages:
         async for page in pages:
-            yield page
+            yield page.observed
+
+
+def _may_keep(snap: Snapshot, query: Query) -> bool:
+    """Whether a page of this query's sweep may be known whole, without reading it: not
+    while one of its subscriptions is in its first run (it looks at every listing)."""
+    return not any(s.name in snap.first_run for s in query.subscriptions)
 
 
 def _to_stage(observed: Sequence[Observation]) -> tuple[list[Facts], list[Facts]]:
@@ -1229,9 +1262,7 @@ def _to_stage(observed: Sequence[Observation]) -> tuple[list[Facts], list[Facts]
     return whole, kept
 
 
-async def _pages_of(
-    fetched: Fetched, stages: dict[str, float]
-) -> AsyncGenerator[list[Observation], None]:
+async def _pages_of(fetched: Fetched, stages: dict[str, float]) -> AsyncGenerator[ReadPage, None]:
     """A paged answer a page at a time; the time spent waiting for a page (requests,
     decoding, reading) counts as fetching."""
     assert fetched.pages is not None

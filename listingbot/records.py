@@ -99,6 +99,19 @@ class Cursor:
 
 
 @dataclass(frozen=True)
+class PageMark:
+    """Which page of a sweep an answer was, and the digest of its body as it arrived.
+
+    ``key`` names the page within its query's sweep (the part of the sweep and the
+    page's number); equal digests mean byte-for-byte the same answer, so the same
+    records in the same order.
+    """
+
+    key: str
+    digest: bytes
+
+
+@dataclass(frozen=True)
 class MatchState:
     """What a subscription knows of a listing: its last known asking figure and status."""
 

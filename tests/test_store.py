@@ -11,7 +11,7 @@ import pytest
 
 from listingbot.clock import FakeClock
 from listingbot.errors import StoreError
-from listingbot.records import Cursor, Facts, MatchState, OutgoingMessage, ThreadRoot
+from listingbot.records import Cursor, Facts, MatchState, OutgoingMessage, PageMark, ThreadRoot
 from listingbot.store import MIGRATIONS, PollRecord, Store
 
 
@@ -341,3 +341,68 @@ async def test_the_subscriptions_with_detection_state_are_those_with_matches_or_
     names = ["has-match", "has-removal", "new", "other-source"]
     assert await store.with_detection_state("kato", names) == {"has-match", "has-removal"}
     assert await store.with_detection_state("kato", []) == set()
+
+
+def _facts(lid: str, digest: bytes) -> Facts:
+    return Facts(lid, "kato", f"fp-{lid}", None, "available", None, None, digest)
+
+
+async def _sweep(store: Store, page: PageMark | None, *facts: Facts) -> None:
+    """One committed poll whose one page of query "q" held ``facts``."""
+    staging = store.open_staging()
+    await store.stage_soon(staging, "q", facts, [], page=page)
+    await store.record_poll(PollRecord("kato", staging=staging, staged=len(facts)))
+    await store.discard_staged(staging)
+
+
+async def test_a_page_is_known_whole_only_while_its_listings_are_recorded_as_it_held_them(
+    store: Store,
+) -> None:
+    """A committed page is known by its key and body digest, its listings staged as kept;
+    another body, a listing recorded since with another record's digest, or a listing
+    forgotten makes it unknown (the read stage then gets ``load_known``'s answer)."""
+    page = PageMark(":1", b"body-1")
+    await _sweep(store, page, _facts("a", b"A1"), _facts("b", b"B1"))
+    staging = store.open_staging()
+    kept, known, again = await store.load_page("q", ["a", "b"], staging, page)
+    assert (kept, known, again) == (2, {}, set())
+    assert await store.staged_count(staging) == 2
+    await store.discard_staged(staging)
+    other = await store.load_page("q", ["a", "b"], store.open_staging(), PageMark(":1", b"x"))
+    assert other[0] is None
+    assert set(other[1]) == {"a", "b"}
+    # "b" recorded since from another page of a sweep with another record: the page's
+    # "b" is not the one the state file holds.
+    await _sweep(store, None, _facts("b", b"B2"))
+    assert (await store.load_page("q", ["a", "b"], store.open_staging(), page))[0] is None
+    await _sweep(store, page, _facts("a", b"A1"), _facts("b", b"B2"))
+    assert (await store.load_page("q", ["a", "b"], store.open_staging(), page))[0] == 2
+    assert await store.forget_listings("kato", ["a"]) == 1
+    assert (await store.load_page("q", ["a", "b"], store.open_staging(), page))[0] is None
+
+
+async def test_a_known_page_stages_no_listing_an_earlier_page_of_the_sweep_staged(
+    store: Store,
+) -> None:
+    """A listing an earlier page of the same sweep served counts there (the first counts):
+    a known page stages only its other listings, and says how many."""
+    page = PageMark(":2", b"body-2")
+    await _sweep(store, page, _facts("a", b"A1"), _facts("b", b"B1"))
+    staging = store.open_staging()
+    await store.stage_soon(staging, "q", [_facts("a", b"A9")], [])
+    kept, _known, _again = await store.load_page("q", ["a", "b"], staging, page)
+    assert kept == 1
+    assert await store.staged_count(staging) == 2
+    await store.discard_staged(staging)
+
+
+async def test_a_discarded_sweep_records_no_page(store: Store) -> None:
+    """A page staged by a sweep that failed (discarded) is not known to the next one."""
+    page = PageMark(":1", b"body-1")
+    await _sweep(store, page, _facts("a", b"A1"))
+    staging = store.open_staging()
+    other = PageMark(":1", b"body-other")
+    await store.stage_soon(staging, "q", [_facts("a", b"A2")], [], page=other)
+    await store.discard_staged(staging)
+    assert (await store.load_page("q", ["a"], store.open_staging(), other))[0] is None
+    assert (await store.load_page("q", ["a"], store.open_staging(), page))[0] == 1

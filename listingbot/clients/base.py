@@ -9,6 +9,7 @@ endpoints and payload shapes.
 
 from __future__ import annotations
 
+import hashlib
 import json as jsonlib
 import math
 import random
@@ -188,6 +189,11 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def body_digest(body: bytes) -> bytes:
+    """A digest of an answer's body: equal digests mean byte-for-byte equal bodies."""
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
 def decode_json(body: bytes) -> Any:
     """A JSON body as Python values, with the values ``json.loads`` gives; raises
     ValueError (or UnicodeDecodeError) when it is not JSON.
@@ -328,13 +334,15 @@ class ApiClient:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
+        digest: bool = False,
     ) -> Any:
         """Send the request, retrying what is worth retrying; return the decoded JSON.
 
         Returns the JSON (None for an empty body); the API modules read its shape.
         Raises only :class:`listingbot.errors.UpstreamError` subclasses.
         ``retry=False`` makes one attempt (plus the single replay after a 401), for calls
-        that must not be repeated blindly.
+        that must not be repeated blindly. ``digest=True`` returns ``(json, digest)``, the
+        digest (``body_digest``) of the body as it arrived: equal digests, equal answers.
         """
         method = method.upper()
         url = self.url(path_or_url)
@@ -377,7 +385,8 @@ class ApiClient:
 
             status = outcome.status
             if 200 <= status < 300:
-                return self._decode(shown, outcome)
+                value = self._decode(shown, outcome)
+                return (value, body_digest(outcome.body)) if digest else value
             hint = cap(
                 self.redact(error_hint(outcome.body)), HINT_MAX_CHARS, word_share=None, trim=None
             )

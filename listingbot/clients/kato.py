@@ -23,6 +23,7 @@ from listingbot.clients.base import DEFAULT_RETRY, RequestObserver, RetryPolicy,
 from listingbot.clock import Clock
 from listingbot.errors import UpstreamUnavailable
 from listingbot.ratelimit import SlidingWindowLimiter
+from listingbot.records import PageMark
 
 API = "kato"
 DEFAULT_TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a credential
@@ -42,6 +43,9 @@ class KatoPage:
     number: int
     total: int | None
     status: str | None = None  # the status this part of the sweep asked for, if any
+    # Which page of the sweep this was and its body's digest (None: an item of its data
+    # was not an object, so its records are not the whole page).
+    mark: PageMark | None = None
 
 
 @dataclass(frozen=True)
@@ -173,15 +177,15 @@ class KatoClient:
 
         def request(page: int) -> asyncio.Task[Any]:
             query = [*filters, ("limit", str(self.page_size)), ("page", str(page))]
-            return asyncio.ensure_future(self._http.request("GET", path, params=query))
+            return asyncio.ensure_future(self._http.request("GET", path, params=query, digest=True))
 
         page = 1
         ahead: asyncio.Task[Any] | None = request(page)
         try:
             while ahead is not None:
-                payload = await ahead
+                payload, digest = await ahead
                 ahead = None
-                last, kato_page = self._page(payload, page, status)
+                last, kato_page = self._page(payload, page, status, digest)
                 if not last:
                     ahead = request(page + 1)
                 yield kato_page
@@ -191,9 +195,12 @@ class KatoClient:
                 ahead.cancel()
                 await asyncio.gather(ahead, return_exceptions=True)
 
-    def _page(self, payload: Any, page: int, status: str | None) -> tuple[bool, KatoPage]:
+    def _page(
+        self, payload: Any, page: int, status: str | None, digest: bytes | None = None
+    ) -> tuple[bool, KatoPage]:
         """One answer of a sweep as a page, and whether it is the sweep's last; raises
-        UpstreamUnavailable for an answer that is not a page of this sweep."""
+        UpstreamUnavailable for an answer that is not a page of this sweep. ``digest``:
+        of the answer's body (``KatoPage.mark``)."""
         if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
             raise UpstreamUnavailable(API, f"availability page {page} has no `data` list")
         data: list[Any] = payload["data"]
@@ -205,6 +212,9 @@ class KatoClient:
                 dropped=len(data) - len(records),
                 reason="not an object",
             )
+        mark = None
+        if digest is not None and len(records) == len(data):
+            mark = PageMark(f"{status or ''}:{page}", digest)
         block = _pagination(payload)
         if block is None:
             if page == 1 and not data:
@@ -224,4 +234,4 @@ class KatoClient:
             raise UpstreamUnavailable(
                 API, f"asked for availability page {page}, got page {current}"
             )
-        return current >= total_pages, KatoPage(records, page, total, status)
+        return current >= total_pages, KatoPage(records, page, total, status, mark)

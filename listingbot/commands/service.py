@@ -25,7 +25,8 @@ from listingbot.matching import local_match
 from listingbot.metrics import Metrics
 from listingbot.models import Listing, Source
 from listingbot.polling import Poller, Reader, observations, plan
-from listingbot.records import Observation
+from listingbot.records import PageMark
+from listingbot.sources import ReadPage
 from listingbot.store import ChatSubscriptionRow, Store
 
 __all__ = ["ChatCommands", "PollerCatalog", "enabled_channel_ids"]
@@ -50,8 +51,9 @@ class PollerCatalog:
         query = plan(subscription.source, [subscription])[0]
         reader = Reader(subscription.source, poller.fetcher.normalize)
 
-        async def read(records: Sequence[Any]) -> tuple[list[Observation], set[str]]:
-            return reader.read(records)
+        async def read(records: Sequence[Any], page: PageMark | None = None) -> ReadPage:
+            del page  # nothing is recorded here: every page is read
+            return ReadPage(*reader.read(records))
 
         fetched = await poller.fetcher.fetch(query, None, read)
         found: list[Listing] = []

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from listingbot.models import SOURCES
 from listingbot.models import Source as SourceName
-from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query, Read, Source
+from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query, Read, ReadPage, Source
 from listingbot.sources.kato import Kato
 from listingbot.sources.kotohomes import Kotohomes
 
-__all__ = ["ALL", "Fetched", "Fetcher", "Normalizer", "Query", "Read", "Source", "get"]
+__all__ = ["ALL", "Fetched", "Fetcher", "Normalizer", "Query", "Read", "ReadPage", "Source", "get"]
 
 ALL: tuple[Source, ...] = (Kotohomes(), Kato())
 assert tuple(s.name for s in ALL) == SOURCES, "one module per source, in SOURCES order"

@@ -8,14 +8,14 @@ detection, the outbox) is the same for every source and lives in the poller.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from listingbot.models import Listing
 from listingbot.models import Source as SourceName
 from listingbot.normalize import FieldProblem
-from listingbot.records import Cursor, Observation
+from listingbot.records import Cursor, Observation, PageMark
 
 if TYPE_CHECKING:
     import aiohttp
@@ -29,10 +29,31 @@ if TYPE_CHECKING:
 # A source's normalizer as the poller calls it: the raw record and where problems go.
 Normalizer = Callable[[Mapping[str, Any], "list[FieldProblem] | None"], Listing]
 
-# The poller's read stage, as a fetcher calls it on each answer (or page): the records as
-# observations, and an identity for each record that was skipped as malformed. It asks the
-# state file which records it knows already, hence awaited.
-Read = Callable[[Sequence[Any]], Awaitable[tuple[list[Observation], set[str]]]]
+
+@dataclass
+class ReadPage:
+    """What the read stage made of one answer (or page of a sweep)."""
+
+    observed: list[Observation]
+    # An identity for each record that was skipped as malformed.
+    bad: set[str] = field(default_factory=set)
+    # The page, when every record of it was read, once each: what it held can be
+    # recorded, so that a later sweep knows it whole if it is served again unchanged.
+    mark: PageMark | None = None
+    # Listings the state file knew with the page whole (served again byte for byte):
+    # staged as seen, unchanged, without being read (not in ``observed``).
+    kept: int = 0
+    known: bool = False  # the page was known whole (``kept`` may be 0: all served before)
+
+
+class Read(Protocol):
+    """The poller's read stage, as a fetcher calls it on each answer (or page): it asks
+    the state file which records it knows already, hence awaited. ``page``: which page
+    of a sweep the records are, and its body's digest (a page known whole is not read)."""
+
+    def __call__(
+        self, records: Sequence[Any], page: PageMark | None = None
+    ) -> Awaitable[ReadPage]: ...
 
 
 @dataclass(frozen=True)
@@ -59,12 +80,14 @@ class Fetched:
     complete: bool = False
     # Identities of the records skipped as malformed (see polling.Reader.read).
     unreadable: frozenset[str] = frozenset()
+    # Pages of the sweep known whole, not read (see ReadPage.known).
+    pages_known: int = 0
     # A long answer (a Kato sweep) comes page by page instead of in ``listings``: the
     # poller reads, detects and stages each page as it arrives and keeps none, so memory
     # holds a page, not the account. The counters above are complete once the pages are
     # exhausted; an upstream failure midway raises from the iteration, and the poller then
     # treats the query as failed (what its earlier pages staged is discarded).
-    pages: AsyncGenerator[list[Observation], None] | None = None
+    pages: AsyncGenerator[ReadPage, None] | None = None
 
 
 class Fetcher(Protocol):

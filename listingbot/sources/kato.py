@@ -34,8 +34,8 @@ from listingbot.normalize import (
     trusted_listing,
     words,
 )
-from listingbot.records import Cursor, Observation
-from listingbot.sources.base import ChatFilter, ChatWords, Fetched, Query, Read
+from listingbot.records import Cursor
+from listingbot.sources.base import ChatFilter, ChatWords, Fetched, Query, Read, ReadPage
 from listingbot.text import cap, clean, slug
 
 if TYPE_CHECKING:
@@ -170,18 +170,21 @@ class KatoFetcher:
 
     async def _pages(
         self, query: Query, read: Read, fetched: Fetched
-    ) -> AsyncGenerator[list[Observation], None]:
+    ) -> AsyncGenerator[ReadPage, None]:
         unreadable: set[str] = set()
         async with aclosing(self.client.pages(query.params)) as pages:
             async for page in pages:
                 fetched.requests += 1
-                observed, bad = await read(page.records)
-                unreadable |= bad
+                out = await read(page.records, page.mark)
+                fetched.pages_known += out.known
+                unreadable |= out.bad
                 fetched.skipped = len(unreadable)
                 fetched.unreadable = frozenset(unreadable)
                 # A record served twice on one page counts once (the last, as a whole
                 # sweep read it); across pages the poller sees to it.
-                yield list({o.facts.id: o for o in observed}.values())
+                once = list({o.facts.id: o for o in out.observed}.values())
+                mark = out.mark if len(once) == len(out.observed) else None
+                yield ReadPage(once, out.bad, mark, out.kept, out.known)
 
 
 # --- normalizing ---------------------------------------------------------------------------

@@ -216,9 +216,11 @@ class KotohomesFetcher:
         created_hw = _parse(cursor.created_hw) if cursor else None
         updated_hw = _parse(cursor.updated_hw) if cursor else None
         updates = await self.client.recent_updates(query.params, limit=self.limit)
-        new_updated, bad_updated = await read(updates.records)
+        read_updated = await read(updates.records)
+        new_updated, bad_updated = read_updated.observed, read_updated.bad
         created = await self.client.new_listings(query.params, since=created_hw, limit=self.limit)
-        new_created, bad_created = await read(created.records)
+        read_created = await read(created.records)
+        new_created, bad_created = read_created.observed, read_created.bad
         listings = {o.facts.id: o for o in [*new_created, *new_updated]}
         skipped = len(bad_created | bad_updated)
         gap = created.gap or updates.gap

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import sqlite3
@@ -26,6 +27,7 @@ from listingbot.records import (
     MatchState,
     OutboxRow,
     OutgoingMessage,
+    PageMark,
     Removal,
     ThreadRoot,
 )
@@ -341,6 +343,60 @@ class Store:
         staged = self._staged_ids(staging, query_key, ids) if staging is not None else set()
         return out, staged
 
+    async def load_page(
+        self, query_key: str, ids: Sequence[str], staging: int, page: PageMark
+    ) -> tuple[int | None, dict[str, Facts], set[str]]:
+        """``load_known`` for a page of a sweep, unless the page is known whole.
+
+        A page is known whole when its body is byte for byte the one this query recorded
+        for that page (``stage_soon(page=...)``) and each listing it held is still
+        recorded with the digest of the record it held. Then its listings are staged as
+        kept (as the read stage would have staged them, record by record; one an earlier
+        page of the sweep staged counts there) and the first value is how many were
+        staged, with nothing else loaded. Otherwise it is None, and the rest is what
+        ``load_known`` answers."""
+        return await self._run(self._load_page, query_key, list(ids), staging, page)
+
+    def _load_page(
+        self, query_key: str, ids: list[str], staging: int, page: PageMark
+    ) -> tuple[int | None, dict[str, Facts], set[str]]:
+        kept = self._keep_page(query_key, staging, page)
+        if kept is not None:
+            return kept, {}, set()
+        known, again = self._load_known(query_key, ids, staging)
+        return None, known, again
+
+    def _keep_page(self, query_key: str, staging: int, page: PageMark) -> int | None:
+        row = self._c.execute(
+            "SELECT records FROM sweep_pages WHERE query_key = ? AND page = ? AND digest = ?",
+            (query_key, page.key, page.digest),
+        ).fetchone()
+        if row is None:
+            return None
+        records = str(row[0])
+        # Each listing the page held, still recorded with the digest it had on the page.
+        # CROSS JOIN keeps the page's records the outer loop: each is one primary-key
+        # lookup (the other order scans the query's listings once per record).
+        held, still = self._c.execute(
+            "SELECT json_array_length(?1), (SELECT COUNT(*) FROM json_each(?1) AS j"
+            " CROSS JOIN listings AS l ON l.query_key = ?2"
+            " AND l.listing_id = json_extract(j.value, '$[0]')"
+            " AND hex(l.digest) = json_extract(j.value, '$[1]'))",
+            (records, query_key),
+        ).fetchone()
+        if not held or held != still:
+            return None
+        conn = self._staging_tables()
+        before = conn.total_changes
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.staged_listings (staging, query_key, listing_id,"
+            " source, digest) SELECT ?1, ?2, l.listing_id, '', l.digest FROM json_each(?3) AS j"
+            " CROSS JOIN listings AS l ON l.query_key = ?2"
+            " AND l.listing_id = json_extract(j.value, '$[0]')",
+            (staging, query_key, records),
+        )
+        return conn.total_changes - before
+
     def _load_matches(
         self, source: str, subs: list[str], ids: list[str]
     ) -> dict[tuple[str, str], MatchState]:
@@ -571,6 +627,8 @@ class Store:
         seen: Sequence[Facts],
         matches: Sequence[MatchState],
         kept: Sequence[Facts] = (),
+        *,
+        page: PageMark | None = None,
     ) -> asyncio.Future[None]:
         """Hold one page's rows for the poll ``staging`` until it commits: the facts of
         each listing seen that the state file does not hold yet, ``kept`` the listings seen
@@ -581,12 +639,23 @@ class Store:
         Queued on the store's thread without waiting for it: the poll reads its next page
         meanwhile. Store calls run one at a time in the order made, so a later call (the
         next page's ``load_known``, the commit, a discard) sees it done; await the future
-        for its outcome."""
+        for its outcome.
+
+        ``page``: the page of a sweep these rows are, every record of it read and each
+        listing in ``seen`` or ``kept`` (see ``load_page``): the commit records what it
+        held, so that the next sweep knows it whole if it is served again unchanged."""
         loop = asyncio.get_running_loop()
+        held: list[list[str]] | None = None
+        if page is not None:
+            held = [[f.id, f.digest.hex().upper()] for f in (*seen, *kept) if f.digest]
+            if len(held) != len(seen) + len(kept):
+                held = None  # a record without a digest cannot be known again
         return loop.run_in_executor(
             self._executor,
             self._guarded,
-            self._stage,
+            functools.partial(
+                self._stage, page=None if page is None or not held else (page, json.dumps(held))
+            ),
             staging,
             query_key,
             list(seen),
@@ -601,10 +670,19 @@ class Store:
         seen: list[Facts],
         matches: list[MatchState],
         kept: list[tuple[str, bytes | None]],
+        *,
+        page: tuple[PageMark, str] | None = None,
     ) -> None:
         conn = self._staging_tables()
         conn.execute("BEGIN")
         try:
+            if page is not None:
+                mark, held = page
+                conn.execute(
+                    "INSERT OR REPLACE INTO temp.staged_pages (staging, query_key, page,"
+                    " digest, records) VALUES (?, ?, ?, ?, ?)",
+                    (staging, query_key, mark.key, mark.digest, held),
+                )
             # A kept listing's row has no fingerprint: the state file holds its facts.
             conn.executemany(
                 "INSERT OR REPLACE INTO temp.staged_listings (staging, query_key, listing_id,"
@@ -713,7 +791,7 @@ class Store:
         where = "staging = ?"
         if query_key is not None:
             where, args = "staging = ? AND query_key = ?", [staging, query_key]
-        for table in ("staged_listings", "staged_matches"):
+        for table in ("staged_listings", "staged_matches", "staged_pages"):
             self._c.execute(f"DELETE FROM temp.{table} WHERE {where}", args)
 
     def _staging_tables(self) -> sqlite3.Connection:
@@ -744,6 +822,14 @@ class Store:
                     last_status  TEXT,
                     figures      TEXT,
                     PRIMARY KEY (staging, subscription, source, listing_id)
+                ) WITHOUT ROWID;
+                CREATE TEMP TABLE IF NOT EXISTS staged_pages (
+                    staging   INTEGER NOT NULL,
+                    query_key TEXT NOT NULL,
+                    page      TEXT NOT NULL,
+                    digest    BLOB NOT NULL,
+                    records   TEXT NOT NULL,
+                    PRIMARY KEY (staging, query_key, page)
                 ) WITHOUT ROWID;
                 """
             )
@@ -788,6 +874,11 @@ class Store:
                 f"state file {self.path}: {kept - moved} listing(s) the sweep found recorded"
                 " were forgotten while it ran; the sweep is not recorded"
             )
+        conn.execute(
+            "INSERT OR REPLACE INTO sweep_pages (query_key, page, digest, records)"
+            " SELECT query_key, page, digest, records FROM temp.staged_pages WHERE staging = ?",
+            (staging,),
+        )
         conn.execute(
             "INSERT INTO matches (subscription, source, listing_id, first_matched, last_price,"
             " last_status, last_changed, figures) SELECT subscription, source, listing_id, ?,"
@@ -1417,6 +1508,7 @@ class Store:
             ]
             orphaned: dict[str, set[str]] = {}
             for key in queries:
+                conn.execute("DELETE FROM sweep_pages WHERE query_key = ?", (key,))
                 for source, lid in conn.execute(
                     "DELETE FROM listings WHERE query_key = ? RETURNING source, listing_id",
                     (key,),

@@ -262,4 +262,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE listings ADD COLUMN created_at TEXT;
     ALTER TABLE listings ADD COLUMN updated_at TEXT
     """,
+    # 11: what each page of a sweep held the last time it was read (issue 15), so that a
+    # page served again byte for byte is known whole without reading its records: the
+    # digest of the answer's body and, per record, its listing id and the hex digest of
+    # its raw record (``listings.digest``). A page is known only while every one of those
+    # listings is still recorded with that digest; otherwise it is read record by record.
+    """
+    CREATE TABLE sweep_pages (
+        query_key TEXT NOT NULL,
+        page      TEXT NOT NULL,  -- "<status asked for>:<page number>"
+        digest    BLOB NOT NULL,
+        records   TEXT NOT NULL,  -- JSON [[listing id, hex digest of its raw record], ...]
+        PRIMARY KEY (query_key, page)
+    ) WITHOUT ROWID
+    """,
 )

@@ -391,3 +391,45 @@ async def test_a_failed_page_ahead_of_a_closed_sweep_is_not_left_unretrieved(
     finally:
         loop.set_exception_handler(None)
     assert reported == []
+
+
+async def _marks(client: KatoClient, params: list[tuple[str, str]] | None = None) -> list[Any]:
+    async with aclosing(client.pages(params or [])) as pages:
+        return [page.mark async for page in pages]
+
+
+async def test_a_page_is_marked_by_its_place_in_the_sweep_and_its_body(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Each page carries its place ("<status asked>:<number>") and its body's digest: the
+    same answers give the same marks, and a changed record changes its page's digest
+    alone (the others' bodies are byte for byte the same)."""
+    records = [dict(r) for r in RECORDS]
+    server.script("GET", "/v2/availability", paged(records, per_page=2))
+    client = make(server, session, clock)
+    first = await _marks(client)
+    again = await _marks(client)
+    records[4]["status"] = "let"
+    changed = await _marks(client)
+    assert [m.key for m in first] == [":1", ":2", ":3"]
+    assert again == first
+    assert [m.digest == f.digest for m, f in zip(changed, first, strict=True)] == [
+        True,
+        True,
+        False,
+    ]
+    parted = await _marks(client, [("status", "available"), ("status", "let")])
+    keys = [f"{status}:{n}" for status in ("available", "let") for n in (1, 2, 3)]
+    assert [m.key for m in parted] == keys
+
+
+async def test_a_page_holding_an_item_that_is_not_an_object_has_no_mark(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """An item of `data` that is not an object is dropped from the page's records, so
+    its records are not the whole page: it has no mark (it can never be known whole)."""
+    records: list[Any] = [{"id": 1}, "junk", {"id": 3}]
+    server.script("GET", "/v2/availability", paged(records, per_page=2))
+    marks = await _marks(make(server, session, clock))
+    assert marks[0] is None
+    assert marks[1] is not None
