@@ -68,6 +68,16 @@ from listingbot.store.schema import MIGRATIONS
 T = TypeVar("T")
 
 
+# The listings a recorded page held (?1: its ``records``, ?2: the query key). CROSS JOIN
+# keeps the page's records the outer loop, each one primary-key lookup; SQLite's own
+# choice was the other order, scanning the query's listings once per record (80 s for a
+# steady sweep of 10,000 records instead of 0.3 s).
+PAGE_LISTINGS = (
+    "FROM json_each(?1) AS j CROSS JOIN listings AS l"
+    " ON l.query_key = ?2 AND l.listing_id = json_extract(j.value, '$[0]')"
+)
+
+
 class Store:
     """The state file. Create with :meth:`open`; every public coroutine is one unit of work."""
 
@@ -375,13 +385,9 @@ class Store:
             return None
         records = str(row[0])
         # Each listing the page held, still recorded with the digest it had on the page.
-        # CROSS JOIN keeps the page's records the outer loop: each is one primary-key
-        # lookup (the other order scans the query's listings once per record).
         held, still = self._c.execute(
-            "SELECT json_array_length(?1), (SELECT COUNT(*) FROM json_each(?1) AS j"
-            " CROSS JOIN listings AS l ON l.query_key = ?2"
-            " AND l.listing_id = json_extract(j.value, '$[0]')"
-            " AND hex(l.digest) = json_extract(j.value, '$[1]'))",
+            "SELECT json_array_length(?1), (SELECT COUNT(*)"
+            f" {PAGE_LISTINGS} AND hex(l.digest) = json_extract(j.value, '$[1]'))",
             (records, query_key),
         ).fetchone()
         if not held or held != still:
@@ -390,10 +396,8 @@ class Store:
         before = conn.total_changes
         conn.execute(
             "INSERT OR IGNORE INTO temp.staged_listings (staging, query_key, listing_id,"
-            " source, digest) SELECT ?1, ?2, l.listing_id, '', l.digest FROM json_each(?3) AS j"
-            " CROSS JOIN listings AS l ON l.query_key = ?2"
-            " AND l.listing_id = json_extract(j.value, '$[0]')",
-            (staging, query_key, records),
+            f" source, digest) SELECT ?3, ?2, l.listing_id, '', l.digest {PAGE_LISTINGS}",
+            (records, query_key, staging),
         )
         return conn.total_changes - before
 
