@@ -71,7 +71,7 @@ class Metrics:
         )
         self.listings_seen = Counter(
             "listingbot_listings_seen",
-            "Listings received and normalized, by source.",
+            "Listings received (read, or staged unchanged with a page known whole), by source.",
             ["source"],
             registry=r,
         )

@@ -191,3 +191,15 @@ async def test_a_page_with_a_skipped_record_is_read_every_time(
     assert (second.skipped, second.listings) == (first.skipped, first.listings)
     assert 0 < len(recorded) < 6
     assert known(second) == len(recorded)
+
+
+async def test_pages_are_known_after_a_restart(tmp_path: Path, clock: FakeClock) -> None:
+    """What a sweep recorded of its pages lives in the state file: a new process (a new
+    poller and store on the same file) knows every unchanged page on its first sweep."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=120) as sims:
+        async with poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, _store):
+            await poller.poll()
+        tick(sims, clock, 600)
+        async with poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, _store):
+            restarted = await poller.poll()
+    assert (known(restarted), restarted.listings, restarted.events) == (PAGES, 120, 0)
