@@ -26,6 +26,7 @@ from typing import Any
 from benchmarks import workload
 from benchmarks.servers import ChatKittyServer, KatoServer
 from listingbot.app import App
+from listingbot.cli import settle_gc
 from listingbot.logs import configure_logging
 
 
@@ -53,6 +54,7 @@ async def main(argv: list[str]) -> None:
             )
             app = App(workload.parse(data))
             await app.start()
+            settle_gc()  # as `listingbot once` does after start-up
             try:
                 if args.steady:
                     await app.poll("kato")
