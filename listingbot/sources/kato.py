@@ -181,10 +181,10 @@ class KatoFetcher:
                 fetched.skipped = len(unreadable)
                 fetched.unreadable = frozenset(unreadable)
                 # A record served twice on one page counts once (the last, as a whole
-                # sweep read it); across pages the poller sees to it.
-                once = list({o.facts.id: o for o in out.observed}.values())
-                mark = out.mark if len(once) == len(out.observed) else None
-                yield ReadPage(once, out.bad, mark, out.kept, out.known)
+                # sweep read it); across pages the poller sees to it. (Such a page has
+                # no mark: the read stage records only pages of distinct records.)
+                out.observed = list({o.facts.id: o for o in out.observed}.values())
+                yield out
 
 
 # --- normalizing ---------------------------------------------------------------------------
