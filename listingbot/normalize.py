@@ -246,7 +246,8 @@ class FieldReader:
                 parsed = datetime.fromisoformat(text) if text else None
             except ValueError:
                 parsed = None
-            if parsed is not None:
+            if parsed is not None and EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+                # Within those years, a time zone cannot move it out of datetime's range.
                 parsed = (
                     parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
                 )
@@ -396,7 +397,10 @@ class FieldReader:
         except ValueError:
             self.fail(name, f"not an ISO-8601 date-time: {short(value)}")
         # Naive times are UTC by both APIs' documentation.
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        try:
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first datetime in UTC
+            self.fail(name, f"implausible date {short(value)}")
         if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
             self.fail(name, f"implausible date {short(value)}")
         return parsed

@@ -394,8 +394,9 @@ def _hostile_kato(r: JsonDict, variant: str) -> JsonDict:
             "qualifier": None,
         }
     elif variant == "invalid_dates":
-        r["created_at"] = "not a date"
-        r["updated_at"] = "31/02/2024 10:00"
+        r["created_at"] = "31/02/2024 10:00"
+        # ISO-8601 and well formed, but before year 1 once in UTC: no datetime holds it.
+        r["updated_at"] = "0001-01-01T00:00:00+01:00"
     elif variant == "huge_description":
         _set_summary(r, _huge(_summary(r) or "Open plan office space."))
     elif variant == "bad_surrogates":
