@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from listingbot.config import LocalFilters
@@ -174,8 +174,13 @@ class MatchIndex(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def matches(self, listing: Listing) -> list[T]:
-        """The entries whose local filters accept ``listing``, in entry order."""
+    def matches(self, listing: Listing, whole: Callable[[], Listing] | None = None) -> list[T]:
+        """The entries whose local filters accept ``listing``, in entry order.
+
+        ``whole``, when given, returns the whole listing, and ``listing`` may be a lean one
+        (only the indexed fields read: ``Observation.matchable``): keyword filters are
+        then confirmed on ``whole()``, asked for only when a keyword entry is a candidate.
+        """
         mask = self._candidates(listing)
         if not mask:
             return []
@@ -186,8 +191,13 @@ class MatchIndex(Generic[T]):
             low = mask & -mask
             position = low.bit_length() - 1
             mask ^= low
-            if not (low & keywords) or local_match(filters[position], listing):
+            if not (low & keywords):
                 out.append(items[position])
+            else:
+                if whole is not None:
+                    listing, whole = whole(), None
+                if local_match(filters[position], listing):
+                    out.append(items[position])
         return out
 
     def _candidates(self, listing: Listing) -> int:

@@ -255,9 +255,13 @@ class Reader:
         source: Source,
         normalize: Normalizer,
         *,
+        lean: Normalizer | None = None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
+        # The source's lean normalizer, if it has one: a record is read lean and
+        # normalized whole only when a subscription accepts it (``Observation.listing``).
+        self._lean = lean
         # Records read lately in this poll (Kotohomes serves a record in both of a query's
         # answers): normalized, and their dropped fields counted, once.
         self._fresh: dict[bytes, Facts] = {}
@@ -300,10 +304,13 @@ class Reader:
                 if facts is None and known:
                     facts = _known_facts(raw, digest, known)
             listing = None
+            # Lean only with a digest: the fingerprint is then the record's, whichever way
+            # it was read (without one it is the listing's, and must be of the whole one).
+            lean = self._lean if digest is not None else None
             if facts is None:
                 problems: list[FieldProblem] = []
                 try:
-                    listing = self._normalize(raw, problems)
+                    listing = (lean or self._normalize)(raw, problems)
                 except MalformedRecord as err:
                     # Without a usable id, the record's content identifies it: Kotohomes
                     # serves one record in both of a query's answers, at different places.
@@ -326,8 +333,24 @@ class Reader:
                 self._fresh[digest] = facts
             was = known.get(facts.id) if known else None
             previous = was.fingerprint if was is not None else None
-            out.append(Observation(raw, facts, listing, self._normalize, previous))
+            if lean is not None and listing is not None:
+                out.append(Observation(raw, facts, None, self._whole, previous, listing))
+            else:
+                out.append(Observation(raw, facts, listing, self._normalize, previous))
         return out, bad
+
+    def _whole(self, raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
+        """A record read lean, normalized whole: the fields the lean read did not read
+        are reported now (those it read were reported then)."""
+        del problems
+        found: list[FieldProblem] = []
+        listing = self._normalize(raw, found)
+        if found and self._lean is not None:
+            reported: list[FieldProblem] = []
+            with contextlib.suppress(MalformedRecord):
+                self._lean(raw, reported)
+            self._report([p for p in found if p not in reported])
+        return listing
 
     def take_dropped(self) -> Counter[str]:
         """Fields dropped since the last call, by top-level field name."""
@@ -469,7 +492,8 @@ class Poller:
         self.gone_checks = gone_checks
         self.gone_after_sweeps = gone_after_sweeps
         self.plan = Plan.build(source, (), channels)
-        self.reader = Reader(source, fetcher.normalize, now=clock.monotonic)
+        lean: Normalizer | None = getattr(fetcher, "normalize_lean", None)
+        self.reader = Reader(source, fetcher.normalize, lean=lean, now=clock.monotonic)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -784,13 +808,12 @@ class Poller:
             changed = item.previous != item.facts.fingerprint
             if not (changed or any_first_run):
                 continue
-            listing = item.listing
-            accepted = [specs[i] for i in index.matches(listing)]
+            accepted = [specs[i] for i in index.matches(item.matchable, item.whole)]
             if not changed:
                 # Nothing about the listing changed: only a first run has anything to record.
                 accepted = [s for s in accepted if s.looks_at_everything]
             if accepted:
-                work.append((listing, accepted))
+                work.append((item.listing, accepted))
         return work
 
     # ------------------------------------------------------------ detect

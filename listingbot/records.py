@@ -88,13 +88,26 @@ class Observation:
     # The fingerprint the query recorded for this listing the last time it saw it (None:
     # it never did), read with the record's other state in one store call.
     previous: str | None = None
+    # The record read lean, when it was (a source's ``normalize_lean``): its facts and the
+    # fields a subscription's index reads, nothing a message or a keyword reads.
+    lean: Listing | None = None
 
     @property
     def listing(self) -> Listing:
-        """The normalized listing (normalized now if the record was remembered)."""
+        """The normalized listing (normalized now if the record was remembered or read lean)."""
         if self.normalized is None:
             self.normalized = self.normalize(self.raw, None)
         return self.normalized
+
+    def whole(self) -> Listing:
+        """``listing``, as a callable (what ``MatchIndex.matches`` confirms keywords on)."""
+        return self.listing
+
+    @property
+    def matchable(self) -> Listing:
+        """What ``MatchIndex.matches`` reads the indexed fields of: the lean listing when
+        the record was read lean (never shown, never detected on), else the listing."""
+        return self.lean if self.lean is not None else self.listing
 
 
 @dataclass(frozen=True)

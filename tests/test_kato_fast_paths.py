@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from listingbot.normalize import FieldProblem, MalformedRecord
-from listingbot.records import fingerprint
+from listingbot.records import Facts, fingerprint
 from listingbot.sim.kato import PHP_VARIANTS, php_shape
 from listingbot.sim.market import Market
-from listingbot.sources.kato import normalize_kato
+from listingbot.sources.kato import normalize_kato, normalize_kato_lean
 from tests import kato_before
 
 Outcome = tuple[Any, ...]
@@ -272,3 +272,57 @@ def test_the_fingerprint_is_still_the_digest_of_the_listings_json() -> None:
                 continue
             json_text = listing.model_dump_json().encode()
             assert fingerprint(listing) == hashlib.blake2b(json_text, digest_size=12).hexdigest()
+
+
+# What the lean read reads (``normalize_kato_lean``): the listing's fields, and the fields
+# of the record whose problems it reports.
+_LEAN_FIELDS = ("source", "id", "country", "postcode", "for_sale", "to_let", "price", "rent",
+                "size_sqft", "size_max_sqft", "property_type", "property_types", "status",
+                "created_at", "updated_at")  # fmt: skip
+_LEAN_READS = {"property_types", "size", "status", "for_sale", "to_let", "price", "rent",
+               "created_at", "updated_at"}  # fmt: skip
+
+
+def _lean_agrees(record: Any) -> None:
+    whole_problems: list[FieldProblem] = []
+    lean_problems: list[FieldProblem] = []
+    try:
+        whole = normalize_kato(record, problems=whole_problems)
+    except MalformedRecord as err:
+        refused = (err.record_id, err.reason)
+        with pytest.raises(MalformedRecord) as lean_err:
+            normalize_kato_lean(record, problems=lean_problems)
+        assert (lean_err.value.record_id, lean_err.value.reason) == refused
+        return
+    lean = normalize_kato_lean(record, problems=lean_problems)
+    for name in _LEAN_FIELDS:
+        assert getattr(lean, name) == getattr(whole, name), (name, record)
+        assert type(getattr(lean, name)) is type(getattr(whole, name)), (name, record)
+    assert Facts.of(lean, b"d") == Facts.of(whole, b"d")
+    read = [
+        p
+        for p in whole_problems
+        if p.field in ("address", "address.postcode") or p.top_field in _LEAN_READS
+    ]
+    assert lean_problems == read, record
+
+
+def test_the_lean_read_gives_the_whole_reads_facts_indexed_fields_and_their_problems() -> None:
+    """Over clean, PHP-shaped and hostile records, the lean read's facts and every field a
+    subscription's index reads are the whole read's, value and type, and it reports exactly
+    the whole read's problems of the fields it reads (or refuses the record the same way)."""
+    for record in _records(200) + _records(200, hostile_rate=0.5, seed=17):
+        for shaped in _shapes(record):
+            _lean_agrees(shaped)
+
+
+@pytest.mark.parametrize("place", _PLACES, ids=lambda place: ".".join(map(str, place)))
+def test_an_odd_value_in_any_field_reads_lean_as_whole(place: tuple[Any, ...]) -> None:
+    """Whatever value a field holds, the lean read agrees with the whole one on what it
+    reads (see the test above)."""
+    records = _records(8)
+    for base in (records[0], php_shape(records[2], 1)):
+        for value in _ODD_VALUES:
+            changed = _put(base, place, value)
+            if changed is not None:
+                _lean_agrees(changed)

@@ -160,6 +160,13 @@ class KatoFetcher:
     def normalize(self, raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
         return normalize_kato(raw, listing_url=self.listing_url, problems=problems)
 
+    def normalize_lean(
+        self, raw: Mapping[str, Any], problems: list[FieldProblem] | None
+    ) -> Listing:
+        """The record's facts and what the filters index reads, nothing for messages
+        (see ``normalize_kato_lean``)."""
+        return normalize_kato_lean(raw, problems=problems)
+
     async def fetch(self, query: Query, cursor: Cursor | None, read: Read) -> Fetched:
         """The sweep, page by page (``Fetched.pages``): its first page is requested when
         the poller asks for it."""
@@ -255,6 +262,53 @@ def normalize_kato(
             "status": status,
             "photo_url": _kato_photo(r, raw.get("images")),
             "agent": _kato_agent(r, raw.get("assignees")),
+            "created_at": r.when(raw.get("created_at"), "created_at"),
+            "updated_at": r.when(raw.get("updated_at"), "updated_at"),
+        },
+    )
+
+
+def normalize_kato_lean(
+    raw: Mapping[str, Any], *, problems: list[FieldProblem] | None = None
+) -> Listing:
+    """The part of ``normalize_kato`` that a listing no subscription matches needs: its
+    facts (price or rent, status, dates) and every field a subscription's index reads
+    (postcode, property types, size, rent, to let / for sale), each read exactly as
+    ``normalize_kato`` reads it, with the same problems reported.
+
+    Nothing a message or a keyword filter reads is read (link, title, summary, address
+    line, position, photo, agent): the title is empty and the others are None. Such a
+    listing goes to ``MatchIndex.matches`` and ``Facts`` only; a listing a subscription
+    accepts is normalized whole before anything else sees it (``Observation.listing``).
+    On a first sweep most listings match nothing, and these fields were most of the
+    cost of reading them.
+    """
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        raise MalformedRecord(None, "record is not an object")
+    record_id = read_record_id(raw)
+    r = FieldReader(record_id, problems)
+    address = r.mapping(raw.get("address"), "address") or {}
+    postcode = r.text(address.get("postcode"), "address.postcode")
+    property_types = _kato_property_types(r, raw.get("property_types"))
+    no_size: tuple[float | None, float | None] = (None, None)
+    size_from, size_to = r.guard(no_size, lambda: _kato_size(r, raw.get("size")))
+    return trusted_listing(
+        record_id,
+        {
+            "source": "kato",
+            "id": record_id,
+            "title": "",
+            "postcode": postcode.upper() if postcode else None,
+            "country": Kato.country,
+            "for_sale": bool(r.boolean(raw.get("for_sale"), "for_sale")),
+            "to_let": bool(r.boolean(raw.get("to_let"), "to_let")),
+            "price": _kato_price(r, raw.get("price")),
+            "rent": r.guard(None, lambda: _kato_rent(r, raw.get("rent"))),
+            "size_sqft": size_from,
+            "size_max_sqft": size_to,
+            "property_type": property_types[0] if property_types else None,
+            "property_types": property_types,
+            "status": _kato_status(r, raw.get("status")),
             "created_at": r.when(raw.get("created_at"), "created_at"),
             "updated_at": r.when(raw.get("updated_at"), "updated_at"),
         },
