@@ -229,8 +229,11 @@ class Snapshot:
     stateful: frozenset[str]
 
 
-# One query's listings worth detecting changes on, each with the subscriptions to ask.
-Work = list[tuple[Listing, list[SubSpec]]]
+# One query's listings worth detecting changes on, each with the subscriptions to ask and
+# what gives the whole listing: detection reads only facts (price, rent, deal type,
+# status, dates), so it runs on the listing as matched, lean or not
+# (``Observation.matchable``), and an event it finds carries the whole one.
+Work = list[tuple[Listing, list[SubSpec], Callable[[], Listing]]]
 
 
 # ---------------------------------------------------------------- read
@@ -813,7 +816,7 @@ class Poller:
                 # Nothing about the listing changed: only a first run has anything to record.
                 accepted = [s for s in accepted if s.looks_at_everything]
             if accepted:
-                work.append((item.listing, accepted))
+                work.append((item.matchable, accepted, item.whole))
         return work
 
     # ------------------------------------------------------------ detect
@@ -826,7 +829,7 @@ class Poller:
         previous: Mapping[tuple[str, str], MatchState] = {}
         removed: Mapping[tuple[str, str], Removal] = {}
         stateful = snap.stateful
-        pairs = [(s.name, lst.id) for lst, subs in work for s in subs if s.name in stateful]
+        pairs = [(s.name, lst.id) for lst, subs, _ in work for s in subs if s.name in stateful]
         if pairs:
             # A listing no subscription knows may be one the source confirmed gone: the
             # store answers its removals with the match state, in one call. A first
@@ -835,10 +838,14 @@ class Poller:
             previous, removed = await self.store.load_detection_state(self.source, names, pairs)
         found: list[Event] = []
         matches: list[MatchState] = []
-        for listing, accepted in work:
+        for listing, accepted, whole in work:
             result = detect(accepted, (listing,), previous, removed=removed)
-            found.extend(result.events)
-            found.extend(result.unwanted)  # no message, but the channel's sequence moves
+            events = result.events + result.unwanted  # unwanted: the sequence moves
+            if events and whole() is not listing:
+                # Found on the lean listing (the same facts): each event shows the whole.
+                full = whole()
+                events = [replace(event, listing=full) for event in events]
+            found.extend(events)
             matches.extend(result.matches)
         return found, matches
 
