@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import string
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +20,11 @@ from listingbot.normalize import (
     FieldReader,
     MalformedRecord,
 )
+from listingbot.sim.market import Market
 from listingbot.sources.kato import normalize_kato
 from listingbot.sources.kotohomes import normalize_kotohomes
 from listingbot.text import clean as clean_text
+from tests.test_kato_fast_paths import _ODD_VALUES as ODD_VALUES
 
 # The example record of the Kotohomes seed, verbatim.
 SEED_RECORD: dict[str, Any] = {
@@ -752,3 +756,35 @@ def test_each_field_reader_answers_as_its_checked_twin(
         fast = getattr(FieldReader("r1", fast_problems), method)(value, "f", **options)
         checked = getattr(FieldReader("r1", checked_problems), "_" + method)(value, "f", **options)
         assert (fast, fast_problems) == (checked, checked_problems), (method, value)
+
+
+def _places(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every field of a record, nested ones too (the first two items of a list)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield (*prefix, key)
+            yield from _places(inner, (*prefix, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value[:2]):
+            yield (*prefix, index)
+            yield from _places(inner, (*prefix, index))
+
+
+def test_an_odd_value_anywhere_in_a_kotohomes_record_costs_a_field_or_refuses_the_record() -> None:
+    """Whatever value any field of a Kotohomes record holds, normalizing it gives a listing
+    or refuses the record (``MalformedRecord``): no other error escapes to fail the poll
+    (a date a time zone moves before year 1 once raised ``OverflowError``)."""
+    records = Market(5, kotohomes_count=4, kato_count=0).kotohomes_records()
+    tried = 0
+    for record in records:
+        for place in sorted(set(_places(record)), key=repr):
+            for value in ODD_VALUES:
+                changed = copy.deepcopy(record)
+                target: Any = changed
+                for key in place[:-1]:
+                    target = target[key]
+                target[place[-1]] = copy.deepcopy(value)
+                with contextlib.suppress(MalformedRecord):
+                    normalize_kotohomes(changed)
+                tried += 1
+    assert tried > 5_000
