@@ -841,10 +841,11 @@ class Poller:
         for listing, accepted, whole in work:
             result = detect(accepted, (listing,), previous, removed=removed)
             events = result.events + result.unwanted  # unwanted: the sequence moves
-            if events and whole() is not listing:
-                # Found on the lean listing (the same facts): each event shows the whole.
+            if events:
                 full = whole()
-                events = [replace(event, listing=full) for event in events]
+                if full is not listing:
+                    # Found on the lean listing (the same facts): each event shows the whole.
+                    events = [replace(event, listing=full) for event in events]
             found.extend(events)
             matches.extend(result.matches)
         return found, matches

@@ -91,7 +91,14 @@ class Fetched:
 
 
 class Fetcher(Protocol):
-    """Fetches one query's answer from a source (built by the source's ``fetcher``)."""
+    """Fetches one query's answer from a source (built by the source's ``fetcher``).
+
+    A fetcher may also have ``normalize_lean`` (same signature as ``normalize``): the
+    record's facts and the fields a subscription's index reads, read exactly as
+    ``normalize`` reads them and nothing else. The poller's reader then reads records
+    lean and normalizes whole only what a keyword filter or an event needs (Kato's does;
+    Kotohomes' has none, and its records are read whole).
+    """
 
     def normalize(self, raw: Mapping[str, Any], problems: list[FieldProblem] | None) -> Listing:
         """One raw record as a Listing (a source's options, like Kato's link template,
