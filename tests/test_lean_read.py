@@ -6,10 +6,12 @@ checked on it, and a bad field is reported when it is read."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from listingbot.clock import FakeClock
+from listingbot.records import fingerprint
 from listingbot.sources.kato import normalize_kato
 from tests.harness import make_sims
 from tests.test_polling import dropped, poller_for, tick
@@ -97,3 +99,39 @@ async def test_a_bad_field_only_a_message_shows_is_reported_when_it_is_posted(
             assert (await poller.poll()).queued == 1
             sizes, images = dropped(poller, "size"), dropped(poller, "images")
     assert (sizes, images) == (2, 1)
+
+
+async def test_a_state_file_of_listing_fingerprints_upgrades_without_a_message(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A state file an older listingbot wrote holds each listing's fingerprint of its
+    serialized listing, not its record's digest. The first sweep after the upgrade posts
+    only what changed: records served as before keep their stored facts, a record changed
+    only where nothing looks is detected again and posts nothing, a price drop is posted
+    once, and the sweep after posts nothing."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=60) as sims:
+        subs = _sub("{}", first_run="baseline")
+        async with poller_for(sims, tmp_path, clock, subs, "kato") as (poller, store):
+            assert (await poller.poll()).ok
+            ids = sims.market.ids("kato")
+            older = []
+            for listing_id in ids:
+                record = sims.market.find("kato", listing_id)
+                assert record is not None
+                older.append((fingerprint(normalize_kato(record)), listing_id))
+            conn = sqlite3.connect(tmp_path / "state.sqlite3")
+            with conn:
+                conn.executemany("UPDATE listings SET fingerprint = ? WHERE listing_id = ?", older)
+            conn.close()
+            tick(sims, clock, 600)
+            let = [r for r in (sims.market.find("kato", i) for i in ids) if r and r["rent"]]
+            cheaper, quiet = str(let[0]["id"]), let[1]
+            sims.market.update_kato(cheaper, rent=int(let[0]["rent"]["from"] * 0.8))
+            sims.market.update_kato(str(quiet["id"]), updated_at=quiet["updated_at"], crm_note="x")
+            second = await poller.poll()
+            tick(sims, clock, 600)
+            third = await poller.poll()
+            rows = store.all_rows_sync()
+    assert second.ok
+    assert [(r.message.event, r.message.listing_id) for r in rows] == [("price_drop", cheaper)]
+    assert (third.events, third.queued) == (0, 0)
