@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 __all__ = [
     "MESSAGE_MAX_CHARS",
     "SUMMARY_MAX_CHARS",
+    "Draft",
     "Text",
+    "draft_for",
     "event_headline",
     "fill",
     "format_price",
@@ -192,10 +194,40 @@ def render_for(
     as their configuration (``subscriptions``) asks: labels in the headline; the template
     of the first of them (by name) that sets one for ``event``; open houses in the zone of
     the first that sets ``timezone``. With the message's one-line form, for a digest.
+    (:func:`draft_for` is the same message with its body not written yet.)
 
     ``shared`` memoizes the fields that depend on the listing alone
     (:func:`listing_fields`) across the messages of one poll: a listing that changed goes
     to every channel that watches it, and its text is sanitized once, not once a channel."""
+    draft = draft_for(
+        listing,
+        event,
+        names,
+        subscriptions,
+        old_price=old_price,
+        old_status=old_status,
+        changes=changes,
+        now=now,
+        shared=shared,
+    )
+    return Text(draft.body(), draft.line)
+
+
+def draft_for(
+    listing: Listing,
+    event: EventType,
+    names: Sequence[str],
+    subscriptions: Sequence[Subscription],
+    *,
+    old_price: Price | None = None,
+    old_status: str | None = None,
+    changes: Sequence[Change] = (),
+    now: datetime | None = None,
+    shared: SharedFields | None = None,
+) -> Draft:
+    """:func:`render_for`'s message with its one-line form written and its body not yet:
+    a message that a burst digest tells of is never posted, and filling its template
+    (most of the cost of a text) would be thrown away. ``Draft.body()`` writes it."""
     ordered = sorted(subscriptions, key=lambda s: s.name)
     template = next((t for s in ordered if (t := s.template_for(event)) is not None), None)
     tz = next((s.zone for s in ordered if s.timezone), None)
@@ -215,8 +247,8 @@ def render_for(
         listing_values=own,
         change_values=said,
     )
-    body = fill(template or cached_template(DEFAULT_TEMPLATE), values)
-    return Text(body, item_line(event.value, values))
+    chosen = template or cached_template(DEFAULT_TEMPLATE)
+    return Draft(chosen, values, item_line(event.value, values))
 
 
 # Listing-only fields by the listing's identity (the listing itself is kept, so an id is
@@ -252,6 +284,18 @@ class Text(NamedTuple):
 
     body: str
     line: str
+
+
+class Draft(NamedTuple):
+    """A message's template and the values it is filled with, and its one-line form."""
+
+    template: Template
+    values: Mapping[str, str]
+    line: str
+
+    def body(self) -> str:
+        """The message's text, as :func:`render_for` writes it."""
+        return fill(self.template, self.values)
 
 
 def item_line(event: str, fields: Mapping[str, str]) -> str:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from listingbot.messages import SharedFields, render_for
+from listingbot.messages import SharedFields, draft_for
 from listingbot.models import Change, EventType, FigureName, Listing
 from listingbot.records import KIND_PATCH, KIND_PHOTO, OutgoingMessage, ThreadRoot
 
@@ -93,6 +93,7 @@ def compose(
     threads: bool = True,
     photos: bool = False,
     shared: SharedFields | None = None,
+    defer: bool = False,
 ) -> list[OutgoingMessage]:
     """The messages that tell ``group``'s channel of its changes: today exactly one.
 
@@ -106,9 +107,11 @@ def compose(
     decides where, see :mod:`listingbot.delivery`); ``photos``: the listing's primary
     photo goes with it when it starts the listing's thread. ``shared`` memoizes the
     listing's own display fields across the groups of one poll, like ``described``.
+    ``defer``: the body is left unwritten (``OutgoingMessage.draft`` writes it), for a
+    caller that may tell of the message in a digest instead.
     """
     listing = group.listing
-    text = render_for(
+    draft = draft_for(
         listing,
         group.type,
         group.subscriptions,
@@ -129,8 +132,9 @@ def compose(
             listing_id=listing.id,
             event=group.type.value,
             subscriptions=group.subscriptions,
-            body=text.body,
-            line=text.line,
+            body="" if defer else draft.body(),
+            draft=draft.body if defer else None,
+            line=draft.line,
             threaded=threads,
             photo=listing.photo_url if photos else None,
             properties={

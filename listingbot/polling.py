@@ -956,10 +956,14 @@ class Poller:
                     threads=plan.threads(names),
                     photos=plan.photos(names),
                     shared=shared,
+                    defer=True,
                 )
             )
         changed = [state for key, state in told.items() if states.get(key) != state]
-        return await self._bursts(plan, self._shape(plan, out, now)), changed, duplicates
+        # Bodies are written once the digests have taken what they tell of: a digested
+        # message is never posted, and its text would be thrown away.
+        queued = await self._bursts(plan, self._shape(plan, out, now))
+        return [message.written() for message in queued], changed, duplicates
 
     def _shape(
         self, plan: Plan, out: list[OutgoingMessage], now: datetime
@@ -1045,7 +1049,15 @@ class Poller:
             properties=digest.properties,
         )
         told = [
-            replace(m, state="digested", digest=digest.key, body="", properties={}, line="")
+            replace(
+                m,
+                state="digested",
+                digest=digest.key,
+                body="",
+                draft=None,
+                properties={},
+                line="",
+            )
             for m in messages
         ]
         return [head, *told]

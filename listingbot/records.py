@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -217,6 +217,14 @@ class OutgoingMessage:
     thread_id: int | None = None
     threaded: bool = True
     photo: str | None = None
+    # A text composed with its body deferred (``outbox.compose(defer=True)``): ``body`` is
+    # "" until this writes it. A message a burst digest tells of is dropped unwritten
+    # (it is never posted); every other is written (``written``) before it is queued.
+    draft: Callable[[], str] | None = field(default=None, compare=False, repr=False)
+
+    def written(self) -> OutgoingMessage:
+        """This message with its body written, if it was deferred."""
+        return self if self.draft is None else replace(self, body=self.draft(), draft=None)
 
 
 KIND_MESSAGE = "message"

@@ -57,6 +57,27 @@ async def test_a_burst_over_digest_over_posts_one_digest(
     assert digest["body"].startswith("🗞 5 updates · ny-homes\n5 new\n")
 
 
+async def test_beside_a_burst_another_channel_reads_each_message_in_full(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The same poll digests one channel's burst and posts another channel's messages
+    (its subscription allows more) each as its whole text, not as a digest line."""
+    subs = sub() + sub("ny-watch", "  digest_over: 10\n", channel=703)
+    async with running(load(tmp_path, cfg(sims, tmp_path, subs, digest_over=3)), clock) as app:
+        assert await app.once()
+        added = add_ny(sims, 5)
+        assert await app.once()
+    (digest,) = messages(sims, 702)
+    assert meta(digest)["count"] == 5
+    posted = messages(sims, 703)
+    assert [meta(m)["listing_id"] for m in posted] == added
+    for message, listing_id in zip(posted, added, strict=True):
+        lines = message["body"].split("\n")
+        assert lines[0] == "🏠 New listing · ny-watch"
+        assert f"https://www.kotohomes.com/listings/{listing_id}" in lines
+        assert len(lines) >= 4  # the figures and the address between them
+
+
 async def test_digests_are_counted_in_the_metrics(
     sims: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:

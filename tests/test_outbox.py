@@ -45,6 +45,21 @@ def test_a_composed_message_carries_its_key_and_its_listing() -> None:
     assert key_of(message.properties) == group.key
 
 
+def test_a_deferred_message_once_written_is_the_message_compose_writes() -> None:
+    """compose(defer=True) leaves the body unwritten (a digest may tell of the message
+    instead); written() gives the same text, line and envelope compose writes at once."""
+    result = detect([spec("a", 702)], [listing("li_9")], {})
+    (group,) = group_events(result.events)
+    (now,) = compose(group)
+    (later,) = compose(group, defer=True)
+    assert later.body == ""
+    assert later.draft is not None
+    written = later.written()
+    assert written.draft is None
+    assert written == now
+    assert now.body.startswith("🏠 New listing · a\n")
+
+
 def test_a_message_not_written_by_listingbot_has_no_key() -> None:
     """Properties without the envelope, or with a key that is not text, give no key."""
     assert key_of(None) is None

@@ -83,6 +83,9 @@ async def test_one_message_held_by_quiet_hours_goes_out_as_itself(
         assert await app.once()
     (message,) = messages(sims, 702)
     assert (meta(message)["event"], meta(message)["listing_id"]) == ("new", record["id"])
+    lines = message["body"].split("\n")
+    assert lines[0] == "🏠 New listing · ny-homes"
+    assert f"https://www.kotohomes.com/listings/{record['id']}" in lines
 
 
 async def test_quiet_hours_end_at_the_spring_forward_jump(

@@ -144,7 +144,7 @@ def _insert_messages(
                 m.threaded,
                 m.photo,
             )
-            for m in messages
+            for m in map(OutgoingMessage.written, messages)
         ],
     )
 
