@@ -746,12 +746,16 @@ class Poller:
         (``Store.stage_soon``), so memory holds one page: ``record_poll`` merges them, a
         failure midway (raised from here) discards them."""
         specs = _specs(snap, query)
+        # Asked of every page of a sweep: once for the query, not once a page (with
+        # 10,000 subscriptions that was 2,000,000 checks a sweep of 200 pages).
+        looking = any(s.looks_at_everything for s in specs)
+        stateful = [s.name for s in specs if s.name in snap.stateful]
         matched: Counter[str] = Counter()
         assert record.staging is not None
         if fetched.pages is None:
             observed = fetched.listings
             found, matches = await self._detect(
-                snap, query, await self._match(snap, query, specs, observed)
+                snap, stateful, self._match(snap, query, specs, observed, looking=looking)
             )
             matched.update(m.subscription for m in matches)
             if observed:
@@ -772,9 +776,8 @@ class Poller:
                     read += page.kept  # known whole: staged by the read stage
                     if not page.observed:
                         continue
-                    events, matches = await self._detect(
-                        snap, query, await self._match(snap, query, specs, page.observed)
-                    )
+                    work = self._match(snap, query, specs, page.observed, looking=looking)
+                    events, matches = await self._detect(snap, stateful, work)
                     found.extend(events)
                     matched.update(m.subscription for m in matches)
                     facts, kept = _to_stage(page.observed)
@@ -794,22 +797,28 @@ class Poller:
         record.staged += read
         return read, found, matched
 
-    async def _match(
-        self, snap: Snapshot, query: Query, specs: list[SubSpec], observed: list[Observation]
+    def _match(
+        self,
+        snap: Snapshot,
+        query: Query,
+        specs: list[SubSpec],
+        observed: list[Observation],
+        *,
+        looking: bool,
     ) -> Work:
         """The listings of one answer (or page) worth detecting changes on, each with the
         subscriptions whose local filters accept it (through the query's index).
 
         A listing whose fingerprint differs from what this query recorded last time may
         have changed for every subscription; one that did not change is looked at only by
-        the subscriptions in their first run (they look at every listing).
+        the subscriptions in their first run (they look at every listing): ``looking``
+        says whether any of ``specs`` is.
         """
-        any_first_run = any(s.looks_at_everything for s in specs)
         index = snap.plan.indexes[query.key]
         work: Work = []
         for item in observed:
             changed = item.previous != item.facts.fingerprint
-            if not (changed or any_first_run):
+            if not (changed or looking):
                 continue
             accepted = [specs[i] for i in index.matches(item.matchable, item.whole)]
             if not changed:
@@ -822,10 +831,11 @@ class Poller:
     # ------------------------------------------------------------ detect
 
     async def _detect(
-        self, snap: Snapshot, query: Query, work: Work
+        self, snap: Snapshot, names: list[str], work: Work
     ) -> tuple[list[Event], list[MatchState]]:
         """The events of one answer's (or page's) work (unwanted ones too: no message, but
-        the channel's change sequence moves), and its subscriptions' new match state."""
+        the channel's change sequence moves), and its subscriptions' new match state.
+        ``names``: the query's subscriptions that have match state in the store."""
         previous: Mapping[tuple[str, str], MatchState] = {}
         removed: Mapping[tuple[str, str], Removal] = {}
         stateful = snap.stateful
@@ -834,7 +844,6 @@ class Poller:
             # A listing no subscription knows may be one the source confirmed gone: the
             # store answers its removals with the match state, in one call. A first
             # sweep's subscriptions have none, and cost no call.
-            names = [name for name in _names(query) if name in stateful]
             previous, removed = await self.store.load_detection_state(self.source, names, pairs)
         found: list[Event] = []
         matches: list[MatchState] = []
