@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -226,57 +227,66 @@ def draft_for(
     shared: SharedFields | None = None,
 ) -> Draft:
     """:func:`render_for`'s message with its one-line form written and its body not yet:
-    a message that a burst digest tells of is never posted, and filling its template
-    (most of the cost of a text) would be thrown away. ``Draft.body()`` writes it."""
-    ordered = sorted(subscriptions, key=lambda s: s.name)
-    template = next((t for s in ordered if (t := s.template_for(event)) is not None), None)
-    tz = next((s.zone for s in ordered if s.timezone), None)
-    by_name = {s.name: s for s in subscriptions}
-    labels = [(by_name[n].label if n in by_name else None) or n for n in names]
-    own, said = _shared_fields(listing, changes, shared)
-    values = message_fields(
-        listing,
-        event,
-        names,
-        old_price=old_price,
-        old_status=old_status,
-        changes=changes,
-        labels=labels,
-        now=now,
-        tz=tz,
-        listing_values=own,
-        change_values=said,
+    a message that a burst digest tells of is never posted, and its fields and text
+    (most of the cost of a message) would be thrown away. ``Draft.body()`` writes it.
+
+    With ``shared``, the one-line form is the listing's and its changes' alone (the
+    place, what changed, the link: no channel's names), and is written once for every
+    channel told of the same changes."""
+
+    own, said, lines = _shared_fields(listing, changes, shared)
+    draft = Draft(
+        "", listing, event, names, subscriptions, changes, now, old_price, old_status, own, said
     )
-    chosen = template or cached_template(DEFAULT_TEMPLATE)
-    return Draft(chosen, values, item_line(event.value, values))
+    if own is not None and said is not None and lines is not None:
+        key = (event, _changes_key(changes))
+        line = lines.get(key)
+        if line is None:
+            line = lines[key] = item_line(event.value, {**own, "change": said["change"]})
+        return draft._replace(line=line)
+    template, values = draft.fields()
+    return draft._replace(line=item_line(event.value, values), written=(template, values))
 
 
-# Listing-only fields by the listing's identity (the listing itself is kept, so an id is
-# never taken for another object's), and its change fields by what they depend on: see
-# render_for.
-SharedFields = dict[
-    int, tuple[Listing, Mapping[str, str], dict[tuple[object, ...], Mapping[str, str]]]
-]
+@dataclass(frozen=True)
+class _Shared:
+    """What the messages of one poll share of one listing (see :func:`render_for`)."""
+
+    listing: Listing  # kept, so that an id is never taken for another object's
+    values: Mapping[str, str]  # listing_fields
+    said: dict[tuple[object, ...], Mapping[str, str]] = field(default_factory=dict)
+    lines: dict[tuple[object, ...], str] = field(default_factory=dict)
+
+
+# Listing-only fields by the listing's identity, its change fields by what they depend
+# on, and its one-line forms by event and changes: see render_for and draft_for.
+SharedFields = dict[int, _Shared]
+
+
+def _changes_key(changes: Sequence[Change]) -> tuple[object, ...]:
+    # Not the changes' seq or since: those are the channel's, and no text shows them.
+    return tuple((c.type, c.figure, c.old_price, c.old_status) for c in changes)
 
 
 def _shared_fields(
     listing: Listing, changes: Sequence[Change], shared: SharedFields | None
-) -> tuple[Mapping[str, str] | None, Mapping[str, str] | None]:
-    """The listing's fields and its fields for ``changes``, from ``shared`` or into it."""
+) -> tuple[
+    Mapping[str, str] | None, Mapping[str, str] | None, dict[tuple[object, ...], str] | None
+]:
+    """The listing's fields, its fields for ``changes`` and its memo of one-line forms,
+    from ``shared`` or into it."""
     if shared is None:
-        return None, None
+        return None, None, None
     held = shared.get(id(listing))
-    if held is None or held[0] is not listing:
-        held = shared[id(listing)] = (listing, listing_fields(listing), {})
-    _, values, by_changes = held
+    if held is None or held.listing is not listing:
+        held = shared[id(listing)] = _Shared(listing, listing_fields(listing))
     if not changes:
-        return values, None
-    # Not the changes' seq or since: those are the channel's, and no text shows them.
-    key = tuple((c.type, c.figure, c.old_price, c.old_status) for c in changes)
-    said = by_changes.get(key)
+        return held.values, None, None
+    key = _changes_key(changes)
+    said = held.said.get(key)
     if said is None:
-        said = by_changes[key] = _change_fields(listing, changes)
-    return values, said
+        said = held.said[key] = _change_fields(listing, changes)
+    return held.values, said, held.lines
 
 
 class Text(NamedTuple):
@@ -287,15 +297,49 @@ class Text(NamedTuple):
 
 
 class Draft(NamedTuple):
-    """A message's template and the values it is filled with, and its one-line form."""
+    """A message's one-line form, and what its text is written from (one object, not a
+    closure: a poll holds one a message until the digests have taken theirs)."""
 
-    template: Template
-    values: Mapping[str, str]
     line: str
+    listing: Listing
+    event: EventType
+    names: Sequence[str]
+    subscriptions: Sequence[Subscription]
+    changes: Sequence[Change]
+    now: datetime | None
+    old_price: Price | None
+    old_status: str | None
+    own: Mapping[str, str] | None  # the shared listing fields, if any
+    said: Mapping[str, str] | None  # the shared change fields, if any
+    written: tuple[Template, Mapping[str, str]] | None = None  # fields() already made
 
     def body(self) -> str:
         """The message's text, as :func:`render_for` writes it."""
-        return fill(self.template, self.values)
+        return fill(*(self.written or self.fields()))
+
+    def fields(self) -> tuple[Template, dict[str, str]]:
+        """The template the message's subscriptions choose, and the values it is filled
+        with (their labels in the headline, open houses in their time zone)."""
+        ordered = sorted(self.subscriptions, key=lambda s: s.name)
+        event = self.event
+        template = next((t for s in ordered if (t := s.template_for(event)) is not None), None)
+        tz = next((s.zone for s in ordered if s.timezone), None)
+        by_name = {s.name: s for s in self.subscriptions}
+        labels = [(by_name[n].label if n in by_name else None) or n for n in self.names]
+        values = message_fields(
+            self.listing,
+            event,
+            self.names,
+            old_price=self.old_price,
+            old_status=self.old_status,
+            changes=self.changes,
+            labels=labels,
+            now=self.now,
+            tz=tz,
+            listing_values=self.own,
+            change_values=self.said,
+        )
+        return template or cached_template(DEFAULT_TEMPLATE), values
 
 
 def item_line(event: str, fields: Mapping[str, str]) -> str:

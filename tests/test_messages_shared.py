@@ -102,3 +102,17 @@ def test_listing_fields_are_the_message_fields_that_depend_on_the_listing_alone(
     for item in listings():
         fields = message_fields(item, EventType.NEW, ["sub-a"], now=NOW)
         assert listing_fields(item) == {k: fields[k] for k in listing_fields(item)}
+
+
+def test_a_shared_digest_line_is_the_one_of_its_own_event() -> None:
+    """The one-line form shared across channels is kept per event and set of changes: the
+    same changes told as another event get that event's line, as rendered alone."""
+    shared: SharedFields = {}
+    change = (Change(EventType.PRICE_DROP, "sale", old_price=Price(amount=525_000)),)
+    for item in listings():
+        for event in (EventType.PRICE_DROP, EventType.BACK_ON_MARKET):
+            alone = render_for(item, event, ("sub-a",), (), changes=change, now=NOW)
+            together = render_for(
+                item, event, ("sub-b",), (), changes=change, now=NOW, shared=shared
+            )
+            assert together.line == alone.line
