@@ -233,7 +233,6 @@ def draft_for(
     With ``shared``, the one-line form is the listing's and its changes' alone (the
     place, what changed, the link: no channel's names), and is written once for every
     channel told of the same changes."""
-
     own, said, lines = _shared_fields(listing, changes, shared)
     draft = Draft(
         "", listing, event, names, subscriptions, changes, now, old_price, old_status, own, said
@@ -245,7 +244,7 @@ def draft_for(
             line = lines[key] = item_line(event.value, {**own, "change": said["change"]})
         return draft._replace(line=line)
     template, values = draft.fields()
-    return draft._replace(line=item_line(event.value, values), written=(template, values))
+    return draft._replace(line=item_line(event.value, values), made=(template, values))
 
 
 @dataclass(frozen=True)
@@ -311,11 +310,11 @@ class Draft(NamedTuple):
     old_status: str | None
     own: Mapping[str, str] | None  # the shared listing fields, if any
     said: Mapping[str, str] | None  # the shared change fields, if any
-    written: tuple[Template, Mapping[str, str]] | None = None  # fields() already made
+    made: tuple[Template, Mapping[str, str]] | None = None  # fields(), if already made
 
     def body(self) -> str:
         """The message's text, as :func:`render_for` writes it."""
-        return fill(*(self.written or self.fields()))
+        return fill(*(self.made or self.fields()))
 
     def fields(self) -> tuple[Template, dict[str, str]]:
         """The template the message's subscriptions choose, and the values it is filled

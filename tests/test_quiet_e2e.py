@@ -88,6 +88,27 @@ async def test_one_message_held_by_quiet_hours_goes_out_as_itself(
     assert f"https://www.kotohomes.com/listings/{record['id']}" in lines
 
 
+async def test_a_message_held_across_a_restart_goes_out_whole(
+    sims: SimStack, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A message held by quiet hours keeps its whole text in the state file: a new
+    process after a restart posts it as it was written, not an empty or one-line text."""
+    text = cfg(sims, tmp_path, ny_sub(QUIET))
+    async with running(load(tmp_path, text), clock) as app:
+        assert await app.once()
+        record = sims.market.add_kotohomes(state="NY")
+        assert await app.once()
+    assert messages(sims, 702) == []
+    clock.advance((MORNING - clock.now()).total_seconds())
+    async with running(load(tmp_path, text), clock) as app:
+        assert await app.once()
+    (message,) = messages(sims, 702)
+    lines = message["body"].split("\n")
+    assert lines[0] == "🏠 New listing · ny-homes"
+    assert f"https://www.kotohomes.com/listings/{record['id']}" in lines
+    assert len(lines) >= 4  # the figures and the address between them
+
+
 async def test_quiet_hours_end_at_the_spring_forward_jump(
     sims: SimStack, tmp_path: Path, clock: FakeClock
 ) -> None:
