@@ -674,10 +674,18 @@ class Poller:
         at every listing)."""
 
         async def read(records: Sequence[Any], page: PageMark | None = None) -> ReadPage:
+            asked = False
+            if page is not None and page.repeated and may_keep:
+                # A body read before: asked whether it is known whole before its records
+                # are decoded (they are not, when it is).
+                kept = await self.store.keep_page(query.key, staging, page)
+                if kept is not None:
+                    return ReadPage([], kept=kept, known=True)
+                asked = True
             ids = _record_ids(records)
             if not ids:
                 return ReadPage(*self.reader.read(records))
-            if page is not None and may_keep:
+            if page is not None and may_keep and not asked:
                 kept, known, again = await self.store.load_page(query.key, ids, staging, page)
                 if kept is not None:
                     return ReadPage([], kept=kept, known=True)

@@ -127,10 +127,15 @@ class PageMark:
     ``key`` names the page within its query's sweep (the part of the sweep and the
     page's number); equal digests mean byte-for-byte the same answer, so the same
     records in the same order.
+
+    ``repeated``: the body is byte for byte one this process read for this page before
+    (``KatoClient.pages``), so its records are decoded only if they are read: a page the
+    state file knows whole is not (not part of the mark's identity).
     """
 
     key: str
     digest: bytes
+    repeated: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

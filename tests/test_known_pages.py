@@ -203,3 +203,29 @@ async def test_pages_are_known_after_a_restart(tmp_path: Path, clock: FakeClock)
         async with poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, _store):
             restarted = await poller.poll()
     assert (known(restarted), restarted.listings, restarted.events) == (PAGES, 120, 0)
+
+
+async def test_a_changed_page_a_failed_sweep_read_is_read_when_served_again(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A price drops on page 1 and the next sweep fails at page 3, recording nothing. The
+    sweep after it is served the page that failed sweep read, byte for byte: the state
+    file does not know it, so it is read, and the drop is queued once, while pages 2 and
+    3 (unchanged since the sweep that was recorded) are known."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=120) as sims:
+        page_one = sims.market.kato_records()[:50]
+        priced = next(r for r in page_one if (r.get("price") or {}).get("value"))
+        target = str(priced["id"])
+        async with poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, store):
+            await poller.poll()
+            tick(sims, clock, 600)
+            sims.market.update_kato(target, price=priced["price"]["value"] / 2)
+            sims.kato.fail_from_page = 3
+            failed = await poller.poll()
+            assert not failed.ok
+            sims.kato.fail_from_page = None
+            tick(sims, clock, 600)
+            outcome = await poller.poll()
+            rows = store.all_rows_sync()
+    assert (known(outcome), outcome.listings) == (PAGES - 1, 120)
+    assert [(r.message.event, r.message.listing_id) for r in rows] == [("price_drop", target)]

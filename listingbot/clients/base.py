@@ -142,6 +142,14 @@ class UpstreamCause(Exception):
     """
 
 
+@dataclass(frozen=True, slots=True)
+class Undecoded:
+    """A 2xx body as it arrived, not decoded: its digest was the one the caller said it
+    had decoded before (``ApiClient.request(unchanged=...)``)."""
+
+    body: bytes
+
+
 @dataclass(frozen=True)
 class _Reply:
     status: int
@@ -335,6 +343,7 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
         digest: bool = False,
+        unchanged: bytes | None = None,
     ) -> Any:
         """Send the request, retrying what is worth retrying; return the decoded JSON.
 
@@ -343,6 +352,8 @@ class ApiClient:
         ``retry=False`` makes one attempt (plus the single replay after a 401), for calls
         that must not be repeated blindly. ``digest=True`` returns ``(json, digest)``, the
         digest (``body_digest``) of the body as it arrived: equal digests, equal answers.
+        With ``digest=True``, a body whose digest is ``unchanged`` (one the caller decoded
+        before) is not decoded again: it comes back as ``(Undecoded(body), digest)``.
         """
         method = method.upper()
         url = self.url(path_or_url)
@@ -385,8 +396,12 @@ class ApiClient:
 
             status = outcome.status
             if 200 <= status < 300:
-                value = self._decode(shown, outcome)
-                return (value, body_digest(outcome.body)) if digest else value
+                if not digest:
+                    return self._decode(shown, outcome)
+                mark = body_digest(outcome.body)
+                if unchanged is not None and mark == unchanged:
+                    return Undecoded(outcome.body), mark
+                return self._decode(shown, outcome), mark
             hint = cap(
                 self.redact(error_hint(outcome.body)), HINT_MAX_CHARS, word_share=None, trim=None
             )

@@ -9,17 +9,24 @@ raises rather than return a part.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import aiohttp
 import structlog
 from pydantic import SecretStr
 
 from listingbot.clients.auth import client_credentials_api
-from listingbot.clients.base import DEFAULT_RETRY, RequestObserver, RetryPolicy, wire_int
+from listingbot.clients.base import (
+    DEFAULT_RETRY,
+    RequestObserver,
+    RetryPolicy,
+    Undecoded,
+    decode_json,
+    wire_int,
+)
 from listingbot.clock import Clock
 from listingbot.errors import UpstreamUnavailable
 from listingbot.ratelimit import SlidingWindowLimiter
@@ -33,13 +40,17 @@ MAX_PAGE_SIZE = 50
 # Requests granted at the edges of our window can land inside one server window after
 # network jitter; a second of slack keeps the server's count at the limit, not above it.
 WINDOW_SLACK_S = 1.0
+# The pages a client remembers having read (a digest and two numbers each, about 200
+# bytes): every page of a 500,000-record account. Past that it forgets them all and
+# decodes every page once more.
+REMEMBERED_PAGES = 10_000
 
 
 @dataclass(frozen=True)
 class KatoPage:
     """One page of a sweep: its records (objects only), its number, the server's count."""
 
-    records: list[dict[str, Any]]
+    records: Sequence[dict[str, Any]]
     number: int
     total: int | None
     status: str | None = None  # the status this part of the sweep asked for, if any
@@ -55,6 +66,44 @@ class KatoSweep:
     records: list[dict[str, Any]]
     pages: int
     total: int | None
+
+
+class RepeatedRecords(Sequence[dict[str, Any]]):
+    """The records of a page whose body is byte for byte one the client read before
+    (every item an object, the pagination valid): decoded when first read, not before.
+    A sweep served again unchanged is mostly pages the state file knows whole, which the
+    poller does not read: decoding them was a sixth of a steady sweep."""
+
+    __slots__ = ("_body", "_items")
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._items: list[dict[str, Any]] | None = None
+
+    @property
+    def decoded(self) -> bool:
+        return self._items is not None
+
+    def _records(self) -> list[dict[str, Any]]:
+        if self._items is None:
+            # The same bytes decoded before, to a page whose every item was an object.
+            payload = decode_json(self._body)
+            self._items = [item for item in payload["data"] if isinstance(item, dict)]
+            self._body = b""
+        return self._items
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self._records()[index]
+
+    def __len__(self) -> int:
+        return len(self._records())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._records())
 
 
 def _pagination(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -109,6 +158,9 @@ class KatoClient:
             timeout_s=timeout_s,
             retry=retry,
         )
+        # The pages this client read whole, by request: the body's digest, whether it
+        # was the sweep's last page, and the server's count (see ``_pages``).
+        self._read_before: dict[tuple[str, ...], tuple[bytes, bool, int | None]] = {}
 
     def __repr__(self) -> str:
         return f"KatoClient(base_url={self._http.base_url!r}, api_version={self.api_version!r})"
@@ -174,26 +226,59 @@ class KatoClient:
         """
         path = f"/{self.api_version}/availability"
         filters = [(name, value) for name, value in params if name not in ("limit", "page")]
+        remembered = self._read_before
 
-        def request(page: int) -> asyncio.Task[Any]:
+        def request(page: int) -> tuple[asyncio.Task[Any], tuple[str, ...]]:
             query = [*filters, ("limit", str(self.page_size)), ("page", str(page))]
-            return asyncio.ensure_future(self._http.request("GET", path, params=query, digest=True))
+            key = (path, *(f"{name}={value}" for name, value in query))
+            before = remembered.get(key)
+            task = asyncio.ensure_future(
+                self._http.request(
+                    "GET",
+                    path,
+                    params=query,
+                    digest=True,
+                    unchanged=before[0] if before is not None else None,
+                )
+            )
+            return task, key
 
         page = 1
-        ahead: asyncio.Task[Any] | None = request(page)
+        ahead: tuple[asyncio.Task[Any], tuple[str, ...]] | None = request(page)
         try:
             while ahead is not None:
-                payload, digest = await ahead
+                task, key = ahead
+                payload, digest = await task
                 ahead = None
-                last, kato_page = self._page(payload, page, status, digest)
+                before = remembered.get(key)
+                if isinstance(payload, Undecoded) and before is not None and before[0] == digest:
+                    # Byte for byte the body read before: the same records, the same
+                    # pagination (it is in the body), decoded only if the poller reads them.
+                    last, total = before[1], before[2]
+                    mark = PageMark(f"{status or ''}:{page}", digest, repeated=True)
+                    kato_page = KatoPage(RepeatedRecords(payload.body), page, total, status, mark)
+                else:
+                    if isinstance(payload, Undecoded):  # forgotten meanwhile: decode it now
+                        payload = decode_json(payload.body)
+                    last, kato_page = self._page(payload, page, status, digest)
+                    self._remember(key, kato_page, last)
                 if not last:
                     ahead = request(page + 1)
                 yield kato_page
                 page += 1
         finally:
             if ahead is not None:
-                ahead.cancel()
-                await asyncio.gather(ahead, return_exceptions=True)
+                ahead[0].cancel()
+                await asyncio.gather(ahead[0], return_exceptions=True)
+
+    def _remember(self, key: tuple[str, ...], page: KatoPage, last: bool) -> None:
+        """Remember a page read whole (every item an object), to know it served again."""
+        if page.mark is None:
+            self._read_before.pop(key, None)
+            return
+        if len(self._read_before) >= REMEMBERED_PAGES:
+            self._read_before.clear()
+        self._read_before[key] = (page.mark.digest, last, page.total)
 
     def _page(
         self, payload: Any, page: int, status: str | None, digest: bytes | None = None

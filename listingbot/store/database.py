@@ -367,6 +367,12 @@ class Store:
         ``load_known`` answers."""
         return await self._run(self._load_page, query_key, list(ids), staging, page)
 
+    async def keep_page(self, query_key: str, staging: int, page: PageMark) -> int | None:
+        """``load_page``'s first half, for a page whose records are not decoded yet: how
+        many listings were staged as kept when the page is known whole, else None (and
+        nothing staged). The listings are the ones the page held when it was recorded."""
+        return await self._run(self._keep_page, query_key, staging, page)
+
     def _load_page(
         self, query_key: str, ids: list[str], staging: int, page: PageMark
     ) -> tuple[int | None, dict[str, Facts], set[str]]:

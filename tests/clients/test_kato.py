@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from listingbot.clients.base import RetryPolicy
-from listingbot.clients.kato import KatoClient
+from listingbot.clients.kato import KatoClient, KatoPage, RepeatedRecords
 from listingbot.clock import FakeClock
 from listingbot.errors import UpstreamUnavailable
 from tests.clients.conftest import FakeServer, Handler, RecordingObserver, Reply, Seen
@@ -433,3 +433,36 @@ async def test_a_page_holding_an_item_that_is_not_an_object_has_no_mark(
     marks = await _marks(make(server, session, clock))
     assert marks[0] is None
     assert marks[1] is not None
+
+
+async def test_a_page_served_again_byte_for_byte_is_handed_on_undecoded(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A page whose body is byte for byte the one the client read last time comes with
+    its records not decoded (decoded, they are the same records) and its count and
+    place in the sweep as before, read from that body: the sweep asks for no page past
+    its last. A page whose body changed is decoded as it arrives."""
+    records = [dict(r) for r in RECORDS]
+    server.script("GET", "/v2/availability", paged(records, per_page=2))
+    client = make(server, session, clock)
+
+    async def sweep() -> list[KatoPage]:
+        async with aclosing(client.pages()) as pages:
+            return [page async for page in pages]
+
+    first = await sweep()
+    again = await sweep()
+    records[4]["status"] = "let"
+    changed = await sweep()
+    assert [p.mark.repeated for p in first if p.mark] == [False, False, False]
+    assert [p.mark.repeated for p in again if p.mark] == [True, True, True]
+    assert [isinstance(p.records, RepeatedRecords) and p.records.decoded for p in again] == [
+        False,
+        False,
+        False,
+    ]
+    assert [list(p.records) for p in again] == [list(p.records) for p in first]
+    assert [(p.number, p.total) for p in again] == [(p.number, p.total) for p in first]
+    assert [p.mark.repeated for p in changed if p.mark] == [True, True, False]
+    assert changed[2].records == [records[4]]
+    assert len(server.seen("GET", "/v2/availability")) == 9
