@@ -217,6 +217,40 @@ async def test_migration_keeps_the_keys_of_existing_rows(tmp_path: Path, clock: 
         await s.close()
 
 
+async def test_step_12_drops_the_last_seen_index_and_keeps_the_listings(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A state file at step 11 opens at the current step: its listings are still known
+    (facts and digest), and the index on last_seen, which every sweep had to move for
+    every listing and no query read, is gone."""
+    path = tmp_path / "v11.sqlite3"
+    conn = sqlite3.connect(path)
+    for step in MIGRATIONS[:11]:
+        conn.executescript(step)
+    conn.execute(
+        "INSERT INTO listings (query_key, listing_id, source, fingerprint, price, status,"
+        " first_seen, last_seen, digest) VALUES ('q', '7', 'kato', 'fp', 5.0, 'available',"
+        " '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', x'00ff')"
+    )
+    conn.execute("PRAGMA user_version = 11")
+    conn.commit()
+    conn.close()
+    s = await Store.open(path, clock.now)
+    try:
+        assert s.schema_version == len(MIGRATIONS)
+        known, _ = await s.load_known("q", ["7"], None)
+        assert (known["7"].fingerprint, known["7"].digest) == ("fp", b"\x00\xff")
+    finally:
+        await s.close()
+    conn = sqlite3.connect(path)
+    try:
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    finally:
+        conn.close()
+    assert "listings_listing" in indexes
+    assert "listings_last_seen" not in indexes
+
+
 async def test_poll_failure_is_recorded_per_source(store: Store) -> None:
     """Failures count up per source and a success resets them."""
     await store.record_poll_failure("kato", "503 three times")

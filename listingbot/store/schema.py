@@ -276,4 +276,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (query_key, page)
     ) WITHOUT ROWID
     """,
+    # 12: every sweep moves last_seen of every listing it saw, and this index moved with
+    # it (a third of the cost of that update) while no query read it: absences are
+    # counted per query through the primary key, long-unseen listings are grouped through
+    # listings_listing (issue 15).
+    """
+    DROP INDEX IF EXISTS listings_last_seen
+    """,
 )
