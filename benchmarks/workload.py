@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from listingbot.config import Config, Subscription
 from listingbot.sim._places import UK_TOWNS, US_CITIES, us_zip_codes
-from listingbot.sim.market import KATO_TYPES
+from listingbot.sim._shapes import KATO_TYPES
 
 ENV = {
     "CHATKITTY_CLIENT_ID": "test-ck-id",
