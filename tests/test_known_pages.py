@@ -10,7 +10,7 @@ from pathlib import Path
 
 from listingbot.clock import FakeClock
 from listingbot.polling import PollOutcome
-from tests.harness import make_sims
+from tests.harness import config_text, load, make_sims
 from tests.test_polling import UK_BASELINE, poller_for, tick
 
 # 120 records are three pages of 50 / 50 / 20.
@@ -229,3 +229,33 @@ async def test_a_changed_page_a_failed_sweep_read_is_read_when_served_again(
             rows = store.all_rows_sync()
     assert (known(outcome), outcome.listings) == (PAGES - 1, 120)
     assert [(r.message.event, r.message.listing_id) for r in rows] == [("price_drop", target)]
+
+
+async def test_a_subscription_joining_the_running_poller_reads_the_pages_it_read_before(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A subscription added to the poller that swept the account (the same client, which
+    remembers every page it read) shares its query and is in its first run: the pages
+    served again byte for byte are decoded and read for it, and it records all 120; once
+    it has, the pages are known again."""
+    async with (
+        make_sims(clock, kotohomes_count=0, kato_count=120) as sims,
+        poller_for(sims, tmp_path, clock, UK_BASELINE, "kato") as (poller, _store),
+    ):
+        await poller.poll()
+        tick(sims, clock, 600)
+        both = load(
+            tmp_path,
+            config_text(
+                sims, UK_BASELINE + SECOND, state_path=tmp_path / "state.sqlite3", sources=("kato",)
+            ),
+        )
+        poller.set_subscriptions(
+            both.subscriptions, {s.name: int(s.channel) for s in both.subscriptions}
+        )
+        joined = await poller.poll()
+        tick(sims, clock, 600)
+        settled = await poller.poll()
+    assert known(joined) == 0
+    assert joined.baseline_matches == {"uk-too": 120}
+    assert known(settled) == PAGES
