@@ -40,9 +40,9 @@ MAX_PAGE_SIZE = 50
 # Requests granted at the edges of our window can land inside one server window after
 # network jitter; a second of slack keeps the server's count at the limit, not above it.
 WINDOW_SLACK_S = 1.0
-# The pages a client remembers having read (a digest and two numbers each, about 200
-# bytes): every page of a 500,000-record account. Past that it forgets them all and
-# decodes every page once more.
+# The pages a client remembers having read (the request, a digest and two numbers: about
+# 330 bytes each, 3.3 MB at most): every page of a 500,000-record account. Past that it
+# forgets them all and decodes every page once more.
 REMEMBERED_PAGES = 10_000
 
 
