@@ -44,6 +44,12 @@ WINDOW_SLACK_S = 1.0
 # 330 bytes each, 3.3 MB at most): every page of a 500,000-record account. Past that it
 # forgets them all and decodes every page once more.
 REMEMBERED_PAGES = 10_000
+# What the client remembers of a page it read: its body's digest, whether it was the
+# sweep's last page, and the server's count.
+Remembered = tuple[bytes, bool, int | None]
+# A page asked for ahead: its request, its key in what the client remembers, and what the
+# client remembered of it when asking.
+_Ahead = tuple["asyncio.Task[Any]", tuple[str, ...], Remembered | None]
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,7 @@ class RepeatedRecords(Sequence[dict[str, Any]]):
     def _records(self) -> list[dict[str, Any]]:
         if self._items is None:
             # The same bytes decoded before, to a page whose every item was an object.
-            payload = decode_json(self._body)
-            self._items = [item for item in payload["data"] if isinstance(item, dict)]
+            self._items = list(decode_json(self._body)["data"])
             self._body = b""
         return self._items
 
@@ -160,7 +165,7 @@ class KatoClient:
         )
         # The pages this client read whole, by request: the body's digest, whether it
         # was the sweep's last page, and the server's count (see ``_pages``).
-        self._read_before: dict[tuple[str, ...], tuple[bytes, bool, int | None]] = {}
+        self._read_before: dict[tuple[str, ...], Remembered] = {}
 
     def __repr__(self) -> str:
         return f"KatoClient(base_url={self._http.base_url!r}, api_version={self.api_version!r})"
@@ -228,7 +233,7 @@ class KatoClient:
         filters = [(name, value) for name, value in params if name not in ("limit", "page")]
         remembered = self._read_before
 
-        def request(page: int) -> tuple[asyncio.Task[Any], tuple[str, ...]]:
+        def request(page: int) -> _Ahead:
             query = [*filters, ("limit", str(self.page_size)), ("page", str(page))]
             key = (path, *(f"{name}={value}" for name, value in query))
             before = remembered.get(key)
@@ -241,25 +246,23 @@ class KatoClient:
                     unchanged=before[0] if before is not None else None,
                 )
             )
-            return task, key
+            return task, key, before
 
         page = 1
-        ahead: tuple[asyncio.Task[Any], tuple[str, ...]] | None = request(page)
+        ahead: _Ahead | None = request(page)
         try:
             while ahead is not None:
-                task, key = ahead
+                task, key, before = ahead
                 payload, digest = await task
                 ahead = None
-                before = remembered.get(key)
-                if isinstance(payload, Undecoded) and before is not None and before[0] == digest:
-                    # Byte for byte the body read before: the same records, the same
-                    # pagination (it is in the body), decoded only if the poller reads them.
-                    last, total = before[1], before[2]
+                if isinstance(payload, Undecoded):
+                    # Byte for byte the body ``before`` was read from: the same records,
+                    # the same pagination (it is in the body), decoded only if read.
+                    assert before is not None
+                    _, last, total = before
                     mark = PageMark(f"{status or ''}:{page}", digest, repeated=True)
                     kato_page = KatoPage(RepeatedRecords(payload.body), page, total, status, mark)
                 else:
-                    if isinstance(payload, Undecoded):  # forgotten meanwhile: decode it now
-                        payload = decode_json(payload.body)
                     last, kato_page = self._page(payload, page, status, digest)
                     self._remember(key, kato_page, last)
                 if not last:
