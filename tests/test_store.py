@@ -191,21 +191,30 @@ async def test_prune_compacts_old_sent_new_rows_and_deletes_old_sent_changes(
     assert (row.message.key, row.message.body, row.message.properties) == ("n1", "", {})
 
 
+def state_file_at(path: Path, step: int, *rows: str) -> Path:
+    """A state file migrated to ``step`` by an earlier listingbot, holding ``rows``."""
+    conn = sqlite3.connect(path)
+    for migration in MIGRATIONS[:step]:
+        conn.executescript(migration)
+    for row in rows:
+        conn.execute(row)
+    conn.execute(f"PRAGMA user_version = {step}")
+    conn.commit()
+    conn.close()
+    return path
+
+
 async def test_migration_keeps_the_keys_of_existing_rows(tmp_path: Path, clock: FakeClock) -> None:
     """A state file from schema 1 keeps its outbox rows and their keys, and a `new` queued
     before the upgrade still deduplicates the same `new` after it."""
-    path = tmp_path / "v1.sqlite3"
-    conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[0])
-    conn.execute(
+    path = state_file_at(
+        tmp_path / "v1.sqlite3",
+        1,
         "INSERT INTO outbox (key, channel_id, source, listing_id, event, subscriptions, body,"
         " properties, created_at, next_attempt_at) VALUES ('lb1-old', 702, 'kotohomes', 'li_1',"
         " 'new', '[\"a\"]', 'hello', '{}', '2026-01-01T00:00:00.000000Z',"
-        " '2026-01-01T00:00:00.000000Z')"
+        " '2026-01-01T00:00:00.000000Z')",
     )
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
     s = await Store.open(path, clock.now)
     try:
         assert s.schema_version == len(MIGRATIONS)
@@ -223,18 +232,13 @@ async def test_step_12_drops_the_last_seen_index_and_keeps_the_listings(
     """A state file at step 11 opens at the current step: its listings are still known
     (facts and digest), and the index on last_seen, which every sweep had to move for
     every listing and no query read, is gone."""
-    path = tmp_path / "v11.sqlite3"
-    conn = sqlite3.connect(path)
-    for step in MIGRATIONS[:11]:
-        conn.executescript(step)
-    conn.execute(
+    path = state_file_at(
+        tmp_path / "v11.sqlite3",
+        11,
         "INSERT INTO listings (query_key, listing_id, source, fingerprint, price, status,"
         " first_seen, last_seen, digest) VALUES ('q', '7', 'kato', 'fp', 5.0, 'available',"
-        " '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', x'00ff')"
+        " '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', x'00ff')",
     )
-    conn.execute("PRAGMA user_version = 11")
-    conn.commit()
-    conn.close()
     s = await Store.open(path, clock.now)
     try:
         assert s.schema_version == len(MIGRATIONS)
