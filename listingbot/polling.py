@@ -84,6 +84,7 @@ from listingbot.records import (
     OutgoingMessage,
     PageMark,
     Removal,
+    WireRecord,
 )
 from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query, Read, ReadPage
 from listingbot.store import HeldMessage, PollRecord, Pruned, Release, Store, Sweep
@@ -404,14 +405,19 @@ def _record_ids(records: Sequence[Any]) -> list[str]:
 def _digest(raw: Mapping[str, Any]) -> bytes | None:
     """A digest of a decoded JSON record: equal digests mean equal records.
 
-    ``marshal`` is the fastest complete serialization of JSON values in the standard
-    library, and it keeps bool, int and float apart. Equal bytes always mean equal records
-    (``marshal.loads`` would rebuild the one value). The converse almost always holds
-    too; where it does not (key order, shared objects), a record is just normalized
+    A record that kept the digest of its bytes (``WireRecord``, Kato's) has that one.
+    Otherwise ``marshal`` is the fastest complete serialization of JSON values in the
+    standard library, and it keeps bool, int and float apart. Equal bytes always mean
+    equal records (``marshal.loads`` would rebuild the one value). The converse almost
+    always holds too; where it does not (key order, shared objects, a record once read
+    from its bytes and once from a page decoded whole), a record is just normalized
     again. A record that cannot be serialized is not remembered.
     """
-    if not isinstance(raw, dict):
-        return None
+    if type(raw) is not dict:
+        if isinstance(raw, WireRecord):
+            return raw.digest
+        if not isinstance(raw, dict):
+            return None
     try:
         blob = marshal.dumps(raw)
     except ValueError:

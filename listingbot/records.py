@@ -1,5 +1,6 @@
 """The few types that cross stages: what a poll read, what it knows, what it will send.
 
+- :class:`WireRecord`: an upstream record that knows the digest of its own bytes;
 - :class:`Observation`: one upstream record as a poll read it - the raw record, the
   :class:`Facts` the poll needs of it, and its normalized ``Listing``, built on first use;
 - :class:`MatchState` / :class:`ChannelState`: what a subscription / a channel knows of
@@ -15,6 +16,7 @@ Types private to one stage stay in that stage's module.
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,6 +33,19 @@ def fingerprint(listing: Listing) -> str:
 
 
 _LISTING_JSON = Listing.__pydantic_serializer__.to_json
+
+
+class WireRecord(Mapping[str, Any]):
+    """A decoded upstream record that knows the digest of its bytes as they arrived
+    (``clients.kato.KatoRecord``). Equal digests mean byte-for-byte equal records, so
+    the poller's reader (``polling.Reader``) takes it as the record's digest instead of
+    serializing the decoded values to digest them."""
+
+    __slots__ = ()
+
+    @property
+    @abstractmethod
+    def digest(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,3 +135,38 @@ async def test_a_state_file_of_listing_fingerprints_upgrades_without_a_message(
     assert second.ok
     assert [(r.message.event, r.message.listing_id) for r in rows] == [("price_drop", cheaper)]
     assert (third.events, third.queued) == (0, 0)
+
+
+async def test_a_state_file_of_digests_taken_another_way_upgrades_without_a_message(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """An older listingbot took a record's digest from its decoded values, not from its
+    bytes (clients.kato.KatoRecord): after the upgrade no stored digest matches. The
+    first sweep reads every record again and posts nothing, it stores the digests of the
+    records' bytes, and the sweep after posts nothing either."""
+    async with make_sims(clock, kotohomes_count=0, kato_count=60) as sims:
+        subs = _sub("{}", first_run="baseline")
+        async with poller_for(sims, tmp_path, clock, subs, "kato") as (poller, store):
+            assert (await poller.poll()).ok
+            conn = sqlite3.connect(tmp_path / "state.sqlite3")
+            query = "SELECT listing_id, digest, fingerprint FROM listings ORDER BY listing_id"
+            stored = conn.execute(query).fetchall()
+            with conn:
+                conn.execute(
+                    "UPDATE listings SET digest = randomblob(16),"
+                    " fingerprint = lower(hex(randomblob(16)))"
+                )
+            tick(sims, clock, 600)
+            second = await poller.poll()
+            upgraded = conn.execute(query).fetchall()
+            conn.close()
+            tick(sims, clock, 600)
+            third = await poller.poll()
+            rows = store.all_rows_sync()
+    assert len(stored) == 60
+    assert all(digest is not None for _, digest, _ in stored)
+    assert second.ok
+    assert (second.events, second.queued) == (0, 0)
+    assert upgraded == stored
+    assert (third.events, third.queued) == (0, 0)
+    assert rows == []

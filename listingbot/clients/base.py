@@ -14,7 +14,7 @@ import json as jsonlib
 import math
 import random
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -344,6 +344,7 @@ class ApiClient:
         retry: bool = True,
         digest: bool = False,
         unchanged: bytes | None = None,
+        decode: Callable[[bytes], Any] = decode_json,
     ) -> Any:
         """Send the request, retrying what is worth retrying; return the decoded JSON.
 
@@ -354,6 +355,8 @@ class ApiClient:
         digest (``body_digest``) of the body as it arrived: equal digests, equal answers.
         With ``digest=True``, a body whose digest is ``unchanged`` (one the caller decoded
         before) is not decoded again: it comes back as ``(Undecoded(body), digest)``.
+        ``decode`` reads a 2xx body (raising ValueError when it is not JSON): an API module
+        that reads its answers in its own way (``clients.kato.decode_page``) says how.
         """
         method = method.upper()
         url = self.url(path_or_url)
@@ -397,11 +400,11 @@ class ApiClient:
             status = outcome.status
             if 200 <= status < 300:
                 if not digest:
-                    return self._decode(shown, outcome)
+                    return self._decode(shown, outcome, decode)
                 mark = body_digest(outcome.body)
                 if unchanged is not None and mark == unchanged:
                     return Undecoded(outcome.body), mark
-                return self._decode(shown, outcome), mark
+                return self._decode(shown, outcome, decode), mark
             hint = cap(
                 self.redact(error_hint(outcome.body)), HINT_MAX_CHARS, word_share=None, trim=None
             )
@@ -519,11 +522,11 @@ class ApiClient:
         cause = UpstreamCause(f"{name}: {detail}" if detail else name)
         return _Failure(kind, reason, ambiguous, cause)
 
-    def _decode(self, shown: str, reply: _Reply) -> Any:
+    def _decode(self, shown: str, reply: _Reply, decode: Callable[[bytes], Any]) -> Any:
         if not reply.body.strip():
             return None
         try:
-            return decode_json(reply.body)
+            return decode(reply.body)
         except (ValueError, UnicodeDecodeError) as err:
             # Typically a proxy's HTML error page. The server did answer 2xx, so a
             # non-idempotent call may have taken effect: ambiguous.

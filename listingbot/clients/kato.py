@@ -9,12 +9,14 @@ raises rather than return a part.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Final, overload
 
 import aiohttp
+import msgspec
 import structlog
 from pydantic import SecretStr
 
@@ -30,7 +32,7 @@ from listingbot.clients.base import (
 from listingbot.clock import Clock
 from listingbot.errors import UpstreamUnavailable
 from listingbot.ratelimit import SlidingWindowLimiter
-from listingbot.records import PageMark
+from listingbot.records import PageMark, WireRecord
 
 API = "kato"
 DEFAULT_TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a credential
@@ -52,11 +54,147 @@ Remembered = tuple[bytes, bool, int | None]
 _Ahead = tuple["asyncio.Task[Any]", tuple[str, ...], Remembered | None]
 
 
+class _Summary(msgspec.Struct):
+    """The fields of an availability record that a first look reads: those the lean read
+    (``sources.kato.normalize_kato_lean``) and the record's id. Decoded from the record's
+    bytes, skipping the rest (address lines, marketing text, images, assignees). Reading
+    any other field decodes the record whole (``KatoRecord``), so a field missing here
+    costs time, never a value."""
+
+    id: Any = msgspec.UNSET
+    address: Any = msgspec.UNSET
+    property_types: Any = msgspec.UNSET
+    size: Any = msgspec.UNSET
+    for_sale: Any = msgspec.UNSET
+    to_let: Any = msgspec.UNSET
+    price: Any = msgspec.UNSET
+    rent: Any = msgspec.UNSET
+    status: Any = msgspec.UNSET
+    created_at: Any = msgspec.UNSET
+    updated_at: Any = msgspec.UNSET
+
+
+_SUMMARY_FIELDS: Final = frozenset(_Summary.__struct_fields__)
+
+
+class _Page(msgspec.Struct):
+    """An availability answer with its records' bytes as they arrived (``decode_page``)."""
+
+    data: list[msgspec.Raw]
+    meta: Any = msgspec.UNSET
+    pagination: Any = msgspec.UNSET
+
+
+_PAGE_DECODER: Final = msgspec.json.Decoder(_Page)
+_SUMMARY_DECODER: Final = msgspec.json.Decoder(_Summary)
+
+
+class KatoRecord(WireRecord):
+    """One availability record, read from its bytes as far as it is read.
+
+    Its digest is of its bytes in the answer, so it needs no serializing. Its summary
+    fields (``_Summary``) are decoded with it; the rest of it only when a field outside
+    them is read (``normalize_kato``, for a record a subscription accepts). On a first
+    sweep most records match nothing: decoding their text, images and assignees into
+    Python objects, then freeing them, was most of the cost of decoding a page. Either
+    way a field has the value ``json.loads`` gives it (``decode_page``).
+    """
+
+    __slots__ = ("_digest", "_raw", "_summary", "_whole")
+
+    def __init__(self, raw: msgspec.Raw, summary: _Summary) -> None:
+        self._raw: msgspec.Raw | None = raw
+        self._summary = summary
+        self._whole: dict[str, Any] | None = None
+        self._digest = hashlib.blake2b(raw, digest_size=16).digest()
+
+    @property
+    def digest(self) -> bytes:
+        return self._digest
+
+    @property
+    def decoded_whole(self) -> bool:
+        return self._whole is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._whole is None and key in _SUMMARY_FIELDS:
+            value = getattr(self._summary, key)
+            return default if value is msgspec.UNSET else value
+        return self._decoded().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, msgspec.UNSET)
+        if value is msgspec.UNSET:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, msgspec.UNSET) is not msgspec.UNSET
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"KatoRecord({self._decoded()!r})"
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._whole is None:
+            assert self._raw is not None
+            # Valid UTF-8 JSON that msgspec parsed (``decode_page``): json.loads reads it.
+            whole = decode_json(bytes(self._raw))
+            assert isinstance(whole, dict)
+            # The page's bytes are not held past the record's whole decoding.
+            self._whole, self._raw = whole, None
+        return self._whole
+
+
+def decode_page(body: bytes) -> Any:
+    """An availability answer as Python values, each record a ``KatoRecord``: its
+    ``data``, and ``meta`` and ``pagination`` when it has them (the client reads nothing
+    else of a page).
+
+    The values are those ``decode_json`` gives: any answer msgspec does not read as a
+    page (no ``data`` list, JSON it refuses: ``NaN``, a lone surrogate escape, a
+    byte-order mark) is decoded whole by ``decode_json``, and so is any record whose
+    summary it does not read (a number past a float's range); an item of ``data`` that
+    is not an object is given as ``decode_json`` reads it. msgspec checks the UTF-8 only
+    of what it decodes, so a body that is not valid UTF-8 is left to ``decode_json``
+    (which refuses it). Raises ValueError when the body is not JSON.
+    """
+    if not body.isascii():
+        try:
+            body.decode()
+        except UnicodeDecodeError:
+            return decode_json(body)
+    try:
+        page = _PAGE_DECODER.decode(body)
+    except msgspec.DecodeError:
+        return decode_json(body)
+    records: list[Any] = []
+    for raw in page.data:
+        if memoryview(raw)[0] == 0x7B:  # an object: "{"
+            try:
+                records.append(KatoRecord(raw, _SUMMARY_DECODER.decode(raw)))
+                continue
+            except msgspec.DecodeError:
+                pass
+        records.append(decode_json(bytes(raw)))
+    payload: dict[str, Any] = {"data": records}
+    if page.meta is not msgspec.UNSET:
+        payload["meta"] = page.meta
+    if page.pagination is not msgspec.UNSET:
+        payload["pagination"] = page.pagination
+    return payload
+
+
 @dataclass(frozen=True)
 class KatoPage:
     """One page of a sweep: its records (objects only), its number, the server's count."""
 
-    records: Sequence[dict[str, Any]]
+    records: Sequence[Mapping[str, Any]]
     number: int
     total: int | None
     status: str | None = None  # the status this part of the sweep asked for, if any
@@ -69,12 +207,12 @@ class KatoPage:
 class KatoSweep:
     """Every record of one complete sweep; ``total`` is the server's count when it gave one."""
 
-    records: list[dict[str, Any]]
+    records: list[Mapping[str, Any]]
     pages: int
     total: int | None
 
 
-class RepeatedRecords(Sequence[dict[str, Any]]):
+class RepeatedRecords(Sequence[Mapping[str, Any]]):
     """The records of a page whose body is byte for byte one the client read before
     (every item an object, the pagination valid): decoded when first read, not before.
     A sweep served again unchanged is mostly pages the state file knows whole, which the
@@ -84,30 +222,30 @@ class RepeatedRecords(Sequence[dict[str, Any]]):
 
     def __init__(self, body: bytes) -> None:
         self._body = body
-        self._items: list[dict[str, Any]] | None = None
+        self._items: list[Mapping[str, Any]] | None = None
 
     @property
     def decoded(self) -> bool:
         return self._items is not None
 
-    def _records(self) -> list[dict[str, Any]]:
+    def _records(self) -> list[Mapping[str, Any]]:
         if self._items is None:
             # The same bytes decoded before, to a page whose every item was an object.
-            self._items = list(decode_json(self._body)["data"])
+            self._items = list(decode_page(self._body)["data"])
             self._body = b""
         return self._items
 
     @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
     @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+    def __getitem__(self, index: slice) -> list[Mapping[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | list[Mapping[str, Any]]:
         return self._records()[index]
 
     def __len__(self) -> int:
         return len(self._records())
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
         return iter(self._records())
 
 
@@ -181,7 +319,7 @@ class KatoClient:
         Laravel keeps only the last of repeated ``status=`` names, so several statuses
         are one sweep per status, merged by id: the union, as the filter means.
         """
-        records: list[dict[str, Any]] = []
+        records: list[Mapping[str, Any]] = []
         seen: set[str] = set()
         pages = 0
         totals: dict[str, int | None] = {}
@@ -244,6 +382,7 @@ class KatoClient:
                     params=query,
                     digest=True,
                     unchanged=before[0] if before is not None else None,
+                    decode=decode_page,
                 )
             )
             return task, key, before
@@ -292,7 +431,7 @@ class KatoClient:
         if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
             raise UpstreamUnavailable(API, f"availability page {page} has no `data` list")
         data: list[Any] = payload["data"]
-        records = [item for item in data if isinstance(item, dict)]
+        records = [item for item in data if type(item) is KatoRecord or isinstance(item, dict)]
         if len(records) < len(data):
             structlog.get_logger(__name__).warning(
                 "kato_bad_record",
