@@ -38,7 +38,7 @@ from typing import Any, cast
 from benchmarks import workload
 from benchmarks.report import Figure, Row
 from listingbot.cli import settle_gc
-from listingbot.clients.kato import KatoClient, KatoPage
+from listingbot.clients.kato import KatoClient, KatoPage, KatoRecord, decode_page
 from listingbot.clock import FakeClock
 from listingbot.config import Subscription
 from listingbot.matching import MatchIndex, local_match
@@ -54,7 +54,8 @@ PAGE_SIZE = 100
 
 
 class RecordedKato:
-    """Stands in for ``KatoClient`` after the network: decodes captured page bytes."""
+    """Stands in for ``KatoClient`` after the network: decodes captured page bytes as the
+    client does (``decode_page``: records read from their bytes)."""
 
     def __init__(self, bodies: list[bytes]) -> None:
         self.bodies = bodies
@@ -62,8 +63,8 @@ class RecordedKato:
     async def pages(self, params: Any = ()) -> AsyncIterator[KatoPage]:
         del params
         for number, body in enumerate(self.bodies, 1):
-            payload = json.loads(body)
-            records = [item for item in payload["data"] if isinstance(item, dict)]
+            payload = decode_page(body)
+            records = [r for r in payload["data"] if type(r) is KatoRecord or type(r) is dict]
             yield KatoPage(records, number, payload["meta"]["pagination"]["total"])
 
 
