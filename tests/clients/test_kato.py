@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from listingbot.clients.base import RetryPolicy
-from listingbot.clients.kato import KatoClient, KatoPage, RepeatedRecords
+from listingbot.clients.kato import KatoClient, KatoPage, KatoRecord, RepeatedRecords
 from listingbot.clock import FakeClock
 from listingbot.errors import UpstreamUnavailable
 from tests.clients.conftest import FakeServer, Handler, RecordingObserver, Reply, Seen
@@ -466,3 +466,27 @@ async def test_a_page_served_again_byte_for_byte_is_handed_on_undecoded(
     assert [p.mark.repeated for p in changed if p.mark] == [True, True, False]
     assert changed[2].records == [records[4]]
     assert len(server.seen("GET", "/v2/availability")) == 9
+
+
+async def test_a_sweep_hands_on_records_read_from_their_bytes_with_the_same_digests_again(
+    server: FakeServer, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Every record of a page comes read from its bytes (``KatoRecord``: its digest of
+    its bytes, not decoded whole), and a page served again, once decoded, gives records
+    with the digests the first read gave: what the state file holds of them still
+    matches, so they are not normalized again."""
+    records = [{**r, "marketing": {"summary": f"text {r['id']}"}} for r in RECORDS]
+    server.script("GET", "/v2/availability", paged(records, per_page=2))
+    client = make(server, session, clock)
+
+    async def sweep() -> list[KatoPage]:
+        async with aclosing(client.pages()) as pages:
+            return [page async for page in pages]
+
+    first = [r for page in await sweep() for r in page.records]
+    again = [r for page in await sweep() for r in page.records]
+    assert all(type(r) is KatoRecord and not r.decoded_whole for r in first)
+    assert all(type(r) is KatoRecord for r in again)
+    assert [r.digest for r in again] == [r.digest for r in first]
+    assert len({r.digest for r in first}) == len(records)
+    assert first == records
