@@ -151,6 +151,15 @@ class FieldReader:
         if self.problems is not None:
             self.problems.append(FieldProblem(self.record_id, err.name, err.problem[:200]))
 
+    def read_or(self, default: _T, read: Callable[[FieldReader, Any], _T], value: Any) -> _T:
+        """``read(self, value)``, or ``default`` when a field it reads cannot be read (a
+        ``guard`` without a closure to build: the lean read's hot path)."""
+        try:
+            return read(self, value)
+        except _BadField as err:
+            self.report(err)
+            return default
+
     def guard(self, default: _T, read: Callable[[], _T]) -> _T:
         """``read()``, or ``default`` when a field it reads cannot be read."""
         try:
@@ -454,7 +463,11 @@ def _http_url(value: str) -> str | None:
 
 
 def read_record_id(raw: Mapping[str, Any]) -> str:
-    value = raw.get("id")
+    return read_id(raw.get("id"))
+
+
+def read_id(value: Any) -> str:
+    """A record's ``id`` value as its id; raises MalformedRecord when it is none."""
     if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
         return str(value)
     if isinstance(value, str) and value.strip():

@@ -16,7 +16,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from listingbot.clients.kato import KatoClient
+from listingbot.clients.kato import KatoClient, KatoRecord, KatoSummary
 from listingbot.config import KATO_URL_FIELDS
 from listingbot.config.filters import KatoFilters
 from listingbot.models import Listing, Price, PriceUnit
@@ -28,6 +28,7 @@ from listingbot.normalize import (
     MalformedRecord,
     capitalized,
     html_to_text,
+    read_id,
     read_record_id,
     short,
     summary,
@@ -283,15 +284,18 @@ def normalize_kato_lean(
     On a first sweep most listings match nothing, and these fields were most of the
     cost of reading them.
     """
-    if type(raw) is not dict and not isinstance(raw, Mapping):
-        raise MalformedRecord(None, "record is not an object")
-    record_id = read_record_id(raw)
+    s = raw.summary if type(raw) is KatoRecord else None
+    if s is None:
+        if type(raw) is not dict and not isinstance(raw, Mapping):
+            raise MalformedRecord(None, "record is not an object")
+        s = KatoSummary.of(raw)
+    record_id = read_id(s.id)
     r = FieldReader(record_id, problems)
-    address = r.mapping(raw.get("address"), "address") or {}
+    address = r.mapping(s.address, "address") or {}
     postcode = r.text(address.get("postcode"), "address.postcode")
-    property_types = _kato_property_types(r, raw.get("property_types"))
+    property_types = _kato_property_types(r, s.property_types)
     no_size: tuple[float | None, float | None] = (None, None)
-    size_from, size_to = r.guard(no_size, lambda: _kato_size(r, raw.get("size")))
+    size_from, size_to = r.read_or(no_size, _kato_size, s.size)
     return trusted_listing(
         record_id,
         {
@@ -300,17 +304,17 @@ def normalize_kato_lean(
             "title": "",
             "postcode": postcode.upper() if postcode else None,
             "country": Kato.country,
-            "for_sale": bool(r.boolean(raw.get("for_sale"), "for_sale")),
-            "to_let": bool(r.boolean(raw.get("to_let"), "to_let")),
-            "price": _kato_price(r, raw.get("price")),
-            "rent": r.guard(None, lambda: _kato_rent(r, raw.get("rent"))),
+            "for_sale": bool(r.boolean(s.for_sale, "for_sale")),
+            "to_let": bool(r.boolean(s.to_let, "to_let")),
+            "price": _kato_price(r, s.price),
+            "rent": r.read_or(None, _kato_rent, s.rent),
             "size_sqft": size_from,
             "size_max_sqft": size_to,
             "property_type": property_types[0] if property_types else None,
             "property_types": property_types,
-            "status": _kato_status(r, raw.get("status")),
-            "created_at": r.when(raw.get("created_at"), "created_at"),
-            "updated_at": r.when(raw.get("updated_at"), "updated_at"),
+            "status": _kato_status(r, s.status),
+            "created_at": r.when(s.created_at, "created_at"),
+            "updated_at": r.when(s.updated_at, "updated_at"),
         },
     )
 
