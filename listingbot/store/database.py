@@ -806,8 +806,15 @@ class Store:
         where = "staging = ?"
         if query_key is not None:
             where, args = "staging = ? AND query_key = ?", [staging, query_key]
-        for table in ("staged_listings", "staged_matches", "staged_pages"):
-            self._c.execute(f"DELETE FROM temp.{table} WHERE {where}", args)
+        # A discard touches every page of a sweep's staging: its journal goes on a file
+        # (in memory it would hold the whole sweep), a page's staging keeps its own in
+        # memory (``_open_sync``).
+        self._c.execute("PRAGMA temp.journal_mode=DELETE")
+        try:
+            for table in ("staged_listings", "staged_matches", "staged_pages"):
+                self._c.execute(f"DELETE FROM temp.{table} WHERE {where}", args)
+        finally:
+            self._c.execute("PRAGMA temp.journal_mode=MEMORY")
 
     def _staging_tables(self) -> sqlite3.Connection:
         conn = self._c
