@@ -8,12 +8,15 @@ import ctypes.util
 import gc
 import sqlite3
 import tracemalloc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import cast
 
 import pytest
 
 from benchmarks.kato_server import RecordedKato
+from listingbot.app import App
 from listingbot.clients.kato import KatoClient
 from listingbot.clock import FakeClock
 from listingbot.polling import Reader
@@ -163,6 +166,27 @@ async def test_a_restarted_service_takes_unchanged_records_from_the_state_file(
                 assert (dropped or 0.0) == expected
 
 
+@asynccontextmanager
+async def _ready_for_a_first_sweep(tmp_path: Path, records: int) -> AsyncIterator[App]:
+    """The service started on a new state file, with a Kato account of ``records``
+    served pre-rendered (``benchmarks.kato_server``): what is measured is the service,
+    not a simulator rendering its market for every page."""
+    clock = FakeClock()
+    kato = RecordedKato(
+        records, 5, clients={SECRETS["KATO_CLIENT_ID"]: SECRETS["KATO_CLIENT_SECRET"]}
+    )
+    runner, kato_url = await start_app(kato.app(), "127.0.0.1", 0)
+    try:
+        async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
+            state = tmp_path / f"s{records}.sqlite3"
+            text = config_text(sims, UK_BASELINE, state_path=state, sources=("kato",))
+            text = text.replace(sims.kato_url, kato_url)
+            async with running(load(tmp_path, text), clock) as app:
+                yield app
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_first_sweep_holds_a_page_in_memory_not_the_account(tmp_path: Path) -> None:
     """Peak traced memory of a first sweep over 50 pages is within 1.5x of the peak over
     5 pages: what grows with the account is staged in the state file, not held.
@@ -171,28 +195,16 @@ async def test_a_first_sweep_holds_a_page_in_memory_not_the_account(tmp_path: Pa
     the service's memory, not a simulator rendering its market for every page."""
     peaks: dict[int, int] = {}
     for records in (250, 2500):
-        clock = FakeClock()
-        kato = RecordedKato(
-            records, 5, clients={SECRETS["KATO_CLIENT_ID"]: SECRETS["KATO_CLIENT_SECRET"]}
-        )
-        runner, kato_url = await start_app(kato.app(), "127.0.0.1", 0)
-        try:
-            async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
-                state = tmp_path / f"s{records}.sqlite3"
-                text = config_text(sims, UK_BASELINE, state_path=state, sources=("kato",))
-                text = text.replace(sims.kato_url, kato_url)
-                async with running(load(tmp_path, text), clock) as app:
-                    gc.collect()
-                    tracemalloc.start()
-                    try:
-                        outcome = await app.poll("kato")
-                        _, peaks[records] = tracemalloc.get_traced_memory()
-                    finally:
-                        tracemalloc.stop()
-                    assert outcome.ok
-                    assert outcome.listings == records
-        finally:
-            await runner.cleanup()
+        async with _ready_for_a_first_sweep(tmp_path, records) as app:
+            gc.collect()
+            tracemalloc.start()
+            try:
+                outcome = await app.poll("kato")
+                _, peaks[records] = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert outcome.ok
+            assert outcome.listings == records
     assert peaks[2500] <= 1.5 * peaks[250], peaks
 
 
@@ -222,24 +234,12 @@ async def test_a_first_sweep_holds_sqlite_memory_bounded_not_by_the_account(
         pytest.skip("Python's sqlite3 is not linked to a shared SQLite library here")
     peaks: dict[int, int] = {}
     for records in (10_000, 20_000):
-        clock = FakeClock()
-        kato = RecordedKato(
-            records, 5, clients={SECRETS["KATO_CLIENT_ID"]: SECRETS["KATO_CLIENT_SECRET"]}
-        )
-        runner, kato_url = await start_app(kato.app(), "127.0.0.1", 0)
-        try:
-            async with make_sims(clock, kotohomes_count=0, kato_count=0) as sims:
-                state = tmp_path / f"q{records}.sqlite3"
-                text = config_text(sims, UK_BASELINE, state_path=state, sources=("kato",))
-                text = text.replace(sims.kato_url, kato_url)
-                async with running(load(tmp_path, text), clock) as app:
-                    library.sqlite3_memory_highwater(1)  # reset to what is in use now
-                    outcome = await app.poll("kato")
-                    peaks[records] = library.sqlite3_memory_highwater(0)
-                    assert outcome.ok
-                    assert outcome.listings == records
-        finally:
-            await runner.cleanup()
+        async with _ready_for_a_first_sweep(tmp_path, records) as app:
+            library.sqlite3_memory_highwater(1)  # reset to what is in use now
+            outcome = await app.poll("kato")
+            peaks[records] = library.sqlite3_memory_highwater(0)
+            assert outcome.ok
+            assert outcome.listings == records
     assert peaks[20_000] <= 1.25 * peaks[10_000], peaks
 
 
