@@ -152,8 +152,8 @@ class FieldReader:
             self.problems.append(FieldProblem(self.record_id, err.name, err.problem[:200]))
 
     def read_or(self, default: _T, read: Callable[[FieldReader, Any], _T], value: Any) -> _T:
-        """``read(self, value)``, or ``default`` when a field it reads cannot be read (a
-        ``guard`` without a closure to build: the lean read's hot path)."""
+        """``read(self, value)``, or ``default`` when a field it reads cannot be read: a
+        ``guard`` without a closure to build for each record (the field readers' way)."""
         try:
             return read(self, value)
         except _BadField as err:

@@ -229,7 +229,7 @@ def normalize_kato(
 
     property_types = _kato_property_types(r, raw.get("property_types"))
     no_size: tuple[float | None, float | None] = (None, None)
-    size_from, size_to = r.guard(no_size, lambda: _kato_size(r, raw.get("size")))
+    size_from, size_to = r.read_or(no_size, _kato_size, raw.get("size"))
     status = _kato_status(r, raw.get("status"))
 
     parts: list[str] = []
@@ -244,7 +244,7 @@ def normalize_kato(
             "id": record_id,
             "url": _kato_url(r, raw, record_id, listing_url),
             "title": _kato_title(record_id, name or line1, town, property_types),
-            "summary": summary(r.guard(None, lambda: _kato_summary(r, raw.get("marketing")))),
+            "summary": summary(r.read_or(None, _kato_summary, raw.get("marketing"))),
             "address": ", ".join(parts) or None,
             "city": town,
             "region": county,
@@ -255,7 +255,7 @@ def normalize_kato(
             "for_sale": bool(r.boolean(raw.get("for_sale"), "for_sale")),
             "to_let": bool(r.boolean(raw.get("to_let"), "to_let")),
             "price": _kato_price(r, raw.get("price")),
-            "rent": r.guard(None, lambda: _kato_rent(r, raw.get("rent"))),
+            "rent": r.read_or(None, _kato_rent, raw.get("rent")),
             "size_sqft": size_from,
             "size_max_sqft": size_to,
             "property_type": property_types[0] if property_types else None,

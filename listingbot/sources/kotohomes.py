@@ -278,7 +278,7 @@ def normalize_kotohomes(
     created_at = r.when(raw.get("created_at"), "created_at")
     updated_at = r.when(raw.get("updated_at"), "updated_at")
 
-    kind = r.guard(None, lambda: _kotohomes_type(r, raw.get("type")))
+    kind = r.read_or(None, _kotohomes_type, raw.get("type"))
     to_let = kind is not None and slug(kind) == "for_rent"
     amount, _ = r.amount(raw.get("price"), "price")
     amount = amount or None  # a price of 0 means "not given", never "free"
@@ -300,7 +300,7 @@ def normalize_kotohomes(
     bathrooms = r.number(raw.get("bathrooms"), "bathrooms", minimum=0, maximum=1000)
     living_area = r.number(raw.get("living_area"), "living_area", minimum=0, maximum=1e8)
     lot_size = r.number(raw.get("lot_size"), "lot_size", minimum=0, maximum=1e7)
-    year_built = r.guard(None, lambda: _year_built(r, raw.get("year_built")))
+    year_built = r.read_or(None, _year_built, raw.get("year_built"))
     property_type_text = r.text(raw.get("property_type"), "property_type")
     property_type = slug(property_type_text) if property_type_text else None
     status_text = r.text(raw.get("status"), "status")
