@@ -33,6 +33,7 @@ from listingbot.normalize import (
     short,
     summary,
     trusted_listing,
+    trusted_price,
     words,
 )
 from listingbot.records import Cursor
@@ -409,7 +410,7 @@ def _kato_price(r: FieldReader, value: Any) -> Price | None:
     if amount is None and not on_application:
         return None
     qualifier = r.text(block.get("qualifier"), "price.qualifier")
-    return Price(
+    return trusted_price(
         amount=None if on_application else amount,
         currency=r.currency(block.get("currency"), "price.currency") or implied or "GBP",
         unit=PriceUnit.TOTAL,
@@ -444,7 +445,7 @@ def _kato_rent(r: FieldReader, value: Any) -> Price | None:
     if unit is None:
         r.fail("rent.metric", f"unknown rent metric {short(metric)}")
     currency = r.currency(block.get("currency"), "rent.currency")
-    return Price(
+    return trusted_price(
         amount=None if on_application else low,
         amount_max=None if on_application or high == low else high,
         currency=currency or implied_low or implied_high or "GBP",
