@@ -20,7 +20,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from listingbot.models import Listing, Source
 
@@ -48,9 +48,11 @@ class WireRecord(Mapping[str, Any]):
     def digest(self) -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What a poll needs to know about a listing when nothing about it has changed."""
+class Facts(NamedTuple):
+    """What a poll needs to know about a listing when nothing about it has changed.
+
+    A named tuple, immutable like the frozen dataclass it was, at a third of its cost to
+    build: a first sweep builds one a record, and a steady one one a record it loads."""
 
     id: str
     source: Source
