@@ -3,6 +3,7 @@ decoding, and the statements more than one unit of work runs inside its transact
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -106,6 +107,28 @@ def _row(r: Sequence[Any]) -> OutboxRow:
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# Parameters in one statement at most: under SQLite's oldest default limit (999).
+MAX_PARAMS = 900
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_sql(head: str, width: int, count: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([one] * count)}"
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, width: int, values: Sequence[Any]) -> None:
+    """``head`` (``INSERT ... INTO t (columns)``) with ``values`` (rows of ``width``
+    values, flattened): a few statements of many rows rather than a row a statement.
+    ``executemany`` steps the statement once a row, and every step releases and takes
+    the GIL back: with the poll's thread holding it meanwhile, a page of a first sweep
+    waited on that hand-over row after row (a page's rows are now one statement)."""
+    per = max(1, MAX_PARAMS // width) * width
+    for start in range(0, len(values), per):
+        chunk = values[start : start + per]
+        conn.execute(_rows_sql(head, width, len(chunk) // width), chunk)
 
 
 def _insert_messages(

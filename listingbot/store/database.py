@@ -40,6 +40,7 @@ from listingbot.store._sql import (
     _forget_orphans,
     _from_iso,
     _insert_messages,
+    _insert_rows,
     _iso,
     _load_marks,
     _parse_ts,
@@ -75,6 +76,22 @@ T = TypeVar("T")
 PAGE_LISTINGS = (
     "FROM json_each(?1) AS j CROSS JOIN listings AS l"
     " ON l.query_key = ?2 AND l.listing_id = json_extract(j.value, '$[0]')"
+)
+
+
+# A page's staged rows (``Store._stage``, ``_insert_rows``): a kept listing's (no
+# fingerprint: the state file holds its facts), a seen one's, and its subscriptions'
+# match state.
+STAGE_KEPT = (
+    "INSERT OR REPLACE INTO temp.staged_listings (staging, query_key, listing_id, source, digest)"
+)
+STAGE_SEEN = (
+    "INSERT OR REPLACE INTO temp.staged_listings (staging, query_key, listing_id, source,"
+    " fingerprint, price, status, digest, created_at, updated_at)"
+)
+STAGE_MATCHES = (
+    "INSERT OR REPLACE INTO temp.staged_matches (staging, query_key, subscription, source,"
+    " listing_id, last_price, last_status, figures)"
 )
 
 
@@ -699,49 +716,38 @@ class Store:
                     (staging, query_key, mark.key, mark.digest, held),
                 )
             # A kept listing's row has no fingerprint: the state file holds its facts.
-            conn.executemany(
-                "INSERT OR REPLACE INTO temp.staged_listings (staging, query_key, listing_id,"
-                " source, digest) VALUES (?, ?, ?, '', ?)",
-                [(staging, query_key, lid, digest) for lid, digest in kept],
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO temp.staged_listings (staging, query_key, listing_id,"
-                " source, fingerprint, price, status, digest, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        staging,
-                        query_key,
-                        f.id,
-                        f.source,
-                        f.fingerprint,
-                        f.asking_amount,
-                        f.status,
-                        f.digest,
-                        _iso(f.created_at),
-                        _iso(f.updated_at),
-                    )
-                    for f in seen
-                ],
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO temp.staged_matches (staging, query_key, subscription,"
-                " source, listing_id, last_price, last_status, figures)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        staging,
-                        query_key,
-                        m.subscription,
-                        m.source,
-                        m.listing_id,
-                        m.last_price,
-                        m.last_status,
-                        m.figures,
-                    )
-                    for m in matches
-                ],
-            )
+            kept_values: list[Any] = []
+            for lid, digest in kept:
+                kept_values += (staging, query_key, lid, "", digest)
+            _insert_rows(conn, STAGE_KEPT, 5, kept_values)
+            seen_values: list[Any] = []
+            for f in seen:
+                seen_values += (
+                    staging,
+                    query_key,
+                    f.id,
+                    f.source,
+                    f.fingerprint,
+                    f.asking_amount,
+                    f.status,
+                    f.digest,
+                    _iso(f.created_at),
+                    _iso(f.updated_at),
+                )
+            _insert_rows(conn, STAGE_SEEN, 10, seen_values)
+            match_values: list[Any] = []
+            for m in matches:
+                match_values += (
+                    staging,
+                    query_key,
+                    m.subscription,
+                    m.source,
+                    m.listing_id,
+                    m.last_price,
+                    m.last_status,
+                    m.figures,
+                )
+            _insert_rows(conn, STAGE_MATCHES, 8, match_values)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
