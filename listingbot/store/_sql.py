@@ -121,10 +121,9 @@ def _rows_sql(head: str, width: int, count: int) -> str:
 
 def _insert_rows(conn: sqlite3.Connection, head: str, width: int, values: Sequence[Any]) -> None:
     """``head`` (``INSERT ... INTO t (columns)``) with ``values`` (rows of ``width``
-    values, flattened): a few statements of many rows rather than a row a statement.
-    ``executemany`` steps the statement once a row, and every step releases and takes
-    the GIL back: with the poll's thread holding it meanwhile, a page of a first sweep
-    waited on that hand-over row after row (a page's rows are now one statement)."""
+    values, flattened), as a few statements of many rows: ``executemany`` steps its
+    statement once a row (resetting it, binding, and releasing and taking back the GIL
+    each time), where a page of a first sweep is now one statement."""
     per = max(1, MAX_PARAMS // width) * width
     for start in range(0, len(values), per):
         chunk = values[start : start + per]
