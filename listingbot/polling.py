@@ -87,7 +87,15 @@ from listingbot.records import (
     WireRecord,
 )
 from listingbot.sources.base import Fetched, Fetcher, Normalizer, Query, Read, ReadPage
-from listingbot.store import HeldMessage, PollRecord, Pruned, Release, Store, Sweep
+from listingbot.store import (
+    HeldMessage,
+    PollRecord,
+    Pruned,
+    Release,
+    ServedBefore,
+    Store,
+    Sweep,
+)
 
 log = structlog.get_logger("listingbot.poll")
 
@@ -677,10 +685,22 @@ class Poller:
         all, only staged as seen. Reading it would change nothing: every record is the
         one the state file holds, so nothing is normalized or matched - unless
         ``may_keep`` is False (a subscription of the query is in its first run and looks
-        at every listing)."""
+        at every listing).
+
+        A sweep of a query that has nothing recorded (its first) asks the state file
+        nothing page by page: no record is known, and which listings an earlier page
+        served is the staging's to find (``ReadPage.first_counts``)."""
+        recorded: list[bool] = []  # asked once, on the sweep's first page
 
         async def read(records: Sequence[Any], page: PageMark | None = None) -> ReadPage:
             asked = False
+            if page is not None and not recorded:
+                recorded.append(await self.store.has_listings(query.key))
+            if page is not None and not recorded[0]:
+                observed, bad = self.reader.read(records)
+                ids = _record_ids(records)
+                whole = not bad and len(ids) == len(records) == len(set(ids))
+                return ReadPage(observed, bad, page if whole else None, first_counts=True)
             if page is not None and page.repeated and may_keep:
                 # A body read before: asked whether it is known whole before its records
                 # are decoded (they are not, when it is).
@@ -783,7 +803,9 @@ class Poller:
         found = []
         # Each page is staged while the next one is read (see Store.stage_soon); what a
         # page staged is known to the next page's read, which the store runs after it.
-        staged: list[asyncio.Future[None]] = []
+        staged: list[asyncio.Future[ServedBefore]] = []
+        # Where each page's events start in ``found``, and end.
+        spans: list[tuple[int, int]] = []
         try:
             async with aclosing(_pages_of(fetched, stages)) as pages:
                 async for page in pages:
@@ -792,12 +814,19 @@ class Poller:
                         continue
                     work = self._match(snap, query, specs, page.observed, looking=looking)
                     events, matches = await self._detect(snap, stateful, work)
+                    spans.append((len(found), len(found) + len(events)))
                     found.extend(events)
                     matched.update(m.subscription for m in matches)
                     facts, kept = _to_stage(page.observed)
                     staged.append(
                         self.store.stage_soon(
-                            record.staging, query.key, facts, matches, kept, page=page.mark
+                            record.staging,
+                            query.key,
+                            facts,
+                            matches,
+                            kept,
+                            page=page.mark,
+                            first_counts=page.first_counts,
                         )
                     )
                     read += len(page.observed)
@@ -805,9 +834,17 @@ class Poller:
             # Whatever ended the sweep, its pages are staged (or failed to be) before the
             # poll goes on: a failed sweep's discard, or the commit, comes after them.
             done = await asyncio.gather(*staged, return_exceptions=True)
-        for outcome in done:
+        left: set[int] = set()  # events of listings an earlier page served: the first counts
+        for outcome, (start, end) in zip(done, spans, strict=True):
             if isinstance(outcome, BaseException):
                 raise outcome  # the store failed: so does the poll
+            if outcome.listings:
+                read -= len(outcome.listings)
+                matched.subtract(outcome.subscriptions)
+                left.update(i for i in range(start, end) if found[i].listing.id in outcome.listings)
+        if left:
+            found = [event for i, event in enumerate(found) if i not in left]
+            matched = +matched  # no subscription left at a count of 0
         record.staged += read
         return read, found, matched
 

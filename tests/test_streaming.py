@@ -147,6 +147,39 @@ async def test_a_listing_served_again_pages_later_counts_once(
     await _served_twice(tmp_path, clock, moving_first=False)
 
 
+async def test_a_first_sweep_posting_everything_posts_a_listing_served_twice_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A first sweep reads its pages without asking the state file (nothing is recorded):
+    a listing the first page served and the fourth serves again is still posted once,
+    recorded as the first page served it (available), and the page that served it
+    again is not recorded as known whole (what it held is not what the sweep staged)."""
+    posting = TWO_STATUSES.replace("first_run: baseline", "first_run: post")
+    async with (
+        make_sims(clock, kotohomes_count=0, kato_count=0) as sims,
+        poller_for(sims, tmp_path, clock, posting, "kato") as (poller, store),
+    ):
+        for _ in range(120):
+            sims.market.add_kato(status="under_offer")
+        moving = sims.market.add_kato(status="available")
+        _moves_between_the_status_sweeps(sims, str(moving["id"]))
+        outcome = await poller.poll()
+        rows = store.all_rows_sync()
+    conn = sqlite3.connect(tmp_path / "state.sqlite3")
+    (status,) = conn.execute(
+        "SELECT status FROM listings WHERE listing_id = ?", (str(moving["id"]),)
+    ).fetchone()
+    (pages,) = conn.execute("SELECT COUNT(*) FROM sweep_pages").fetchone()
+    conn.close()
+    assert outcome.ok, outcome.error
+    assert outcome.listings == 121
+    assert outcome.events == 121
+    posted = [r.message.listing_id for r in rows if r.message.listing_id]  # not the digest
+    assert len(posted) == len(set(posted)) == 121
+    assert status == "available"
+    assert pages == 3  # of the four served: the under_offer sweep's last page is not
+
+
 async def test_a_restarted_service_takes_unchanged_records_from_the_state_file(
     tmp_path: Path, clock: FakeClock
 ) -> None:

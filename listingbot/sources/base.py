@@ -44,6 +44,10 @@ class ReadPage:
     # staged as seen, unchanged, without being read (not in ``observed``).
     kept: int = 0
     known: bool = False  # the page was known whole (``kept`` may be 0: all served before)
+    # Read without asking the state file anything (its query has nothing recorded): which
+    # of its listings an earlier page of the sweep served is left to the staging, where
+    # the first counts (``Store.stage_soon(first_counts=True)``).
+    first_counts: bool = False
 
 
 class Read(Protocol):

@@ -60,6 +60,7 @@ from listingbot.store.rows import (
     PendingAnswer,
     PollRecord,
     Pruned,
+    ServedBefore,
     SourceStatus,
     SubscriptionProblem,
     SubscriptionStatus,
@@ -375,6 +376,16 @@ class Store:
         staged = self._staged_ids(staging, query_key, ids) if staging is not None else set()
         return out, staged
 
+    async def has_listings(self, query_key: str) -> bool:
+        """Whether this query has recorded any listing (its sweeps have known facts)."""
+        return await self._run(self._has_listings, query_key)
+
+    def _has_listings(self, query_key: str) -> bool:
+        row = self._c.execute(
+            "SELECT 1 FROM listings WHERE query_key = ? LIMIT 1", (query_key,)
+        ).fetchone()
+        return row is not None
+
     async def load_page(
         self, query_key: str, ids: Sequence[str], staging: int, page: PageMark
     ) -> tuple[int | None, dict[str, Facts], set[str]]:
@@ -661,7 +672,8 @@ class Store:
         kept: Sequence[Facts] = (),
         *,
         page: PageMark | None = None,
-    ) -> asyncio.Future[None]:
+        first_counts: bool = False,
+    ) -> asyncio.Future[ServedBefore]:
         """Hold one page's rows for the poll ``staging`` until it commits: the facts of
         each listing seen that the state file does not hold yet, ``kept`` the listings seen
         whose facts it holds already but for the raw record's digest (their fingerprint is
@@ -675,7 +687,15 @@ class Store:
 
         ``page``: the page of a sweep these rows are, every record of it read and each
         listing in ``seen`` or ``kept`` (see ``load_page``): the commit records what it
-        held, so that the next sweep knows it whole if it is served again unchanged."""
+        held, so that the next sweep knows it whole if it is served again unchanged.
+
+        ``first_counts``: the poll did not ask which of these listings an earlier page
+        of its sweep staged (``load_known``'s second half), so the staging does: such a
+        listing's rows are left out (the first counts), and so is ``page`` (what it held
+        is not what the sweep staged of it). The future's ``ServedBefore`` says which
+        listings, and whose match rows, were left out; without ``first_counts`` it is
+        empty. Asking before reading each page made the read wait for the staging of
+        the page before it: an eighth of a first sweep."""
         loop = asyncio.get_running_loop()
         held: list[list[str]] | None = None
         if page is not None:
@@ -686,7 +706,9 @@ class Store:
             self._executor,
             self._guarded,
             functools.partial(
-                self._stage, page=None if page is None or not held else (page, json.dumps(held))
+                self._stage,
+                page=None if page is None or not held else (page, json.dumps(held)),
+                first_counts=first_counts,
             ),
             staging,
             query_key,
@@ -704,8 +726,18 @@ class Store:
         kept: list[tuple[str, bytes | None]],
         *,
         page: tuple[PageMark, str] | None = None,
-    ) -> None:
+        first_counts: bool = False,
+    ) -> ServedBefore:
         conn = self._staging_tables()
+        served = ServedBefore()
+        if first_counts and seen:
+            again = self._staged_ids(staging, query_key, [f.id for f in seen])
+            if again:
+                seen = [f for f in seen if f.id not in again]
+                left = [m for m in matches if m.listing_id in again]
+                matches = [m for m in matches if m.listing_id not in again]
+                served = ServedBefore(frozenset(again), tuple(m.subscription for m in left))
+                page = None
         conn.execute("BEGIN")
         try:
             if page is not None:
@@ -753,6 +785,7 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
+        return served
 
     def _staged_ids(self, staging: int, query_key: str, ids: list[str]) -> set[str]:
         if not self._staging_ready:

@@ -109,6 +109,16 @@ class PollRecord:
 
 
 @dataclass(frozen=True)
+class ServedBefore:
+    """What the staging of a page left out (``Store.stage_soon(first_counts=True)``): the
+    listings an earlier page of the same sweep staged, and the subscription of each match
+    row of theirs (one entry per row)."""
+
+    listings: frozenset[str] = frozenset()
+    subscriptions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Pruned:
     """What one housekeeping pass removed or compacted."""
 
