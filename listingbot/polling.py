@@ -34,6 +34,9 @@ Where the time goes, and what keeps it down (``make bench`` measures it):
   changed records are. A page of a sweep served again byte for byte, its listings still
   recorded as it held them, is not read at all: the store stages it as seen in one
   statement (``Store.load_page``);
+- the store's thread: a page is staged while the next is read; a query's first sweep
+  (nothing recorded) asks the store nothing per page, so its reads never wait on that
+  staging (``ReadPage.first_counts``), and at most ``STAGE_AHEAD`` pages wait for it;
 - matching: through the index, a listing costs a few set operations plus its matches,
   not one check per subscription; an unchanged listing is matched only for the
   subscriptions in their first run.
@@ -384,6 +387,12 @@ class Reader:
         """Forget what this poll read (call once per poll): the state file knows it."""
         self._fresh = {}
 
+
+# Pages of a sweep queued for staging at most: a page is staged while the next is read,
+# and a sweep that asks the state file nothing per page (its query's first) would
+# otherwise run ahead of a slow store and queue pages that grow with the account. Staging
+# keeps up on this machine: the queue was 0 pages deep on 197 of 200 pages, 1 on 3.
+STAGE_AHEAD = 4
 
 # Records a Reader keeps at most between two reads of one poll: more than the answers of
 # the Kotohomes queries in flight at once (FETCH_AHEAD x 2 answers x at most 50), which
@@ -818,6 +827,10 @@ class Poller:
                     found.extend(events)
                     matched.update(m.subscription for m in matches)
                     facts, kept = _to_stage(page.observed)
+                    if len(staged) >= STAGE_AHEAD and not staged[-STAGE_AHEAD].done():
+                        # The store is behind: wait for it rather than queue pages that
+                        # grow with the account (its failure is raised below, with all).
+                        await asyncio.wait({staged[-STAGE_AHEAD]})
                     staged.append(
                         self.store.stage_soon(
                             record.staging,
