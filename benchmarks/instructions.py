@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import workload
-from benchmarks.servers import ChatKittyServer, KatoServer
+from benchmarks.servers import ChatKittyServer, KatoServer, kato_config
 from listingbot.app import App
 from listingbot.cli import settle_gc
 from listingbot.logs import configure_logging
@@ -48,15 +48,7 @@ async def sweeps(count: int, records: int, subs: int) -> None:
     async with KatoServer(records, 5) as kato, ChatKittyServer(channels) as chatkitty:
         for _ in range(count):
             with tempfile.TemporaryDirectory() as tmp:
-                data = workload.config_data(
-                    subscriptions,
-                    state_path=Path(tmp) / "state.sqlite3",
-                    kotohomes_url="http://127.0.0.1:9",
-                    kato_url=kato.url,
-                    chatkitty_url=chatkitty.url,
-                    chatkitty_token_url=chatkitty.token_url,
-                    kato_rpm=6000,
-                )
+                data = kato_config(subscriptions, Path(tmp) / "state.sqlite3", kato, chatkitty)
                 app = App(workload.parse(data))
                 await app.start()
                 settle_gc()  # as `listingbot once` does after start-up

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import workload
-from benchmarks.servers import ChatKittyServer, KatoServer
+from benchmarks.servers import ChatKittyServer, KatoServer, kato_config
 from listingbot.app import App
 from listingbot.cli import settle_gc
 from listingbot.logs import configure_logging
@@ -43,15 +43,7 @@ async def main(argv: list[str]) -> None:
     subs = workload.subscriptions(args.subs, seed=3, sources=("kato",), channels=20)
     async with KatoServer(args.records, 5) as kato, ChatKittyServer(channels) as chatkitty:
         with tempfile.TemporaryDirectory() as tmp:
-            data = workload.config_data(
-                subs,
-                state_path=Path(tmp) / "state.sqlite3",
-                kotohomes_url="http://127.0.0.1:9",
-                kato_url=kato.url,
-                chatkitty_url=chatkitty.url,
-                chatkitty_token_url=chatkitty.token_url,
-                kato_rpm=6000,
-            )
+            data = kato_config(subs, Path(tmp) / "state.sqlite3", kato, chatkitty)
             app = App(workload.parse(data))
             await app.start()
             settle_gc()  # as `listingbot once` does after start-up

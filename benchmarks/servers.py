@@ -14,6 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from benchmarks import workload
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -108,6 +110,22 @@ class ChatKittyServer(_Child):
     async def stored(self) -> dict[int, list[str]]:
         got = await self.ask("dump")
         return {int(c): keys for c, keys in got.items()}
+
+
+def kato_config(
+    subs: list[dict[str, Any]], state_path: Path, kato: KatoServer, chatkitty: ChatKittyServer
+) -> dict[str, Any]:
+    """The config data of a Kato-only service against these two servers (no Kotohomes
+    subscription: its address is never asked), at Kato's highest allowed pace."""
+    return workload.config_data(
+        subs,
+        state_path=state_path,
+        kotohomes_url="http://127.0.0.1:9",
+        kato_url=kato.url,
+        chatkitty_url=chatkitty.url,
+        chatkitty_token_url=chatkitty.token_url,
+        kato_rpm=6000,
+    )
 
 
 @dataclass

@@ -96,6 +96,20 @@ STAGE_MATCHES = (
 )
 
 
+def _facts_row(f: Facts) -> tuple[Any, ...]:
+    """A listing's facts as its row holds them, from ``listing_id`` to ``updated_at``."""
+    return (
+        f.id,
+        f.source,
+        f.fingerprint,
+        f.asking_amount,
+        f.status,
+        f.digest,
+        _iso(f.created_at),
+        _iso(f.updated_at),
+    )
+
+
 class Store:
     """The state file. Create with :meth:`open`; every public coroutine is one unit of work."""
 
@@ -754,18 +768,7 @@ class Store:
             _insert_rows(conn, STAGE_KEPT, 5, kept_values)
             seen_values: list[Any] = []
             for f in seen:
-                seen_values += (
-                    staging,
-                    query_key,
-                    f.id,
-                    f.source,
-                    f.fingerprint,
-                    f.asking_amount,
-                    f.status,
-                    f.digest,
-                    _iso(f.created_at),
-                    _iso(f.updated_at),
-                )
+                seen_values += (staging, query_key, *_facts_row(f))
             _insert_rows(conn, STAGE_SEEN, 10, seen_values)
             match_values: list[Any] = []
             for m in matches:
@@ -977,19 +980,7 @@ class Store:
                 " created_at = excluded.created_at, updated_at = excluded.updated_at,"
                 " last_seen = excluded.last_seen, missed_sweeps = 0",
                 [
-                    (
-                        query_key,
-                        f.id,
-                        f.source,
-                        f.fingerprint,
-                        f.asking_amount,
-                        f.status,
-                        f.digest,
-                        _iso(f.created_at),
-                        _iso(f.updated_at),
-                        now,
-                        now,
-                    )
+                    (query_key, *_facts_row(f), now, now)
                     for query_key, seen in rec.seen.items()
                     for f in seen
                 ],
