@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks import workload
 from benchmarks.delivery import outbox_messages
 from benchmarks.report import Figure, Row
-from benchmarks.servers import ChatKittyServer, KatoServer, listingbot
+from benchmarks.servers import ChatKittyServer, KatoServer, kato_config, listingbot
 from listingbot.clock import SystemClock
 from listingbot.store import PollRecord, Store
 
@@ -72,15 +72,7 @@ async def measure(seed: int) -> Drained:
                 }
                 for channel in channels
             ]
-            data = workload.config_data(
-                subs,
-                state_path=state,
-                kotohomes_url="http://127.0.0.1:9",
-                kato_url=kato.url,
-                chatkitty_url=chatkitty.url,
-                chatkitty_token_url=chatkitty.token_url,
-                kato_rpm=6000,
-            )
+            data = kato_config(subs, state, kato, chatkitty)
             config = workload.write_config(data, state.with_suffix(".yaml"))
             argv = [*listingbot(), "run", "--config", str(config)]
             started = time.monotonic()

@@ -43,7 +43,14 @@ import aiohttp
 
 from benchmarks import peak_rss, workload
 from benchmarks.report import Figure, Row
-from benchmarks.servers import ChatKittyServer, KatoServer, Measured, listingbot, run_measured
+from benchmarks.servers import (
+    ChatKittyServer,
+    KatoServer,
+    Measured,
+    kato_config,
+    listingbot,
+    run_measured,
+)
 from listingbot.clock import SystemClock
 from listingbot.polling import query_key
 from listingbot.sim import KATO_CLIENT_ID, KATO_CLIENT_SECRET
@@ -162,15 +169,7 @@ def _new_state(path: Path) -> Path:
 
 def write_config(kato: KatoServer, chatkitty: ChatKittyServer, state: Path) -> Path:
     subs = workload.subscriptions(SUBSCRIPTIONS, seed=3, sources=("kato",), channels=CHANNELS)
-    data = workload.config_data(
-        subs,
-        state_path=state,
-        kotohomes_url="http://127.0.0.1:9",  # no Kotohomes subscription: never asked
-        kato_url=kato.url,
-        chatkitty_url=chatkitty.url,
-        chatkitty_token_url=chatkitty.token_url,
-        kato_rpm=6000,
-    )
+    data = kato_config(subs, state, kato, chatkitty)
     data["sources"]["kato"].update(poll_interval=f"{RUN_INTERVAL_S}s", poll_jitter="0s")
     data["log"]["level"] = "info"  # poll_finished carries the sweep's duration
     return workload.write_config(data, state.with_suffix(".yaml"))
